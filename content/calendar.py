@@ -1,0 +1,713 @@
+"""Mainland China's official working-day calendar, for deadlines such as "within 30 working days".
+
+Chinese rules count working days on the State Council's yearly holiday arrangement, not on a plain
+Monday-Friday week: a break like National Day is stretched over a weekend by moving weekend days
+around (调休), so some Saturdays and Sundays are *working* days (Sun 28 Sep and Sat 11 Oct 2025) and
+some weekdays are off (1-8 Oct 2025). Counting Monday-Friday would be off by several days around
+every long break.
+
+Where the data comes from, per calendar year, in order of precedence:
+
+1. ``content/calendar_overrides.yaml``: an editor's copy of a newly published notice, for the weeks
+   before the ``chinesecalendar`` package carries that year (format documented in the file).
+2. ``chinesecalendar`` (import name ``chinese_calendar``): the maintained official arrangements
+   (2004-2026 in 1.11). It raises ``NotImplementedError`` for other years.
+3. Otherwise an ESTIMATE: weekends plus the statutory public holidays from the ``holidays`` package,
+   with no make-up working days, because the real arrangement is not known yet. Every result says
+   which years were estimated so the bot can label the date.
+
+Each year is turned once into sets of days off / make-up days and a sorted array of its working
+days, so adding N working days is a couple of binary searches, not N calls into the packages.
+
+Counting convention (the one Chinese regulations use): the trigger day itself is not counted, so
+``add_working_days(D, 30).due`` is the 30th working day strictly after D.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import importlib.metadata
+import operator
+import os
+import threading
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import chinese_calendar
+import holidays as holidays_lib
+import yaml
+
+__all__ = [
+    "CHINA_TZ",
+    "DEFAULT_OVERRIDES_PATH",
+    "CalendarDayCount",
+    "CalendarOverridesError",
+    "ChinaCalendar",
+    "WorkingDayCount",
+    "china_calendar",
+]
+
+CHINA_TZ = ZoneInfo("Asia/Shanghai")
+DEFAULT_OVERRIDES_PATH = Path(__file__).with_name("calendar_overrides.yaml")
+
+Source = Literal["override", "package", "estimate"]
+
+# chinese_calendar's Holiday enum (by member name, so a renamed English value does not break us) to
+# the English names the bot shows. Unknown members fall back to the package's own English value.
+_PACKAGE_NAMES: dict[str, str] = {
+    "new_years_day": "New Year's Day",
+    "spring_festival": "Spring Festival",
+    "tomb_sweeping_day": "Qingming Festival",
+    "labour_day": "Labour Day",
+    "dragon_boat_festival": "Dragon Boat Festival",
+    "national_day": "National Day",
+    "mid_autumn_festival": "Mid-Autumn Festival",
+    "anti_fascist_70th_day": "WWII Victory 70th Anniversary",
+}
+
+# The statutory days in holidays.China (language en_US). This is a whitelist on purpose: the package
+# also returns "X (observed)" guesses (a weekend holiday moved to Monday, which is not how China
+# works) and "Day off (substituted from ...)" swaps whose matching make-up working day it does not
+# return as a working day; an estimate that took the day off without the make-up day would be wrong
+# in one direction only. One-off specials (2015 Victory Day, the 2020 extension) are in years the
+# official data covers anyway.
+_STATUTORY_NAMES: dict[str, str] = {
+    "New Year's Day": "New Year's Day",
+    "Chinese New Year's Eve": "Spring Festival",
+    "Chinese New Year (Spring Festival)": "Spring Festival",
+    "Tomb-Sweeping Day": "Qingming Festival",
+    "Labor Day": "Labour Day",
+    "Dragon Boat Festival": "Dragon Boat Festival",
+    "Mid-Autumn Festival": "Mid-Autumn Festival",
+    "National Day": "National Day",
+}
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MAX_RANGE_DAYS = 31  # a longer "holiday" range in the overrides file is certainly a typo
+
+
+class CalendarOverridesError(ValueError):
+    """The overrides file is malformed; raised at load so a bad edit cannot silently skew deadlines."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class WorkingDayCount:
+    """The result of counting ``amount`` working days after ``start`` (``start`` itself not counted)."""
+
+    start: dt.date
+    amount: int
+    due: dt.date
+    holidays_skipped: tuple[tuple[dt.date, str], ...]  # weekday holidays in (start, due], with names
+    makeup_days_counted: tuple[dt.date, ...]  # weekend days in (start, due] that were working days
+    weekend_days_skipped: int  # Saturdays/Sundays in (start, due] that were not working days
+    estimated_years: tuple[int, ...]  # years in (start, due] without an official arrangement
+    # Holidays that fell on a weekend in (start, due] (already in weekend_days_skipped): only used to
+    # show a break as the notice does, "1–8 Oct 2025" rather than "1–3 Oct; 6–8 Oct".
+    weekend_holidays: tuple[tuple[dt.date, str], ...] = ()
+
+    @property
+    def estimate(self) -> bool:
+        """True when part of the period falls in a year whose official arrangement we do not have."""
+        return bool(self.estimated_years)
+
+    def explain(self) -> list[str]:
+        """Short lines saying what the count skipped and counted, for the deadline card."""
+        lines: list[str] = []
+        days_off = sorted(self.holidays_skipped + self.weekend_holidays)
+        breaks = [run for run in _runs(days_off) if any(d.weekday() < 5 for d, _ in run)]
+        if breaks:
+            parts = [f"{_span(run[0][0], run[-1][0])} ({_names(n for _, n in run)})" for run in breaks]
+            lines.append("Skipped public holidays: " + "; ".join(parts))
+        if self.makeup_days_counted:
+            lines.append("Counted make-up working days: " + ", ".join(_day_text(d) for d in self.makeup_days_counted))
+        if self.weekend_days_skipped:
+            lines.append(f"Skipped weekend days: {self.weekend_days_skipped}")
+        if self.estimated_years:
+            lines.append(_estimate_line(self.estimated_years))
+        return lines
+
+
+@dataclass(frozen=True)
+class CalendarDayCount:
+    """``amount`` calendar days after ``start``. The due day is never moved, only described."""
+
+    start: dt.date
+    amount: int
+    due: dt.date
+    working_day: bool  # is ``due`` a working day in China?
+    holiday: str | None  # the public holiday ``due`` falls on, if any
+    makeup_for: str | None  # set when ``due`` is a weekend make-up working day (the break's name)
+    next_working_day: dt.date | None  # first working day after ``due`` when ``due`` is not one
+    estimated_years: tuple[int, ...]  # ``due.year`` when its arrangement is not official
+
+    @property
+    def estimate(self) -> bool:
+        """True when whether ``due`` is a working day comes from an estimated year."""
+        return bool(self.estimated_years)
+
+    def explain(self) -> list[str]:
+        """Short lines for the card: what kind of day the due date is, and the next working day."""
+        lines: list[str] = []
+        if not self.working_day and self.next_working_day is not None:
+            why = self.holiday or "a weekend"
+            lines.append(
+                f"{_day_text(self.due)} is not a working day in China ({why}); "
+                f"the next working day is {_day_text(self.next_working_day)}."
+            )
+        elif self.makeup_for:
+            lines.append(f"{_day_text(self.due)} is a make-up working day ({self.makeup_for}).")
+        if self.estimated_years:
+            lines.append(_estimate_line(self.estimated_years))
+        return lines
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-year data
+
+
+@dataclass(frozen=True)
+class _ArrangementSource:
+    title: str
+    url: str
+    published: dt.date | None
+
+
+@dataclass(frozen=True)
+class _Arrangement:
+    """One year's notice from the overrides file. Dates may spill into the previous December."""
+
+    year: int
+    holidays: Mapping[dt.date, str]
+    workdays: Mapping[dt.date, str]
+    source: _ArrangementSource
+
+
+@dataclass(frozen=True)
+class _Year:
+    year: int
+    source: Source
+    holidays: Mapping[dt.date, str]  # every day off other than an ordinary weekend (weekends in a break too)
+    workdays: Mapping[dt.date, str]  # weekend make-up working days -> the break they make up for
+    working: tuple[int, ...]  # ordinals of all working days of the year, ascending
+    holiday_ords: tuple[int, ...]  # sorted ordinals of ``holidays`` (for range queries)
+    holiday_items: tuple[tuple[dt.date, str], ...]  # the same, with names
+    workday_ords: tuple[int, ...]
+
+
+def _year_days(year: int) -> list[dt.date]:
+    first = dt.date(year, 1, 1)
+    return [first + dt.timedelta(days=i) for i in range((dt.date(year, 12, 31) - first).days + 1)]
+
+
+@functools.cache
+def _package_covers(year: int) -> bool:
+    """Whether chinesecalendar has ``year``: it raises NotImplementedError outside its data."""
+    try:
+        chinese_calendar.get_holiday_detail(dt.date(year, 7, 1))
+    except NotImplementedError:
+        return False
+    return True
+
+
+def _package_name(raw: str) -> str:
+    try:
+        member = chinese_calendar.Holiday(raw)
+    except ValueError:
+        return raw
+    return _PACKAGE_NAMES.get(member.name, raw)
+
+
+@functools.cache
+def _package_year(year: int) -> tuple[dict[dt.date, str], dict[dt.date, str]]:
+    """(days off, make-up working days) for a year chinesecalendar covers.
+
+    Built once per year from ``get_holiday_detail`` (~8 ms a year): each call re-validates the date
+    against the package's whole table, which is why we never call it per day while counting.
+    """
+    days_off: dict[dt.date, str] = {}
+    workdays: dict[dt.date, str] = {}
+    for day in _year_days(year):
+        is_off, raw = chinese_calendar.get_holiday_detail(day)
+        if raw is None:
+            continue  # an ordinary weekday or weekend
+        if is_off:
+            days_off[day] = _package_name(raw)
+        elif day.weekday() >= 5:  # a named weekday "workday" would change nothing
+            workdays[day] = _package_name(raw)
+    return days_off, workdays
+
+
+@functools.cache
+def _statutory_year(year: int) -> dict[dt.date, str]:
+    """The statutory public holidays of ``year`` per holidays.China, no observed/substituted days."""
+    table = holidays_lib.China(years=year, observed=False, language="en_US")
+    out: dict[dt.date, str] = {}
+    for day, raw in table.items():
+        names = [_STATUTORY_NAMES[p] for p in str(raw).split("; ") if p in _STATUTORY_NAMES]
+        if names and day.year == year:
+            out[day] = ", ".join(dict.fromkeys(names))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Overrides file
+
+
+def _load_overrides(path: str | os.PathLike[str] | None) -> dict[int, _Arrangement]:
+    if path is None:
+        return {}
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise CalendarOverridesError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or set(data) - {"years"}:
+        raise CalendarOverridesError(f"{path}: expected a mapping with a single key `years`")
+    years = data.get("years") or {}
+    if not isinstance(years, dict):
+        raise CalendarOverridesError(f"{path}: `years` must map a year to its arrangement")
+    out: dict[int, _Arrangement] = {}
+    for key, body in years.items():
+        try:
+            year = int(key)
+        except (TypeError, ValueError):
+            raise CalendarOverridesError(f"{path}: `{key}` is not a year") from None
+        if not 1950 <= year <= 2200:
+            raise CalendarOverridesError(f"{path}: year {year} is out of range")
+        out[year] = _parse_arrangement(year, body, f"{path}: {year}")
+    return out
+
+
+def _parse_arrangement(year: int, body: Any, where: str) -> _Arrangement:
+    if not isinstance(body, dict):
+        raise CalendarOverridesError(f"{where}: expected `holidays`, `workdays` and `source`")
+    unknown = set(body) - {"holidays", "workdays", "source"}
+    if unknown:
+        raise CalendarOverridesError(f"{where}: unknown key(s) {sorted(unknown)}")
+    source = _parse_source(body.get("source"), where)
+
+    holidays: dict[dt.date, str] = {}
+    for entry in body.get("holidays") or []:
+        days, name = _parse_entry(entry, year, where + ": holidays")
+        # Unnamed: each day takes its own statutory name, the other days of the break the first one's.
+        statutory = [_statutory_year(d.year).get(d) for d in days]
+        default = name or next((s for s in statutory if s), "Public holiday")
+        for day, own in zip(days, statutory, strict=True):
+            holidays[day] = name or own or default
+
+    workdays: dict[dt.date, str] = {}
+    for entry in body.get("workdays") or []:
+        days, name = _parse_entry(entry, year, where + ": workdays")
+        for day in days:
+            if day.weekday() < 5:
+                raise CalendarOverridesError(
+                    f"{where}: workday {day} is a {_WEEKDAYS[day.weekday()]}; make-up working days are "
+                    "Saturdays or Sundays (a weekday is a working day already)"
+                )
+            if day in holidays:
+                raise CalendarOverridesError(f"{where}: {day} is listed as both a holiday and a workday")
+            nearest = min(holidays, key=lambda h, d=day: (abs((h - d).days), h), default=None)
+            workdays[day] = name or (holidays[nearest] if nearest else "Public holiday")
+    return _Arrangement(year, MappingProxyType(holidays), MappingProxyType(workdays), source)
+
+
+def _parse_source(raw: Any, where: str) -> _ArrangementSource:
+    if not isinstance(raw, dict) or not raw.get("title") or not raw.get("url"):
+        raise CalendarOverridesError(f"{where}: `source` with `title` and `url` is required")
+    url = str(raw["url"])
+    if not url.startswith(("https://", "http://")):
+        raise CalendarOverridesError(f"{where}: source url must start with https://")
+    published = raw.get("published")
+    if published is not None:
+        published = _parse_date(published, where + ": source.published")
+    return _ArrangementSource(str(raw["title"]), url, published)
+
+
+def _parse_entry(entry: Any, year: int, where: str) -> tuple[list[dt.date], str | None]:
+    """One list item: a date, ``A..B``, ``{date: ..}`` or ``{from: .., to: ..}``, optional ``name``."""
+    name: str | None = None
+    if isinstance(entry, dict):
+        unknown = set(entry) - {"date", "from", "to", "name"}
+        if unknown:
+            raise CalendarOverridesError(f"{where}: unknown key(s) {sorted(unknown)} in {entry!r}")
+        name = str(entry["name"]).strip() if entry.get("name") else None
+        if "date" in entry:
+            first = last = _parse_date(entry["date"], where)
+        elif "from" in entry and "to" in entry:
+            first, last = _parse_date(entry["from"], where), _parse_date(entry["to"], where)
+        else:
+            raise CalendarOverridesError(f"{where}: {entry!r} needs `date` or `from` and `to`")
+    elif isinstance(entry, str) and ".." in entry:
+        left, _, right = entry.partition("..")
+        first, last = _parse_date(left.strip(), where), _parse_date(right.strip(), where)
+    else:
+        first = last = _parse_date(entry, where)
+    if last < first or (last - first).days >= _MAX_RANGE_DAYS:
+        raise CalendarOverridesError(f"{where}: bad range {first}..{last}")
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    for day in days:
+        # A notice for year Y may move days in December of Y-1 (New Year make-up days); nothing else.
+        if day.year != year and not (day.year == year - 1 and day.month == 12):
+            raise CalendarOverridesError(f"{where}: {day} is outside the {year} arrangement")
+    return days, name
+
+
+def _parse_date(raw: Any, where: str) -> dt.date:
+    if isinstance(raw, dt.datetime):
+        raise CalendarOverridesError(f"{where}: {raw} has a time; write a date (YYYY-MM-DD)")
+    if isinstance(raw, dt.date):
+        return raw
+    try:
+        return dt.date.fromisoformat(str(raw).strip())
+    except ValueError:
+        raise CalendarOverridesError(f"{where}: {raw!r} is not a date (YYYY-MM-DD)") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# The calendar
+
+
+class ChinaCalendar:
+    """Working days on mainland China's official calendar (official data, overrides, or an estimate).
+
+    Construct once and share: the overrides file is read in the constructor, and each year's data
+    is built on first use and cached on the instance (thread-safe).
+    """
+
+    def __init__(self, overrides_path: str | os.PathLike[str] | None = DEFAULT_OVERRIDES_PATH) -> None:
+        """``overrides_path=None`` uses the packages only (what tests want for stable results)."""
+        self._overrides = _load_overrides(overrides_path)
+        self._years: dict[int, _Year] = {}
+        self._lock = threading.Lock()
+
+    # ---- single days
+
+    def is_working_day(self, d: dt.date) -> bool:
+        """Whether ``d`` is a working day: a make-up weekend day is, a holiday on a weekday is not."""
+        day = _as_day(d)
+        year = self._year(day.year)
+        if day in year.workdays:
+            return True
+        return day.weekday() < 5 and day not in year.holidays
+
+    def holiday_name(self, d: dt.date) -> str | None:
+        """The public holiday ``d`` falls on ("National Day"), including weekend days inside a break.
+
+        ``None`` for ordinary days, ordinary weekends and make-up working days (those are working
+        days: see :meth:`makeup_workday_for`).
+        """
+        day = _as_day(d)
+        return self._year(day.year).holidays.get(day)
+
+    def makeup_workday_for(self, d: dt.date) -> str | None:
+        """For a weekend make-up working day (调休上班), the break it makes up for; else ``None``."""
+        day = _as_day(d)
+        return self._year(day.year).workdays.get(day)
+
+    def is_official(self, year: int) -> bool:
+        """Whether ``year``'s official arrangement is known (package or overrides), not estimated."""
+        return year in self._overrides or _package_covers(year)
+
+    def arrangement_source(self, year: int) -> str:
+        """Where ``year``'s calendar comes from, for a card's footnote."""
+        if year in self._overrides:
+            src = self._overrides[year].source
+            published = f", published {src.published.isoformat()}" if src.published else ""
+            return f"{src.title} ({src.url}){published}"
+        if _package_covers(year):
+            return f"chinesecalendar {_version('chinesecalendar')} (State Council arrangement for {year})"
+        return (
+            f"Estimate: weekends and statutory holidays (holidays {_version('holidays')}); "
+            f"{year}'s official arrangement is not in our data"
+        )
+
+    def next_working_day(self, d: dt.date) -> dt.date:
+        """The first working day strictly after ``d`` ("falls on a holiday; next working day is ...")."""
+        return self._add(_as_day(d), 1)
+
+    def previous_working_day(self, d: dt.date) -> dt.date:
+        """The last working day strictly before ``d``."""
+        return self._subtract(_as_day(d), 1)
+
+    # ---- counting
+
+    def add_working_days(self, d: dt.date, n: int) -> WorkingDayCount:
+        """The ``n``-th working day strictly after ``d``, with what was skipped and counted.
+
+        The trigger day is not counted, as in Chinese rules ("within 30 working days of D"), whether
+        or not it is itself a working day. ``n == 0`` returns ``d`` unchanged; ``n < 0`` raises
+        ``ValueError`` (use :meth:`subtract_working_days` to count backwards).
+        """
+        start = _as_day(d)
+        amount = _amount(n)
+        if amount == 0:
+            return WorkingDayCount(start, 0, start, (), (), 0, ())
+        due = self._add(start, amount)
+        lo, hi = start.toordinal(), due.toordinal()
+        weekday_off: list[tuple[dt.date, str]] = []
+        weekend_off: list[tuple[dt.date, str]] = []
+        makeup: list[dt.date] = []
+        for y in range(start.year, due.year + 1):
+            year = self._year(y)
+            i, j = bisect_right(year.holiday_ords, lo), bisect_right(year.holiday_ords, hi)
+            for day, name in year.holiday_items[i:j]:
+                (weekday_off if day.weekday() < 5 else weekend_off).append((day, name))
+            i, j = bisect_right(year.workday_ords, lo), bisect_right(year.workday_ords, hi)
+            makeup += (dt.date.fromordinal(o) for o in year.workday_ords[i:j])
+        weekends = _weekend_days_through(hi) - _weekend_days_through(lo)
+        return WorkingDayCount(
+            start=start,
+            amount=amount,
+            due=due,
+            holidays_skipped=tuple(weekday_off),
+            makeup_days_counted=tuple(makeup),
+            weekend_days_skipped=weekends - len(makeup),
+            estimated_years=self._estimated_years(start, due),
+            weekend_holidays=tuple(weekend_off),
+        )
+
+    def subtract_working_days(self, d: dt.date, n: int) -> dt.date:
+        """The ``n``-th working day strictly before ``d`` ("remind 5 working days before the due date").
+
+        Mirror of :meth:`add_working_days`: ``d`` itself is not counted; ``n == 0`` returns ``d``.
+        """
+        day = _as_day(d)
+        amount = _amount(n)
+        return day if amount == 0 else self._subtract(day, amount)
+
+    def working_days_between(self, a: dt.date, b: dt.date) -> int:
+        """Number of working days in ``(a, b]``; negative (minus those in ``(b, a]``) when ``b < a``.
+
+        So ``working_days_between(d, add_working_days(d, n).due) == n``, and "due in 3 working days"
+        means today is not counted and the due day is.
+        """
+        start, end = _as_day(a), _as_day(b)
+        if end < start:
+            return -self.working_days_between(end, start)
+        lo, hi = start.toordinal(), end.toordinal()
+        total = 0
+        for y in range(start.year, end.year + 1):
+            working = self._year(y).working
+            total += bisect_right(working, hi) - bisect_right(working, lo)
+        return total
+
+    def add_calendar_days(self, d: dt.date, n: int) -> dt.date:
+        """``d + n`` days. Not moved off weekends/holidays: a rule in calendar days means that day.
+
+        See :meth:`calendar_day_count` for whether it is a working day and the next one if not.
+        """
+        return _as_day(d) + dt.timedelta(days=_amount(n))
+
+    def calendar_day_count(self, d: dt.date, n: int) -> CalendarDayCount:
+        """``add_calendar_days`` plus what kind of day the due date is (and the next working day)."""
+        start = _as_day(d)
+        amount = _amount(n)
+        due = start + dt.timedelta(days=amount)
+        working = self.is_working_day(due)
+        return CalendarDayCount(
+            start=start,
+            amount=amount,
+            due=due,
+            working_day=working,
+            holiday=self.holiday_name(due),
+            makeup_for=self.makeup_workday_for(due),
+            next_working_day=None if working else self.next_working_day(due),
+            estimated_years=() if self.is_official(due.year) else (due.year,),
+        )
+
+    def add_hours(self, when: dt.datetime, n: float) -> dt.datetime:
+        """``when`` plus ``n`` elapsed hours, in ``when``'s own timezone.
+
+        Aware datetimes are added in UTC and converted back: plain ``when + timedelta`` is wall-clock
+        arithmetic in Python, which is an hour off across a DST change (say a US-based start time).
+        A naive datetime is taken as China time (no DST since 1991, so wall-clock arithmetic is
+        exact) and returned naive.
+        """
+        if not isinstance(when, dt.datetime):
+            raise TypeError(f"add_hours needs a datetime, got {type(when).__name__}")
+        if isinstance(n, bool) or not isinstance(n, int | float):
+            raise TypeError(f"hours must be a number, got {type(n).__name__}")
+        if n < 0:
+            raise ValueError(f"hours must be >= 0, got {n}")
+        delta = dt.timedelta(hours=n)
+        if when.tzinfo is None or when.utcoffset() is None:
+            return when + delta
+        return (when.astimezone(dt.UTC) + delta).astimezone(when.tzinfo)
+
+    # ---- internals
+
+    def _year(self, year: int) -> _Year:
+        data = self._years.get(year)
+        if data is None:
+            with self._lock:
+                data = self._years.get(year)
+                if data is None:
+                    data = self._years[year] = self._build_year(year)
+        return data
+
+    def _build_year(self, year: int) -> _Year:
+        source: Source
+        if year in self._overrides:
+            source = "override"
+            arrangement = self._overrides[year]
+            days_off = {d: n for d, n in arrangement.holidays.items() if d.year == year}
+            workdays = {d: n for d, n in arrangement.workdays.items() if d.year == year}
+        elif _package_covers(year):
+            source = "package"
+            days_off, workdays = (dict(m) for m in _package_year(year))
+        else:
+            source = "estimate"
+            days_off, workdays = dict(_statutory_year(year)), {}
+        # Next year's notice may move days in this December (e.g. a make-up Saturday before 1 Jan).
+        spill = self._overrides.get(year + 1)
+        if spill is not None:
+            for day, name in spill.holidays.items():
+                if day.year == year:
+                    days_off[day] = name
+                    workdays.pop(day, None)
+            for day, name in spill.workdays.items():
+                if day.year == year:
+                    workdays[day] = name
+                    days_off.pop(day, None)
+
+        working = tuple(
+            day.toordinal()
+            for day in _year_days(year)
+            if day in workdays or (day.weekday() < 5 and day not in days_off)
+        )
+        items = tuple(sorted(days_off.items()))
+        return _Year(
+            year=year,
+            source=source,
+            holidays=MappingProxyType(days_off),
+            workdays=MappingProxyType(workdays),
+            working=working,
+            holiday_ords=tuple(day.toordinal() for day, _ in items),
+            holiday_items=items,
+            workday_ords=tuple(sorted(day.toordinal() for day in workdays)),
+        )
+
+    def _add(self, start: dt.date, n: int) -> dt.date:
+        """The n-th (n >= 1) working day after ``start``: a bisect per year crossed."""
+        after, year = start.toordinal(), start.year
+        while True:
+            working = self._year(year).working
+            i = bisect_right(working, after)  # first working day > start within this year
+            if n <= len(working) - i:
+                return dt.date.fromordinal(working[i + n - 1])
+            n -= len(working) - i
+            year += 1
+
+    def _subtract(self, start: dt.date, n: int) -> dt.date:
+        """The n-th (n >= 1) working day before ``start``."""
+        before, year = start.toordinal(), start.year
+        while True:
+            working = self._year(year).working
+            i = bisect_left(working, before)  # working days < start within this year
+            if n <= i:
+                return dt.date.fromordinal(working[i - n])
+            n -= i
+            year -= 1
+
+    def _estimated_years(self, start: dt.date, due: dt.date) -> tuple[int, ...]:
+        """Years touched by ``(start, due]`` that are not official (``due > start``)."""
+        first = (start + dt.timedelta(days=1)).year
+        return tuple(y for y in range(first, due.year + 1) if not self.is_official(y))
+
+
+@functools.cache
+def china_calendar() -> ChinaCalendar:
+    """The shared calendar with the shipped overrides file (built once per process)."""
+    return ChinaCalendar()
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _as_day(d: dt.date) -> dt.date:
+    """A date; an aware datetime is first converted to China time (Chinese deadlines run on it)."""
+    if isinstance(d, dt.datetime):
+        return (d.astimezone(CHINA_TZ) if d.utcoffset() is not None else d).date()
+    if isinstance(d, dt.date):
+        return d
+    raise TypeError(f"expected a date, got {type(d).__name__}")
+
+
+def _amount(n: int) -> int:
+    if isinstance(n, bool):
+        raise TypeError("the number of days must be an int, not a bool")
+    value = operator.index(n)
+    if value < 0:
+        raise ValueError(f"the number of days must be >= 0, got {value}")
+    return value
+
+
+def _weekend_days_through(ordinal: int) -> int:
+    """Saturdays and Sundays from 0001-01-01 (a Monday, ordinal 1) through ``ordinal`` inclusive."""
+    weeks, rest = divmod(ordinal, 7)
+    return 2 * weeks + max(0, rest - 5)
+
+
+@functools.cache
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def _runs(days: list[tuple[dt.date, str]]) -> list[list[tuple[dt.date, str]]]:
+    """Group sorted (date, name) pairs into runs of consecutive dates."""
+    runs: list[list[tuple[dt.date, str]]] = []
+    for item in days:
+        if runs and (item[0] - runs[-1][-1][0]).days == 1:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
+
+
+def _names(names: Iterable[str]) -> str:
+    return ", ".join(dict.fromkeys(part for name in names for part in name.split(", ")))
+
+
+def _day_text(d: dt.date) -> str:
+    return f"{_WEEKDAYS[d.weekday()]} {d.day} {_MONTHS[d.month - 1]} {d.year}"
+
+
+def _span(a: dt.date, b: dt.date) -> str:
+    """``1–8 Oct 2025``, ``28 Jan–4 Feb 2025``, ``31 Dec 2026–1 Jan 2027`` (locale-independent)."""
+    if a == b:
+        return f"{a.day} {_MONTHS[a.month - 1]} {a.year}"
+    if a.year != b.year:
+        return f"{a.day} {_MONTHS[a.month - 1]} {a.year}–{b.day} {_MONTHS[b.month - 1]} {b.year}"
+    if a.month != b.month:
+        return f"{a.day} {_MONTHS[a.month - 1]}–{b.day} {_MONTHS[b.month - 1]} {b.year}"
+    return f"{a.day}–{b.day} {_MONTHS[a.month - 1]} {a.year}"
+
+
+def _estimate_line(years: tuple[int, ...]) -> str:
+    if len(years) == 1:
+        return (
+            f"Estimate: {years[0]}'s official holiday arrangement is not published in our data; "
+            "computed from weekends and statutory holidays."
+        )
+    listed = ", ".join(str(y) for y in years[:-1]) + f" and {years[-1]}"
+    return (
+        f"Estimate: the official holiday arrangements for {listed} are not published in our data; "
+        "computed from weekends and statutory holidays."
+    )

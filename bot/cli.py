@@ -1,0 +1,109 @@
+"""The ``chinadesk`` command line: ask the bot, check content, run the server and operations."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import sys
+from collections.abc import Callable
+
+from bot.config import ConfigError, Settings
+from bot.render.text import render_text
+from handlers.request import DEFAULT_TIMEZONE, Request
+
+
+class CliUsageError(Exception):
+    """Bad command-line usage: one line on stderr, exit status 2."""
+
+
+def _now(value: str | None) -> dt.datetime:
+    if not value:
+        return dt.datetime.now(dt.UTC)
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise CliUsageError(f"--now must be an ISO-8601 date or date-time, not {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from bot.app import build_desk
+
+    text = " ".join(args.text)
+    if not text.strip():
+        raise CliUsageError("ask needs some text, e.g. chinadesk ask \"/china-filing facial-recognition\"")
+
+    async def run() -> dict | str:
+        desk = build_desk(Settings.from_env())
+        request = Request(
+            text=text,
+            platform=args.platform,
+            mode="command" if text.lstrip().startswith("/") else "direct",
+            user=args.user,
+            channel=args.channel,
+            timezone=args.timezone,
+            now=_now(args.now),
+        )
+        reply = await desk.handle(request)
+        return reply.as_json() if args.json else render_text(reply)
+
+    out = asyncio.run(run())
+    if isinstance(out, dict):
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+    else:
+        print(out)
+    return 0
+
+
+def cmd_content_check(args: argparse.Namespace) -> int:
+    from content.loader import check_library
+
+    report = check_library(args.packs, stale_days=args.stale_days)
+    print(report.render())
+    return 0 if report.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chinadesk", description="China Desk: vetted China market-entry advice")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    ask = sub.add_parser("ask", help="ask the bot one thing, exactly as a chat message would")
+    ask.add_argument("text", nargs="*", help="a slash command (/china-filing ...) or a question")
+    ask.add_argument("--json", action="store_true", help="print one JSON object")
+    ask.add_argument("--platform", choices=["slack", "teams", "text"], default="text")
+    ask.add_argument("--channel", default=None, help="act as if typed in this channel")
+    ask.add_argument("--user", default="cli")
+    ask.add_argument("--timezone", default=DEFAULT_TIMEZONE)
+    ask.add_argument("--now", default=None, help="pretend it is this instant (ISO-8601)")
+    ask.set_defaults(func=cmd_ask)
+
+    content = sub.add_parser("content", help="content pack tools")
+    content_sub = content.add_subparsers(dest="content_command", metavar="ACTION")
+    check = content_sub.add_parser("check", help="validate every content pack")
+    check.add_argument("--packs", default=None, help="packs folder (default: the installed packs)")
+    check.add_argument("--stale-days", type=int, default=Settings.from_env().stale_days,
+                       help="warn about facts older than this many days (default 365, env CONTENT_STALE_DAYS)")
+    check.set_defaults(func=cmd_content_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return func(args)
+    except (CliUsageError, ConfigError) as exc:
+        print(f"chinadesk: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""``/china-sector`` and ``/china-platform``: menus and briefing cards.
+
+Calendar briefings (618, Double 11, Spring Festival) are listed with the sectors, since they shape
+every sector's trading year.
+"""
+
+from __future__ import annotations
+
+from handlers.cards import menu, resolve, topic_card
+from handlers.request import Reply, Request
+from handlers.router import Desk, router
+
+
+@router.command("/china-sector", summary="sector briefings, market size, players, policy, and the trading calendar")
+async def china_sector(request: Request, desk: Desk, args: str) -> Reply:
+    if not args:
+        return menu(desk.library, "sector", intro="China sector briefings")
+    topic = resolve(desk.library, args, ("sector", "calendar"), "/china-sector")
+    return topic_card(desk.library, topic, today=request.today())
+
+
+@router.command("/china-platform", summary="Chinese platforms (RED, Douyin, WeChat...) and how brands get on them")
+async def china_platform(request: Request, desk: Desk, args: str) -> Reply:
+    if not args:
+        return menu(desk.library, "platform", intro="Chinese platforms I can brief you on")
+    topic = resolve(desk.library, args, ("platform",), "/china-platform")
+    return topic_card(desk.library, topic, today=request.today())

@@ -1,0 +1,202 @@
+"""The seam between platforms and advice: a :class:`Request` in, a structured :class:`Reply` out.
+
+Adapters (Slack, Teams, CLI) translate to and from these types and nothing else. Reply fields hold
+plain text; each renderer escapes for its own surface. Text a user typed is only ever echoed through
+:func:`echo`, which makes it inert everywhere (no pings, no markup, no template syntax evaluated).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+import unicodedata
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Platform = Literal["slack", "teams", "text"]
+Mode = Literal["command", "mention", "direct", "watch"]
+ReplyKind = Literal[
+    "menu", "help", "filing", "deadline", "sector", "platform", "calendar", "answer", "no_answer",
+    "reminder", "error",
+]
+
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+MAX_INPUT_CHARS = 4000  # longer messages are refused politely, never parsed
+LEGAL_CAVEAT = (
+    "This is guidance, not legal advice: rules and deadlines change, so check the authority's "
+    "current notice (or a qualified adviser) before relying on it."
+)
+
+
+class Request(BaseModel):
+    """What someone asked, and where."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    command: str | None = None  # "/china-filing" when the platform hands the command separately
+    platform: Platform = "text"
+    mode: Mode = "command"
+    user: str | None = None
+    channel: str | None = None
+    workspace: str | None = None  # Slack team id / Teams tenant id
+    timezone: str = DEFAULT_TIMEZONE
+    now: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    def local_now(self) -> dt.datetime:
+        return self.now.astimezone(ZoneInfo(self.timezone))
+
+    def today(self) -> dt.date:
+        return self.local_now().date()
+
+
+class SourceRef(BaseModel):
+    title: str
+    url: str
+    published: dt.date
+    published_label: str = ""  # "2025", "undated, read 2026-11-22"... when the day is not known
+
+
+class ReplyField(BaseModel):
+    label: str
+    value: str
+    unverified: bool = False
+
+
+class ReplyStep(BaseModel):
+    label: str
+    text: str
+    date: dt.date | None = None
+    estimate: bool = False
+
+
+class ReplyDeadline(BaseModel):
+    start: dt.date | dt.datetime
+    due: dt.date | dt.datetime
+    rule: str  # "30 working days from the day stored facial data first reaches 100,000 people"
+    unit: str
+    amount: int
+    counted: list[str] = Field(default_factory=list)  # what the count skipped or used, for people
+    estimate: bool = False  # True when a year's official arrangement is not in the calendar data
+
+
+class MenuItem(BaseModel):
+    id: str
+    title: str
+    command: str  # what to type to open it
+
+
+class Action(BaseModel):
+    """A button or suggestion: re-run a command, share a card, give feedback."""
+
+    kind: Literal["command", "share", "feedback_up", "feedback_down"]
+    label: str
+    value: str = ""
+
+
+class Reply(BaseModel):
+    """Everything a surface needs to render an answer; no platform markup inside."""
+
+    kind: ReplyKind
+    title: str
+    text: str  # full plain-text rendering, from the content templates
+    summary: str = ""
+    topic: str | None = None
+    fields: list[ReplyField] = Field(default_factory=list)
+    steps: list[ReplyStep] = Field(default_factory=list)
+    deadline: ReplyDeadline | None = None
+    items: list[MenuItem] = Field(default_factory=list)
+    sources: list[SourceRef] = Field(default_factory=list)
+    caveats: list[str] = Field(default_factory=list)
+    suggestions: list[str] = Field(default_factory=list)
+    related: list[str] = Field(default_factory=list)  # commands that show more
+    actions: list[Action] = Field(default_factory=list)
+    confidence: float | None = None
+    ephemeral: bool = True  # slash-command answers are private until shared
+
+    def as_json(self) -> dict:
+        """The CLI's ``--json`` object (and what tests and logs compare)."""
+        out: dict = {
+            "kind": self.kind,
+            "title": self.title,
+            "text": self.text,
+            "sources": [s.model_dump(mode="json", include={"title", "url", "published"}) for s in self.sources],
+            "topic": self.topic,
+            "caveats": list(self.caveats),
+        }
+        if self.deadline is not None:
+            due = self.deadline.due
+            out["deadline"] = (due.date() if isinstance(due, dt.datetime) else due).isoformat()
+            out["deadline_detail"] = self.deadline.model_dump(mode="json")
+        if self.confidence is not None:
+            out["confidence"] = round(self.confidence, 3)
+        if self.suggestions:
+            out["suggestions"] = list(self.suggestions)
+        if self.items:
+            out["items"] = [i.model_dump() for i in self.items]
+        if self.steps:
+            out["steps"] = [s.model_dump(mode="json") for s in self.steps]
+        return out
+
+
+# ---------------------------------------------------------------------------------------- user errors
+
+
+class UserError(Exception):
+    """A mistake in what the user typed; becomes a friendly ``error`` reply in one place (the router)."""
+
+    kind: ReplyKind = "error"
+
+    def __init__(self, message: str, *, suggestions: list[str] | None = None, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.suggestions = suggestions or []
+        self.hint = hint
+
+
+class UsageError(UserError):
+    """The command is malformed (missing topic, missing date, unknown sub-command)."""
+
+
+class UnknownTopicError(UserError):
+    """No topic matches what was typed; carries "did you mean" suggestions."""
+
+
+class BadDateError(UserError):
+    """A date that does not exist or cannot be read."""
+
+
+class InputTooLargeError(UserError):
+    """Huge or binary input: refused before any parsing."""
+
+
+class NotAvailableError(UserError):
+    """The feature needs something this deployment or context lacks (a channel, storage...)."""
+
+
+# ----------------------------------------------------------------------------------------- echoing
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_input(text: str) -> str:
+    """Normalise incoming text: NFKC, control and bidi characters removed, whitespace folded."""
+    text = unicodedata.normalize("NFKC", text)
+    text = _CONTROL.sub(" ", text)
+    return " ".join(text.split())
+
+
+def echo(text: str, limit: int = 60) -> str:
+    """Make user text safe to show back on any surface.
+
+    Shortened, control characters removed, and ``& < >`` turned into entities so that neither Slack
+    (``<!channel>``, ``<@U123>``, ``<http://x|y>``) nor Teams (``<at>``) sees markup in it. Template
+    syntax stays literal because user text is only ever a template *variable*, never a template.
+    """
+    text = clean_input(text)
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return html.escape(text, quote=False)

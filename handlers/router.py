@@ -1,0 +1,226 @@
+"""One parser and dispatcher for every surface.
+
+Features register themselves the way bolt-python listeners do::
+
+    @router.command("/china-filing")                      # /china-filing [args]
+    @router.subcommand("/china-filing", "remind", usage=...)  # /china-filing remind ...
+    @router.fallback                                      # anything that is not a command (channel Q&A)
+
+Slack hands us the command separately; Teams and the CLI give one line of text (``china-filing x``,
+``filing x from 2025-09-20``, ``/china-filing x``), which :func:`split_command` reads the same way.
+Cross-cutting concerns (turning user mistakes into friendly replies, timing, metrics) are middleware
+around :meth:`Desk.handle`, not code in each handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from content.calendar import ChinaCalendar, china_calendar
+from content.loader import Library
+from handlers.request import (
+    MAX_INPUT_CHARS,
+    InputTooLargeError,
+    Reply,
+    Request,
+    UnknownTopicError,
+    UsageError,
+    UserError,
+    clean_input,
+    echo,
+)
+
+log = logging.getLogger("chinadesk.handlers")
+
+Handler = Callable[[Request, "Desk", str], Awaitable[Reply]]
+Fallback = Callable[[Request, "Desk"], Awaitable[Reply]]
+Middleware = Callable[[Request, "Desk", Callable[[Request], Awaitable[Reply]]], Awaitable[Reply]]
+
+COMMANDS = ("/china-filing", "/china-sector", "/china-platform")
+_WORDS = {
+    "china-filing": "/china-filing", "china-filings": "/china-filing", "filing": "/china-filing",
+    "filings": "/china-filing", "china-sector": "/china-sector", "china-sectors": "/china-sector",
+    "sector": "/china-sector", "sectors": "/china-sector", "china-platform": "/china-platform",
+    "china-platforms": "/china-platform", "platform": "/china-platform", "platforms": "/china-platform",
+}
+_LEAD = re.compile(r"^(?P<slash>/?)(?P<word>[a-z-]+)(?:\s+(?P<rest>.*))?$", re.IGNORECASE | re.DOTALL)
+
+
+@dataclass
+class Subcommand:
+    handler: Handler
+    usage: str
+    summary: str
+
+
+@dataclass
+class Router:
+    commands: dict[str, Handler] = field(default_factory=dict)
+    summaries: dict[str, str] = field(default_factory=dict)
+    subcommands: dict[str, dict[str, Subcommand]] = field(default_factory=dict)
+    fallback_handler: Fallback | None = None
+
+    def command(self, name: str, *, summary: str) -> Callable[[Handler], Handler]:
+        def register(fn: Handler) -> Handler:
+            self.commands[name] = fn
+            self.summaries[name] = summary
+            return fn
+
+        return register
+
+    def subcommand(self, command: str, word: str, *, usage: str, summary: str) -> Callable[[Handler], Handler]:
+        def register(fn: Handler) -> Handler:
+            self.subcommands.setdefault(command, {})[word] = Subcommand(fn, usage, summary)
+            return fn
+
+        return register
+
+    def fallback(self, fn: Fallback) -> Fallback:
+        self.fallback_handler = fn
+        return fn
+
+
+router = Router()
+
+
+def split_command(text: str) -> tuple[str | None, str, bool]:
+    """``(command, args, explicit)`` for one line of text; command None means "not a command".
+
+    ``explicit`` is False for bare words (``filing ...``) so that a question that merely starts with
+    "platform" can still go to Q&A when it names no topic.
+    """
+    match = _LEAD.match(text)
+    if not match:
+        return None, text, False
+    word = match["word"].casefold()
+    command = _WORDS.get(word)
+    if command is None:
+        if match["slash"]:
+            raise UsageError(
+                f"I don't know the command “/{echo(word, 30)}”. I answer {', '.join(COMMANDS)}.",
+                hint="Try `/china-filing help`.",
+            )
+        return None, text, False
+    explicit = bool(match["slash"]) or word.startswith("china-")
+    return command, (match["rest"] or "").strip(), explicit
+
+
+def looks_binary(text: str) -> bool:
+    """Text that is mostly not text (NULs, control bytes, replacement characters)."""
+    if "\x00" in text:
+        return True
+    sample = text[:2000]
+    bad = sum(1 for ch in sample if (ord(ch) < 32 and ch not in "\t\n\r") or ch == "\ufffd")
+    return bad > max(8, len(sample) // 10)
+
+
+@dataclass
+class Desk:
+    """The services every handler may use: content, calendar, storage and the Q&A index."""
+
+    library: Library
+    calendar: ChinaCalendar = field(default_factory=china_calendar)
+    store: Any = None  # bot.store.Store when running with storage; None for pure CLI lookups
+    qa: Any = None  # handlers.qa.QAIndex, built once at start-up
+    middleware: list[Middleware] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    async def handle(self, request: Request) -> Reply:
+        """Run one request through the middleware chain and the router."""
+
+        async def innermost(req: Request) -> Reply:
+            return await dispatch(req, self)
+
+        call = innermost
+        for mw in reversed([user_errors_to_replies, *self.middleware]):
+            call = _bind(mw, self, call)
+        return await call(request)
+
+
+def _bind(mw: Middleware, desk: Desk, nxt: Callable[[Request], Awaitable[Reply]]):
+    async def call(req: Request) -> Reply:
+        return await mw(req, desk, nxt)
+
+    return call
+
+
+async def dispatch(request: Request, desk: Desk) -> Reply:
+    if len(request.text) > MAX_INPUT_CHARS:
+        raise InputTooLargeError(
+            f"That message is {len(request.text):,} characters long; I read questions and commands of up to "
+            f"{MAX_INPUT_CHARS:,} characters. Please shorten it."
+        )
+    if looks_binary(request.text):
+        raise InputTooLargeError("That looks like binary data rather than text, so I can't read it.")
+    text = clean_input(request.text)
+
+    if request.mode == "watch":  # ambient channel messages are only ever questions
+        return await _fallback(request.model_copy(update={"text": text}), desk)
+
+    if request.command:
+        command = "/" + request.command.lstrip("/").casefold()
+        command = _WORDS.get(command.lstrip("/"), command)
+        args, explicit = text, True
+        if command not in router.commands:
+            raise UsageError(f"I don't know the command “{echo(command, 30)}”. I answer {', '.join(COMMANDS)}.")
+    else:
+        found, args, explicit = split_command(text)
+        if found is None:
+            return await _fallback(request.model_copy(update={"text": text}), desk)
+        command = found
+
+    first, _, rest = args.partition(" ")
+    sub = router.subcommands.get(command, {}).get(first.casefold())
+    try:
+        if first.casefold() in ("help", "?", "usage"):
+            return help_reply(desk, command)
+        if sub is not None:
+            return await sub.handler(request, desk, rest.strip())
+        return await router.commands[command](request, desk, args)
+    except UnknownTopicError:
+        if explicit:
+            raise
+        # "platform for livestreaming?" typed in a chat is a question, not a command.
+        return await _fallback(request.model_copy(update={"text": text}), desk)
+
+
+async def _fallback(request: Request, desk: Desk) -> Reply:
+    if router.fallback_handler is None:
+        raise UsageError("I answer /china-filing, /china-sector and /china-platform.")
+    return await router.fallback_handler(request, desk)
+
+
+def help_reply(desk: Desk, command: str | None = None) -> Reply:
+    lines = []
+    for name in COMMANDS:
+        if name not in router.commands:
+            continue
+        usages = [(f"{name}", f"list {router.summaries[name].split(',')[0]}"), (f"{name} help", "this help")]
+        usages += [(s.usage, s.summary) for s in router.subcommands.get(name, {}).values()]
+        lines.append({"command": name, "summary": router.summaries[name], "usages": usages})
+    reply = Reply(kind="help", title="China Desk: what I can do", text="", topic=None)
+    text = desk.library.render("help", commands=lines, focus=command)
+    return reply.model_copy(update={"text": text})
+
+
+async def user_errors_to_replies(request: Request, desk: Desk, call_next) -> Reply:
+    """The one place a user mistake (or our own failure) becomes a friendly reply."""
+    try:
+        return await call_next(request)
+    except UserError as exc:
+        reply = Reply(kind="error", title="I couldn't do that", text="", suggestions=exc.suggestions)
+        text = desk.library.render("error", message=exc.message, hint=exc.hint)
+        return reply.model_copy(update={"text": text})
+    except Exception:
+        log.exception("handler failed", extra={"platform": request.platform})
+        reply = Reply(kind="error", title="Something went wrong on our side", text="")
+        text = desk.library.render(
+            "error",
+            message="Something went wrong on our side while answering that; it has been logged.",
+            hint="Please try again in a moment.",
+        )
+        return reply.model_copy(update={"text": text})

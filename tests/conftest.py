@@ -1,0 +1,40 @@
+"""Shared fixtures: the real content library and a Desk built on it (no mocks)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pytest
+
+from content.loader import Library, load_library
+from handlers import Desk, Request
+
+# A fixed "now" so that "N working days from today" lines do not drift with the calendar.
+NOW = dt.datetime(2025, 9, 22, 2, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="session")
+def library() -> Library:
+    return load_library()
+
+
+@pytest.fixture(scope="session")
+def desk(library: Library) -> Desk:
+    return Desk(library=library)
+
+
+@pytest.fixture
+def ask(desk: Desk):
+    """``await ask("/china-filing face")`` -> Reply, through the same handler chain as every surface."""
+
+    async def _ask(text: str, **kw) -> object:
+        kw.setdefault("now", NOW)
+        return await desk.handle(Request(text=text, **kw))
+
+    return _ask
+
+
+def postgres_url() -> str | None:
+    """The PostgreSQL URL tests may use, or None when no server answers (tests then skip, saying why)."""
+    return os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")

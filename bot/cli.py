@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `chinadesk ask ... | head` closed the pipe early: not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from content.loader import Library, format_day
 from content.schema import DeadlineUnit, Topic
 from handlers.cards import SourceList, caveats_for, menu, resolve, topic_card, topic_command
 from handlers.request import (
+    DEFAULT_TIMEZONE,
     Action,
     BadDateError,
     Reply,
@@ -71,7 +72,7 @@ def due_date(cal: ChinaCalendar, start: dt.date | dt.datetime, amount: int, unit
     """Apply one rule: returns (due, lines explaining the count, estimate?)."""
     if unit == "hours":
         if not isinstance(start, dt.datetime):
-            start = dt.datetime.combine(start, dt.time(0, 0))
+            start = dt.datetime.combine(start, dt.time(0, 0), tzinfo=ZoneInfo(DEFAULT_TIMEZONE))
         return cal.add_hours(start, amount), [f"{amount} clock hours from {format_day(start)}."], False
     day = start.date() if isinstance(start, dt.datetime) else start
     if unit == "calendar_days":
@@ -91,7 +92,7 @@ def due_date(cal: ChinaCalendar, start: dt.date | dt.datetime, amount: int, unit
 
 def deadline_reply(
     library: Library, topic: Topic, start: dt.date | dt.datetime, *, today: dt.date,
-    cal: ChinaCalendar | None = None,
+    cal: ChinaCalendar | None = None, tz: str = DEFAULT_TIMEZONE,
 ) -> Reply:
     """The computed deadline for a filing triggered on ``start``, with its follow-on steps dated."""
     rule = topic.deadline
@@ -102,7 +103,12 @@ def deadline_reply(
         )
     cal = cal or china_calendar()
     sources = SourceList(library, topic)
+    assumed_midnight = rule.unit == "hours" and not isinstance(start, dt.datetime)
+    if assumed_midnight:  # an hour rule needs a time of day; without one, count from the start of the day
+        start = dt.datetime.combine(start, dt.time(0, 0), tzinfo=ZoneInfo(tz))
     due, counted, estimate = due_date(cal, start, rule.amount, rule.unit)
+    if assumed_midnight:
+        counted.append(f"No time was given, so the count starts at 00:00 ({tz}); add one, e.g. from 2025-09-20 14:30.")
     rule_text = f"{rule.amount} {UNIT_WORDS[rule.unit]} from {rule.counted_from}"
     summary = sources.cite(rule.fact)  # cited first, so the rule's own source is [1]
     shown = [rule.fact]
@@ -191,12 +197,12 @@ async def china_filing(request: Request, desk: Desk, args: str) -> Reply:
             )
         topic = resolve(desk.library, name, ("filing",), "/china-filing")
         start = parse_start(when, request.timezone, request.today())
-        return deadline_reply(desk.library, topic, start, today=request.today())
+        return deadline_reply(desk.library, topic, start, today=request.today(), tz=request.timezone)
     # "<topic> 2025-09-20" without the word "from" is common enough to accept.
     parts = args.rsplit(" ", 1)
     if len(parts) == 2 and _ISO_DATE.match(parts[1]):
         topic = resolve(desk.library, parts[0], ("filing",), "/china-filing")
-        return deadline_reply(desk.library, topic, parse_start(parts[1], request.timezone, request.today()),
-                              today=request.today())
+        start = parse_start(parts[1], request.timezone, request.today())
+        return deadline_reply(desk.library, topic, start, today=request.today(), tz=request.timezone)
     topic = resolve(desk.library, args, ("filing",), "/china-filing")
     return topic_card(desk.library, topic, today=request.today())

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from bot.config import ConfigError, Settings
 from bot.render.text import render_text
+from content.loader import ContentError
 from handlers.request import DEFAULT_TIMEZONE, Request
 
 
@@ -101,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     except (CliUsageError, ConfigError) as exc:
         print(f"chinadesk: {exc}", file=sys.stderr)
         return 2
+    except ContentError as exc:
+        print(f"chinadesk: {len(exc.problems)} problem(s) in the content packs; run `chinadesk content check`",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `chinadesk ask ... | head` closed the pipe early: not an error

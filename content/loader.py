@@ -134,11 +134,15 @@ def format_day(value: dt.date | dt.datetime) -> str:
 
 
 def _read_yaml(path: Path, problems: list[str]) -> Any:
+    """The file's YAML, or None (with the reason in ``problems``) when it cannot be read or is empty."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        problems.append(f"{path}: cannot read YAML: {exc}")
+        problems.append(f"{path}: cannot read YAML: {' '.join(str(exc).split())}")
         return None
+    if data is None:
+        problems.append(f"{path}: the file is empty")
+    return data
 
 
 def _validation_lines(path: Path, exc: ValidationError) -> Iterable[str]:
@@ -162,6 +166,8 @@ def load_library(root: Path | str | None = None, templates_dir: Path | str | Non
 
     for pack_dir in pack_dirs:
         raw_meta = _read_yaml(pack_dir / "pack.yaml", problems)
+        if raw_meta is None:
+            continue
         try:
             meta = PackMeta.model_validate(raw_meta)
         except ValidationError as exc:
@@ -172,6 +178,8 @@ def load_library(root: Path | str | None = None, templates_dir: Path | str | Non
             if path.name == "pack.yaml":
                 continue
             raw = _read_yaml(path, problems)
+            if raw is None:
+                continue
             try:
                 topic = Topic.model_validate(raw)
             except ValidationError as exc:

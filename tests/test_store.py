@@ -1,0 +1,373 @@
+"""The storage contract, run against every backend: SQLite (memory and file) and PostgreSQL.
+
+The PostgreSQL variant uses a fresh random schema per test (dropped afterwards), so parallel runs and
+other test modules never collide; it skips, saying why, when no server answers at TEST_DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import pytest
+
+from bot.store import (
+    ChannelSettings,
+    Feedback,
+    NewPost,
+    SqliteStore,
+    Store,
+    StoreError,
+    open_store,
+    sqlite_path,
+)
+from tests.conftest import postgres_url
+
+T0 = dt.datetime(2025, 10, 1, 1, 0, tzinfo=dt.UTC)
+
+
+async def _pg_reachable(url: str) -> str | None:
+    """None when PostgreSQL answers at ``url``, else why not."""
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(url, timeout=3)
+    except Exception as exc:  # any reason to skip is reported as such
+        return f"{type(exc).__name__}: {exc}"
+    await conn.close()
+    return None
+
+
+@asynccontextmanager
+async def fresh_pg_schema() -> AsyncIterator[str]:
+    """A PostgreSQL URL with a fresh schema (``?schema=``), dropped afterwards; skips when unreachable."""
+    import asyncpg
+
+    base = postgres_url()
+    problem = await _pg_reachable(base)
+    if problem:
+        pytest.skip(f"PostgreSQL not reachable at {base}: {problem}")
+    schema = f"t_store_{secrets.token_hex(6)}"
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}schema={schema}"
+    finally:
+        conn = await asyncpg.connect(base)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+
+@pytest.fixture
+async def pg_schema_url() -> AsyncIterator[str]:
+    async with fresh_pg_schema() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite-memory", "sqlite-file", "postgres"])
+async def store(request, tmp_path) -> AsyncIterator[Store]:
+    async with AsyncExitStack() as stack:
+        if request.param == "sqlite-memory":
+            url = "sqlite:///:memory:"
+        elif request.param == "sqlite-file":
+            url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+        else:
+            url = await stack.enter_async_context(fresh_pg_schema())
+        s = open_store(url)
+        await s.open()
+        stack.push_async_callback(s.close)
+        yield s
+
+
+def post(key: str, due: dt.datetime, *, expires: dt.datetime | None = None, **payload) -> NewPost:
+    return NewPost(key=key, due_at=due, expires_at=expires or due + dt.timedelta(days=30), payload=payload)
+
+
+# ------------------------------------------------------------------------------------------ basics
+
+
+async def test_open_is_idempotent_and_versioned(store: Store):
+    assert await store.ping()
+    v = await store.schema_version()
+    assert v >= 1
+    await store.open()  # a second open (or a restart) applies nothing new
+    assert await store.schema_version() == v
+
+
+async def test_claim_once(store: Store):
+    assert await store.claim_once("slack:Ev1")
+    assert not await store.claim_once("slack:Ev1")
+    assert await store.claim_once("slack:Ev2")
+    # After the TTL the key may be claimed again (and purge forgets it).
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    assert await store.claim_once("slack:Ev1", now=later)
+    assert await store.purge_expired(later + dt.timedelta(days=2)) >= 1
+
+
+async def test_claim_once_concurrent_callers_one_winner(store: Store):
+    results = await asyncio.gather(*(store.claim_once("teams:act-9") for _ in range(8)))
+    assert results.count(True) == 1
+
+
+async def test_feedback_round_trip(store: Store):
+    fb = Feedback(platform="slack", workspace="T1", channel="C1", user="U1", message_ref="123.456",
+                  topic="pipia", vote="up", question="what is a PIPIA?", created_at=T0)
+    await store.record_feedback(fb)
+    await store.record_feedback(Feedback(platform="teams", workspace="tn", channel="19:x", user="u", message_ref=None,
+                                         topic=None, vote="down", created_at=T0 + dt.timedelta(minutes=1)))
+    assert await store.list_feedback("slack") == [fb]
+    assert [f.vote for f in await store.list_feedback()] == ["up", "down"]
+
+
+async def test_installations_upsert_find_delete(store: Store):
+    assert await store.find_installation("slack", "T1") is None
+    await store.save_installation("slack", "T1", {"bot_token": "xoxb-1", "nested": {"scopes": ["chat:write"]}})
+    await store.save_installation("slack", "T1", {"bot_token": "xoxb-2", "nested": {"scopes": ["chat:write"]}})
+    assert await store.find_installation("slack", "T1") == {"bot_token": "xoxb-2",
+                                                            "nested": {"scopes": ["chat:write"]}}
+    await store.delete_installation("slack", "T1")
+    assert await store.find_installation("slack", "T1") is None
+
+
+async def test_oauth_state_consumed_once_and_expires(store: Store):
+    await store.issue_oauth_state("s1", T0 + dt.timedelta(minutes=10))
+    assert await store.consume_oauth_state("s1", T0)
+    assert not await store.consume_oauth_state("s1", T0)
+    await store.issue_oauth_state("s2", T0 + dt.timedelta(minutes=10))
+    assert not await store.consume_oauth_state("s2", T0 + dt.timedelta(minutes=11))
+    assert not await store.consume_oauth_state("never-issued", T0)
+
+
+async def test_conversations(store: Store):
+    ref = {"conversation": {"id": "19:abc"}, "serviceUrl": "https://smba.example/"}
+    await store.save_conversation("teams", "19:abc", "tenant-1", ref)
+    assert await store.get_conversation("teams", "19:abc") == ref
+    await store.save_conversation("teams", "19:abc", "tenant-1", {**ref, "bot": {"id": "b"}})
+    assert (await store.get_conversation("teams", "19:abc"))["bot"] == {"id": "b"}
+    await store.delete_conversation("teams", "19:abc")
+    assert await store.get_conversation("teams", "19:abc") is None
+
+
+async def test_channel_settings_defaults_and_updates(store: Store):
+    assert await store.get_channel_settings("slack", "C1") == ChannelSettings("slack", "C1")
+    await store.set_channel_timezone("slack", "T1", "C1", "Europe/London")
+    await store.set_channel_watch("slack", "T1", "C1", True)
+    await store.set_channel_watch("slack", "T1", "C2", True)
+    await store.set_channel_watch("slack", "T1", "C2", False)
+    got = await store.get_channel_settings("slack", "C1")
+    assert (got.timezone, got.watch, got.workspace) == ("Europe/London", True, "T1")
+    assert [c.channel for c in await store.watched_channels("slack")] == ["C1"]
+    assert (await store.get_channel_settings("slack", "C2")).timezone == "Asia/Shanghai"
+
+
+# ----------------------------------------------------------------------------- deadlines and posts
+
+
+async def _track(store: Store, channel: str = "C1", workspace: str | None = "T1", n: int = 3, **kw):
+    posts = [post(f"{channel}:d:{i}:{secrets.token_hex(3)}", T0 + dt.timedelta(days=i), n=i) for i in range(n)]
+    return await store.add_tracked(
+        platform="slack", workspace=workspace, channel=channel, topic="facial-recognition", start="2025-09-20",
+        due=dt.date(2025, 11, 6), note="board pack", created_by="U1", posts=posts, now=T0, **kw,
+    )
+
+
+async def test_tracked_deadline_round_trip_and_cancel(store: Store):
+    d = await _track(store)
+    assert d.ref == f"D{d.id}" and d.due == dt.date(2025, 11, 6) and d.note == "board pack"
+    assert await store.get_tracked(d.id) == d
+    assert await store.list_tracked("slack", channel="C1") == [d]
+    assert await store.list_tracked("slack", channel="C9") == []
+    posts = await store.list_posts("slack", "C1", deadline_id=d.id)
+    assert [p.payload["n"] for p in posts] == [0, 1, 2]
+    assert all(p.status == "pending" and p.kind == "deadline" for p in posts)
+    assert not await store.delete_tracked("slack", "C2", d.id)  # only from its own channel
+    assert await store.delete_tracked("slack", "C1", d.id)
+    assert await store.list_tracked("slack") == [] and await store.list_posts("slack") == []
+
+
+async def test_claim_lease_post_exactly_once(store: Store):
+    d = await _track(store)
+    now = T0 + dt.timedelta(days=1, minutes=1)
+    first = await store.claim_due(now, lease_seconds=60)
+    assert [p.payload["n"] for p in first] == [0, 1]  # due ones only, in order
+    assert all(p.status == "claimed" and p.claim_token for p in first)
+    assert await store.claim_due(now) == []  # leased: nobody else gets them
+    assert await store.mark_posted(first[0].id, first[0].claim_token, ref="1700.1", late=False, now=now)
+    # The second claim is abandoned (process died). After its lease it is offered again; the posted one never.
+    again = await store.claim_due(now + dt.timedelta(seconds=61))
+    assert [p.id for p in again] == [first[1].id]
+    assert again[0].attempts == 2 and again[0].claim_token != first[1].claim_token
+    assert not await store.mark_posted(first[1].id, first[1].claim_token, ref="x", late=False)  # stale claim
+    assert await store.mark_posted(again[0].id, again[0].claim_token, ref="1700.2", late=True)
+    rest = await store.claim_due(now + dt.timedelta(days=10))
+    assert [p.payload["n"] for p in rest] == [2]  # never the posted ones
+    posted = await store.list_posts("slack", "C1", status="posted", deadline_id=d.id)
+    assert [(p.posted_ref, p.late) for p in posted] == [("1700.1", False), ("1700.2", True)]
+
+
+async def test_concurrent_claims_never_overlap(store: Store, tmp_path):
+    for ch in range(5):
+        await _track(store, channel=f"C{ch}", n=20)
+    now = T0 + dt.timedelta(days=25)
+    batches = await asyncio.gather(*(store.claim_due(now, limit=7) for _ in range(20)))
+    ids = [p.id for batch in batches for p in batch]
+    assert len(ids) == len(set(ids)) == 100
+
+
+async def test_retry_and_failure_and_release(store: Store):
+    await _track(store, n=1)
+    now = T0 + dt.timedelta(minutes=1)
+    (p,) = await store.claim_due(now)
+    assert await store.mark_retry(p.id, p.claim_token, error="ratelimited", retry_at=now + dt.timedelta(seconds=30))
+    assert await store.claim_due(now + dt.timedelta(seconds=10)) == []  # backing off
+    (p,) = await store.claim_due(now + dt.timedelta(seconds=31))
+    assert await store.release(p.id, p.claim_token)
+    (p,) = await store.claim_due(now + dt.timedelta(seconds=32))
+    assert await store.mark_failed(p.id, p.claim_token, error="bad payload")
+    assert (await store.get_post(p.id)).status == "failed"
+    assert await store.claim_due(now + dt.timedelta(days=5)) == []
+
+
+async def test_expired_posts_are_never_claimed(store: Store):
+    d = await store.add_tracked(
+        platform="slack", workspace="T1", channel="C1", topic="pipia", start="2025-09-20", due=dt.date(2025, 10, 2),
+        note=None, created_by=None, now=T0,
+        posts=[post("late-ok", T0, expires=T0 + dt.timedelta(days=2)),
+               post("too-late", T0, expires=T0 + dt.timedelta(hours=1))],
+    )
+    now = T0 + dt.timedelta(hours=2)
+    assert (await store.expire_overdue(now)).expired == 1
+    claimed = await store.claim_due(now)
+    assert [p.key for p in claimed] == ["late-ok"]
+    assert {p.key: p.status for p in await store.list_posts(deadline_id=d.id)}["too-late"] == "expired"
+
+
+async def test_reschedule_keeps_posted_and_replaces_pending(store: Store):
+    d = await store.add_tracked(
+        platform="slack", workspace="T1", channel="C1", topic="pipia", start="2025-09-20", due=dt.date(2025, 11, 6),
+        note=None, created_by=None, now=T0, posts=[post("d:a", T0), post("d:b", T0 + dt.timedelta(days=1))],
+    )
+    (p,) = await store.claim_due(T0)
+    await store.mark_posted(p.id, p.claim_token, ref="1", late=False)
+    moved = T0 + dt.timedelta(days=1, hours=8)
+    n = await store.reschedule_tracked(d.id, [post("d:a", T0 + dt.timedelta(hours=8)), post("d:b", moved)])
+    assert n == 1
+    rows = {p.key: p for p in await store.list_posts(deadline_id=d.id)}
+    assert rows["d:a"].status == "posted" and rows["d:a"].due_at == T0
+    assert rows["d:b"].status == "pending" and rows["d:b"].due_at == moved
+
+
+# ---------------------------------------------------------------------------------- subscriptions
+
+
+async def test_subscriptions_unique_materialise_and_refresh(store: Store):
+    s, created = await store.add_subscription(platform="slack", workspace="T1", channel="C1", topic="all",
+                                              created_by="U1", now=T0)
+    assert created and s.ref == f"S{s.id}" and s.materialised_until is None
+    again, created = await store.add_subscription(platform="slack", workspace="T1", channel="C1", topic="all",
+                                                  created_by="U2")
+    assert not created and again.id == s.id
+    assert [x.id for x in await store.subscriptions_to_refresh(T0)] == [s.id]
+    until = T0 + dt.timedelta(days=400)
+    posts = [post("C1:ev:618:2026-06-18:14", T0 + dt.timedelta(days=5)), post("C1:ev:11:2026-11-11:14", until)]
+    assert await store.add_subscription_posts(s.id, posts, until) == 2
+    assert await store.add_subscription_posts(s.id, posts, until) == 0  # re-materialising never duplicates
+    assert await store.subscriptions_to_refresh(T0 + dt.timedelta(days=399)) == []
+    assert len(await store.subscriptions_to_refresh(T0 + dt.timedelta(days=401))) == 1
+    assert [x.topic for x in await store.list_subscriptions("slack", channel="C1")] == ["all"]
+    assert await store.delete_subscription("slack", "C1", s.id)
+    assert await store.list_subscriptions("slack") == [] and await store.list_posts() == []
+
+
+async def test_pause_and_resume(store: Store):
+    d = await _track(store, n=3)
+    s, _ = await store.add_subscription(platform="slack", workspace="T1", channel="C1", topic="pipia",
+                                        created_by=None, now=T0)
+    await store.add_subscription_posts(s.id, [post("ev1", T0)], T0 + dt.timedelta(days=400))
+    claimed = await store.claim_due(T0 + dt.timedelta(minutes=1))
+    dpost = next(p for p in claimed if p.deadline_id == d.id)
+    await store.pause_for_post(dpost, reason="channel_not_found")
+    paused = await store.list_paused("slack", "T1")
+    assert [(i.kind, i.ref, i.reason) for i in paused] == [("deadline", d.ref, "channel_not_found")]
+    assert {p.status for p in await store.list_posts(deadline_id=d.id)} == {"paused"}
+    # Nothing of a paused deadline is claimed, even when due.
+    later = await store.claim_due(T0 + dt.timedelta(days=5))
+    assert all(p.deadline_id != d.id for p in later)
+    assert await store.resume("deadline", d.id)
+    assert await store.list_paused("slack") == []
+    assert len(await store.claim_due(T0 + dt.timedelta(days=5))) == 3
+
+
+async def test_delete_workspace_forgets_everything(store: Store):
+    await _track(store, channel="C1", workspace="T1")
+    await _track(store, channel="C2", workspace="T2")
+    await store.add_subscription(platform="slack", workspace="T1", channel="C1", topic="all", created_by=None)
+    await store.save_installation("slack", "T1", {"bot_token": "x"})
+    await store.save_installation("slack", "T2", {"bot_token": "y"})
+    await store.save_conversation("slack", "C1", "T1", {"a": 1})
+    await store.set_channel_timezone("slack", "T1", "C1", "Europe/London")
+    await store.record_feedback(Feedback("slack", "T1", "C1", "U", None, None, "up", created_at=T0))
+    await store.delete_workspace("slack", "T1")
+    assert [d.channel for d in await store.list_tracked("slack")] == ["C2"]
+    assert await store.list_subscriptions("slack") == []
+    assert {p.channel for p in await store.list_posts("slack")} == {"C2"}
+    assert await store.find_installation("slack", "T1") is None
+    assert await store.find_installation("slack", "T2") == {"bot_token": "y"}
+    assert await store.get_conversation("slack", "C1") is None
+    assert (await store.get_channel_settings("slack", "C1")).timezone == "Asia/Shanghai"
+    assert await store.list_feedback() == []
+
+
+async def test_next_due_at(store: Store):
+    assert await store.next_due_at() is None
+    await _track(store, n=2)
+    assert await store.next_due_at() == T0
+
+
+# ------------------------------------------------------------------------------- backend specifics
+
+
+async def test_two_stores_one_database_restart_keeps_data(tmp_path):
+    url = f"sqlite:///{tmp_path / 'x.sqlite3'}"
+    a, b = open_store(url), open_store(url)
+    await asyncio.gather(a.open(), b.open())  # two "replicas" migrating at once
+    await _track(a, n=10)
+    now = T0 + dt.timedelta(days=25)
+    got = await asyncio.gather(a.claim_due(now, limit=4), b.claim_due(now, limit=4), a.claim_due(now, limit=4))
+    ids = [p.id for batch in got for p in batch]
+    assert len(ids) == len(set(ids)) == 10
+    await a.close()
+    await b.close()
+    c = open_store(url)
+    await c.open()
+    assert len(await c.list_tracked("slack")) == 1  # nothing lost on restart
+    await c.close()
+
+
+async def test_postgres_replicas_migrate_concurrently(pg_schema_url: str):
+    stores = [open_store(pg_schema_url) for _ in range(4)]
+    await asyncio.gather(*(s.open() for s in stores))
+    versions = [await s.schema_version() for s in stores]
+    assert len(set(versions)) == 1 and versions[0] >= 1
+    await asyncio.gather(*(s.close() for s in stores))
+
+
+def test_urls():
+    assert isinstance(open_store("sqlite:///:memory:"), SqliteStore)
+    assert sqlite_path("sqlite:////abs/x.db") == "/abs/x.db"
+    assert sqlite_path("sqlite:///:memory:") == ":memory:"
+    assert sqlite_path("sqlite:///tmp/chinadesk-test.db") == "/tmp/chinadesk-test.db"
+    with pytest.raises(StoreError):
+        open_store("mysql://x")
+    with pytest.raises(StoreError):
+        open_store("postgresql://localhost/test?schema=Robert'); DROP")
+
+
+async def test_unreachable_postgres_is_a_clear_error():
+    s = open_store("postgresql://postgres@127.0.0.1:1/test")
+    with pytest.raises(StoreError, match="cannot connect to PostgreSQL"):
+        await s.open()

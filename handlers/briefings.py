@@ -11,7 +11,12 @@ from handlers.request import Reply, Request
 from handlers.router import Desk, router
 
 
-@router.command("/china-sector", summary="sector briefings, market size, players, policy, and the trading calendar")
+@router.command(
+    "/china-sector",
+    summary="sector briefings: market size, players, policy, and the trading calendar",
+    usages=[("/china-sector", "the menu of sectors and calendar briefings"),
+            ("/china-sector <sector>", "a briefing, e.g. /china-sector semiconductors or /china-sector 618")],
+)
 async def china_sector(request: Request, desk: Desk, args: str) -> Reply:
     if not args:
         return menu(desk.library, "sector", intro="China sector briefings")
@@ -19,7 +24,12 @@ async def china_sector(request: Request, desk: Desk, args: str) -> Reply:
     return topic_card(desk.library, topic, today=request.today())
 
 
-@router.command("/china-platform", summary="Chinese platforms (RED, Douyin, WeChat...) and how brands get on them")
+@router.command(
+    "/china-platform",
+    summary="Chinese platforms (RED, Douyin, WeChat...) and how brands get on them",
+    usages=[("/china-platform", "the menu of platforms"),
+            ("/china-platform <platform>", "a briefing, e.g. /china-platform rednote")],
+)
 async def china_platform(request: Request, desk: Desk, args: str) -> Reply:
     if not args:
         return menu(desk.library, "platform", intro="Chinese platforms I can brief you on")

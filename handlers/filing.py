@@ -184,7 +184,15 @@ def deadline_reply(
     return reply.model_copy(update={"text": library.render("deadline", reply=reply)})
 
 
-@router.command("/china-filing", summary="filing obligations, their deadlines and reminders")
+@router.command(
+    "/china-filing",
+    summary="filing obligations, their deadlines and reminders",
+    usages=[
+        ("/china-filing", "the menu of filings"),
+        ("/china-filing <filing>", "the filing card, e.g. /china-filing facial-recognition"),
+        ("/china-filing <filing> from YYYY-MM-DD", "the deadline on China's working days (or: reached, since)"),
+    ],
+)
 async def china_filing(request: Request, desk: Desk, args: str) -> Reply:
     if not args:
         return menu(desk.library, "filing", intro="China filings I can brief you on")

@@ -61,13 +61,19 @@ class Subcommand:
 class Router:
     commands: dict[str, Handler] = field(default_factory=dict)
     summaries: dict[str, str] = field(default_factory=dict)
+    usages: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     subcommands: dict[str, dict[str, Subcommand]] = field(default_factory=dict)
     fallback_handler: Fallback | None = None
 
-    def command(self, name: str, *, summary: str) -> Callable[[Handler], Handler]:
+    def command(
+        self, name: str, *, summary: str, usages: list[tuple[str, str]] | None = None
+    ) -> Callable[[Handler], Handler]:
+        """Register the handler for ``name``; ``usages`` are (what to type, what it does) for the help."""
+
         def register(fn: Handler) -> Handler:
             self.commands[name] = fn
             self.summaries[name] = summary
+            self.usages[name] = usages or []
             return fn
 
         return register
@@ -160,6 +166,8 @@ async def dispatch(request: Request, desk: Desk) -> Reply:
 
     if request.mode == "watch":  # ambient channel messages are only ever questions
         return await _fallback(request.model_copy(update={"text": text}), desk)
+    if not text and not request.command:  # an empty message, or only an @mention: say what I can do
+        return help_reply(desk)
 
     if request.command:
         command = "/" + request.command.lstrip("/").casefold()
@@ -199,7 +207,7 @@ def help_reply(desk: Desk, command: str | None = None) -> Reply:
     for name in COMMANDS:
         if name not in router.commands:
             continue
-        usages = [(f"{name}", f"list {router.summaries[name].split(',')[0]}"), (f"{name} help", "this help")]
+        usages = [*router.usages[name], (f"{name} help", "this help")]
         usages += [(s.usage, s.summary) for s in router.subcommands.get(name, {}).values()]
         lines.append({"command": name, "summary": router.summaries[name], "usages": usages})
     reply = Reply(kind="help", title="China Desk: what I can do", text="", topic=None)

@@ -116,7 +116,7 @@ def topic_card(library: Library, topic: Topic, *, today: dt.date) -> Reply:
                 unverified=all(not f.verified for f in facts),
             )
         )
-    as_of = max(f.as_of for f in shown)
+    as_of = (min(f.as_of for f in shown), max(f.as_of for f in shown))
     related = [topic_command(library.topics[r]) for r in topic.related if r in library.topics]
     reply = Reply(
         kind=topic.kind,

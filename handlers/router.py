@@ -166,7 +166,7 @@ async def dispatch(request: Request, desk: Desk) -> Reply:
 
     if request.mode == "watch":  # ambient channel messages are only ever questions
         return await _fallback(request.model_copy(update={"text": text}), desk)
-    if not text and not request.command:  # an empty message, or only an @mention: say what I can do
+    if not request.command and text.casefold() in ("", "help", "?"):  # empty, only an @mention, or "help"
         return help_reply(desk)
 
     if request.command:

@@ -1,0 +1,322 @@
+"""Adaptive Card rendering of a :class:`~handlers.request.Reply` (Microsoft Teams messages).
+
+Everything here is presentation: the Reply already holds the advice. Rules this module keeps:
+
+* **Version.** Cards declare ``"version": "1.5"`` (what Teams renders for bots) and use only elements
+  of that schema; the tests validate every card against the official 1.5 JSON schema.
+* **Escaping.** TextBlocks and facts interpret a Markdown subset (bold, italic, lists, ``[t](url)``
+  links), and HTML is *not* supported, so a literal ``&lt;`` would show as those four characters.
+  Every string taken from a Reply is therefore first un-escaped from the HTML entities that
+  :func:`handlers.request.echo` produced and then Markdown-escaped with backslashes: ``[x](y)`` typed
+  by a user stays text, ``<at>`` never becomes markup. Only links we build ourselves are Markdown.
+* **Limits.** Teams rejects bot messages over ~28 KB and shows FactSet values in a narrow column, so
+  short values go in a FactSet, long ones become their own TextBlocks, and very long texts are cut
+  with a pointer to the command that shows the full card.
+* **Fallback.** The activity carries the plain-text rendering as ``summary`` (what a client that cannot
+  render cards, and notifications, show) and the card carries it as ``fallbackText``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from bot.render.text import render_text
+from content.loader import format_day
+from handlers.request import Reply
+
+CARD_VERSION = "1.5"
+CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
+
+FACT_MAX = 80  # longer values read badly in the FactSet's narrow value column
+TEXT_MAX = 4000  # one TextBlock; longer field texts are a content problem, cut with a pointer
+FALLBACK_MAX = 4000  # summary / fallbackText: enough for the gist, keeps the message well under 28 KB
+TITLE_MAX = 200
+BUTTON_MAX = 40  # Teams truncates long button titles; keep them readable
+QUESTION_MAX = 1000  # how much of the question a feedback button carries back
+MAX_COMMAND_BUTTONS = 3  # with 👍/👎 that keeps the action bar to five buttons
+MENU_CHOICES_MAX = 100
+
+# Replies people can usefully rate; errors, menus and help are not advice.
+FEEDBACK_KINDS = frozenset({"filing", "deadline", "sector", "platform", "calendar", "answer", "no_answer", "reminder"})
+
+# Characters the Teams Markdown subset (CommonMark-based) could read as markup. ``(`` and ``)`` only
+# matter right after ``]``, and ``]`` is escaped; ``#`` and ``-`` only at the start of a line.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>~|])")
+_LINE_START = re.compile(r"^(\s*)(?:([#>+\-])|(\d+)([.)]))(?=\s)", re.MULTILINE)
+
+
+def md(text: str) -> str:
+    """Plain Reply text made inert for an Adaptive Card TextBlock (see the module docstring)."""
+    text = html.unescape(text)  # echo() made user text HTML-safe; cards need Markdown-safe instead
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    # Backslash escapes only work before punctuation: "\\- item", but "1\\. first" (not "\\1. first").
+    return _LINE_START.sub(
+        lambda m: m.group(1) + ("\\" + m.group(2) if m.group(2) else m.group(3) + "\\" + m.group(4)), text
+    )
+
+
+def md_url(url: str) -> str | None:
+    """A URL safe inside ``[title](url)``, or None for anything that is not http(s)/mailto."""
+    url = url.strip()
+    if not re.match(r"^(https?|mailto):", url, re.IGNORECASE):
+        return None
+    # Spaces, brackets and angle brackets would end or confuse the link; percent-encode them.
+    return quote(url, safe=":/?#@!$&'*+,;=%~-._")
+
+
+def link(title: str, url: str) -> str:
+    safe = md_url(url)
+    label = md(title)
+    return f"[{label}]({safe})" if safe else label
+
+
+def shorten(text: str, limit: int, marker: str = "…") -> str:
+    """Cut at a line or word break near ``limit`` (marker included); never mid-escape."""
+    if len(text) <= limit:
+        return text
+    room = max(limit - len(marker), 0)
+    cut = text[:room]
+    for sep in ("\n", " "):
+        at = cut.rfind(sep)
+        if at >= room * 0.6:
+            cut = cut[:at]
+            break
+    while cut.endswith("\\"):  # a dangling backslash would escape the marker
+        cut = cut[:-1]
+    return cut.rstrip() + marker
+
+
+def _day(value: dt.date | dt.datetime) -> dt.date:
+    return value.date() if isinstance(value, dt.datetime) else value
+
+
+def _text(text: str, **props: Any) -> dict[str, Any]:
+    return {"type": "TextBlock", "text": text, "wrap": True, **props}
+
+
+def _heading(text: str) -> dict[str, Any]:
+    return _text(text, weight="bolder", spacing="medium")
+
+
+def _submit(title: str, data: dict[str, Any], **props: Any) -> dict[str, Any]:
+    return {"type": "Action.Submit", "title": shorten(title, BUTTON_MAX), "data": data, **props}
+
+
+@dataclass(frozen=True)
+class FeedbackContext:
+    """What a 👍/👎 button carries back, so that the click can be stored without server-side state."""
+
+    question: str
+    kind: str
+
+    def data(self, reply: Reply, vote: str) -> dict[str, Any]:
+        return {
+            "action": "feedback", "vote": vote, "topic": reply.topic, "kind": reply.kind,
+            "question": self.question[:QUESTION_MAX],
+        }
+
+
+def full_card_command(reply: Reply) -> str | None:
+    for action in reply.actions:
+        if action.kind == "share" and action.value:
+            return action.value
+    return reply.related[0] if reply.related else None
+
+
+def _marker(reply: Reply) -> str:
+    command = full_card_command(reply)
+    return f"… (full card: {md(command)})" if command else "… (shortened)"
+
+
+def is_structured(reply: Reply) -> bool:
+    """Cards, deadlines and answers have structure; menus, help and errors are their text."""
+    return bool(reply.summary or reply.fields or reply.deadline or reply.steps)
+
+
+def _lines(text: str, limit: int, marker: str, **props: Any) -> list[dict[str, Any]]:
+    """One TextBlock per line of plain text.
+
+    Markdown line-break handling differs between Teams clients (a single newline may be folded into a
+    space), so lines are separate blocks; a blank line becomes extra spacing before the next block.
+    """
+    blocks: list[dict[str, Any]] = []
+    used = 0
+    gap = False
+    for line in text.strip("\n").split("\n"):
+        if not line.strip():
+            gap = True
+            continue
+        if used >= limit:
+            blocks.append(_text(marker, isSubtle=True, spacing="none"))
+            break
+        safe = shorten(md(line.strip()), limit - used, marker=marker)
+        used += len(safe)
+        extra = {"spacing": "medium"} if gap else {"spacing": "none"} if blocks else {}
+        blocks.append(_text(safe, **{**extra, **props}))
+        gap = False
+    return blocks
+
+
+def _fields(reply: Reply, marker: str) -> list[dict[str, Any]]:
+    body: list[dict[str, Any]] = []
+    facts: list[dict[str, str]] = []
+
+    def flush() -> None:
+        if facts:
+            body.append({"type": "FactSet", "facts": list(facts), "spacing": "medium"})
+            facts.clear()
+
+    for field in reply.fields:
+        label = md(field.label) + (" (unverified)" if field.unverified else "")
+        value = field.value.strip()
+        if len(value) <= FACT_MAX and "\n" not in value:
+            facts.append({"title": label, "value": md(value)})
+            continue
+        flush()  # keep the content's order: a long field ends the FactSet before it
+        body.append(_heading(label))
+        body += _lines(value, TEXT_MAX, marker)
+    flush()
+    return body
+
+
+def _deadline(reply: Reply) -> list[dict[str, Any]]:
+    deadline = reply.deadline
+    if deadline is None:
+        return []
+    due = _day(deadline.due)
+    items = [
+        _text(
+            f"Due {md(format_day(deadline.due))} ({due.isoformat()})" + (" (estimate)" if deadline.estimate else ""),
+            weight="bolder", size="large", color="attention" if deadline.estimate else "accent",
+        ),
+        _text(md(deadline.rule), isSubtle=True, spacing="none"),
+    ]
+    if deadline.counted:
+        items.append(_text("How it was counted", weight="bolder", spacing="small"))
+        items += [_text(f"• {md(line)}", spacing="none") for line in deadline.counted]
+    return [{"type": "Container", "id": "deadline", "style": "emphasis", "spacing": "medium", "items": items}]
+
+
+def _steps(reply: Reply) -> list[dict[str, Any]]:
+    if not reply.steps:
+        return []
+    body = [_heading("Then")]
+    for step in reply.steps:
+        when = ""
+        if step.date is not None:
+            when = f" — by {md(format_day(step.date))}" + (" (estimate)" if step.estimate else "")
+        body.append(_text(f"**{md(step.label)}**{when}: {md(step.text)}", spacing="small"))
+    return body
+
+
+def _sources(reply: Reply) -> list[dict[str, Any]]:
+    if not reply.sources:
+        return []
+    body = [_heading("Sources")]
+    for number, src in enumerate(reply.sources, start=1):
+        published = src.published_label or src.published.isoformat()
+        body.append(_text(f"\\[{number}\\] {link(src.title, src.url)} ({md(published)})", spacing="small"))
+    return body
+
+
+def _caveats(reply: Reply) -> list[dict[str, Any]]:
+    blocks = []
+    for i, caveat in enumerate(reply.caveats):
+        first = {"separator": True, "spacing": "medium"} if i == 0 else {"spacing": "small"}
+        blocks.append(_text(md(caveat), isSubtle=True, size="small", **first))
+    return blocks
+
+
+def _menu(reply: Reply) -> list[dict[str, Any]]:
+    """A menu: the list as text, plus a picker that runs the chosen item's command."""
+    if not reply.items:
+        return []
+    choices = [{"title": shorten(item.title, 120), "value": item.command} for item in reply.items[:MENU_CHOICES_MAX]]
+    return [{
+        "type": "Input.ChoiceSet", "id": "command", "style": "compact", "label": "Open one",
+        "value": choices[0]["value"], "choices": choices, "spacing": "medium",
+    }]
+
+
+def _body_text(reply: Reply) -> str:
+    text = reply.text
+    if text.startswith(reply.title):  # templates repeat the title on the first line
+        text = text[len(reply.title):].lstrip(":\n ")
+    return text
+
+
+def _actions(reply: Reply, feedback: FeedbackContext | None) -> list[dict[str, Any]]:
+    actions: list[dict[str, Any]] = []
+    if reply.items:
+        actions.append(_submit("Open", {"action": "command"}, style="positive"))
+    commands: list[tuple[str, str]] = []
+    labels = {"up": "👍 Helpful", "down": "👎 Not helpful"}
+    for action in reply.actions:
+        # "share" is Slack's: there a slash-command answer is private. Teams replies are already visible.
+        if action.kind == "command" and action.value:
+            commands.append((action.label, action.value))
+        elif action.kind in ("feedback_up", "feedback_down"):
+            vote = action.kind.removeprefix("feedback_")
+            labels[vote] = action.label or labels[vote]
+    commands += [(f"Try {s}", s) for s in reply.suggestions]
+    commands += [(f"Open {r}", r) for r in reply.related]
+    seen: set[str] = set()
+    for label, value in commands:
+        if value in seen or len(seen) >= MAX_COMMAND_BUTTONS:
+            continue
+        seen.add(value)
+        actions.append(_submit(label, {"action": "command", "text": value}))
+    if feedback is not None and reply.kind in FEEDBACK_KINDS:
+        # The core may word its own buttons ("👎 Not right"); the data is ours either way.
+        actions.append(_submit(labels["up"], feedback.data(reply, "up")))
+        actions.append(_submit(labels["down"], feedback.data(reply, "down")))
+    return actions
+
+
+def fallback_text(reply: Reply) -> str:
+    """The plain-text rendering, cut for the activity summary and the card's fallbackText."""
+    return shorten(render_text(reply), FALLBACK_MAX)
+
+
+def render_card(reply: Reply, *, feedback: FeedbackContext | None = None) -> dict[str, Any]:
+    """A Reply as an Adaptive Card 1.5 (a plain dict, ready for ``CardFactory.adaptive_card``)."""
+    marker = _marker(reply)
+    body: list[dict[str, Any]] = [
+        _text(shorten(md(reply.title), TITLE_MAX), weight="bolder", size="medium", style="heading"),
+    ]
+    if is_structured(reply):
+        if reply.summary:
+            body += _lines(reply.summary, TEXT_MAX, marker)
+        body += _fields(reply, marker)
+        body += _deadline(reply)
+        body += _steps(reply)
+        body += _sources(reply)
+    else:
+        body += _lines(_body_text(reply), TEXT_MAX, marker)
+        body += _menu(reply)
+    body += _caveats(reply)
+    card: dict[str, Any] = {
+        "type": "AdaptiveCard",
+        "$schema": CARD_SCHEMA,
+        "version": CARD_VERSION,
+        "fallbackText": fallback_text(reply),
+        "body": body,
+    }
+    actions = _actions(reply, feedback)
+    if actions:
+        card["actions"] = actions
+    return card
+
+
+def render_notice(text: str) -> dict[str, Any]:
+    """A one-line card for acknowledgements ("Thanks for the feedback")."""
+    return {
+        "type": "AdaptiveCard", "$schema": CARD_SCHEMA, "version": CARD_VERSION, "fallbackText": text,
+        "body": [_text(md(text))],
+    }

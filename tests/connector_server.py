@@ -1,0 +1,182 @@
+"""A local Bot Connector-compatible server (127.0.0.1) that records what the bot sends to Teams.
+
+Activities POSTed to ``/api/messages`` carry a ``serviceUrl``; the bot sends its replies there through
+botbuilder's real ConnectorClient. Pointing ``serviceUrl`` at this server lets tests assert on the exact
+reply activities (and cards) Teams would receive, over real HTTP, with nothing reaching Microsoft.
+
+Implemented (Bot Connector REST API v3, the calls botbuilder makes):
+
+* ``POST /v3/conversations/{conversationId}/activities`` (send to conversation: new posts, proactive)
+* ``POST /v3/conversations/{conversationId}/activities/{activityId}`` (reply to an activity)
+* ``PUT  /v3/conversations/{conversationId}/activities/{activityId}`` (update)
+* ``POST /v3/conversations`` (create conversation)
+
+``refuse(conversation_id, status)`` makes every call for that conversation fail the way Teams does
+when the bot has been removed (403) or the conversation is gone (404).
+
+:class:`KeyServer` plays the Bot Framework token issuer's OpenID metadata + JWKS endpoints, in a
+thread: botbuilder fetches them with the blocking ``requests`` library, which would deadlock against a
+server on the test's own event loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import itertools
+import json
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+CARD = "application/vnd.microsoft.card.adaptive"
+
+
+@dataclass
+class Sent:
+    """One call the bot made to the connector."""
+
+    method: str
+    path: str
+    conversation_id: str
+    reply_to_id: str | None
+    authorization: str | None
+    body: dict[str, Any]
+
+    @property
+    def cards(self) -> list[dict[str, Any]]:
+        return [a["content"] for a in self.body.get("attachments") or [] if a.get("contentType") == CARD]
+
+    @property
+    def card(self) -> dict[str, Any]:
+        (card,) = self.cards
+        return card
+
+
+@dataclass
+class ConnectorServer:
+    sent: list[Sent] = field(default_factory=list)
+    conversations: list[dict[str, Any]] = field(default_factory=list)
+    refused: dict[str, int] = field(default_factory=dict)
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _server: TestServer | None = None
+
+    @property
+    def url(self) -> str:
+        """The ``serviceUrl`` to put in activities (trailing slash, as Teams sends it)."""
+        assert self._server is not None, "start() first"
+        return str(self._server.make_url("/"))
+
+    async def start(self) -> ConnectorServer:
+        app = web.Application()
+        app.router.add_post("/v3/conversations", self._create)
+        app.router.add_post("/v3/conversations/{conversation_id}/activities", self._activity)
+        app.router.add_post("/v3/conversations/{conversation_id}/activities/{activity_id}", self._activity)
+        app.router.add_put("/v3/conversations/{conversation_id}/activities/{activity_id}", self._activity)
+        self._server = TestServer(app, host="127.0.0.1")
+        await self._server.start_server()
+        return self
+
+    async def close(self) -> None:
+        if self._server is not None:
+            await self._server.close()
+
+    def refuse(self, conversation_id: str, status: int = 403) -> None:
+        self.refused[conversation_id] = status
+
+    def clear(self) -> None:
+        self.sent.clear()
+
+    @property
+    def cards(self) -> list[dict[str, Any]]:
+        return [card for s in self.sent for card in s.cards]
+
+    async def _activity(self, request: web.Request) -> web.Response:
+        conversation_id = request.match_info["conversation_id"]
+        if conversation_id in self.refused:
+            status = self.refused[conversation_id]
+            code = {403: "BotNotInConversationRoster", 404: "ConversationNotFound"}.get(status, "ServiceError")
+            return web.json_response({"error": {"code": code, "message": "refused by test"}}, status=status)
+        body = await request.json()
+        self.sent.append(Sent(
+            method=request.method, path=request.path, conversation_id=conversation_id,
+            reply_to_id=request.match_info.get("activity_id"),
+            authorization=request.headers.get("Authorization"), body=body,
+        ))
+        return web.json_response({"id": f"sent-{next(self._ids)}"}, status=201 if request.method == "POST" else 200)
+
+    async def _create(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.conversations.append(body)
+        return web.json_response({"id": f"a:created-{uuid.uuid4().hex[:8]}", "activityId": f"sent-{next(self._ids)}"})
+
+
+class KeyServer:
+    """OpenID metadata + JWKS for tokens signed by a test key, served from a thread on 127.0.0.1."""
+
+    def __init__(self, *, endorsements: tuple[str, ...] = ("msteams",)) -> None:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from jwt.algorithms import RSAAlgorithm
+
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.kid = "test-key-1"
+        jwk = json.loads(RSAAlgorithm.to_jwk(self.key.public_key()))
+        jwk.update(kid=self.kid, use="sig", endorsements=list(endorsements))
+        self._keys = {"keys": [jwk]}
+        self._httpd: http.server.ThreadingHTTPServer | None = None
+
+    @property
+    def metadata_url(self) -> str:
+        assert self._httpd is not None
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/.well-known/openidconfiguration"
+
+    def start(self) -> KeyServer:
+        keys = self._keys
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/.well-known/openidconfiguration":
+                    payload = {"issuer": "https://api.botframework.com", "jwks_uri": owner.metadata_url.replace(
+                        "/.well-known/openidconfiguration", "/keys")}
+                elif self.path == "/keys":
+                    payload = keys
+                else:
+                    self.send_error(404)
+                    return
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+
+    def token(
+        self, *, app_id: str, service_url: str, issuer: str = "https://api.botframework.com",
+        expires_in: int = 3600, key: Any = None,
+    ) -> str:
+        """A channel-to-bot token like the Bot Connector's (``aud`` = the bot's app id, ``serviceurl``)."""
+        import jwt
+
+        now = dt.datetime.now(dt.UTC)
+        claims = {
+            "iss": issuer, "aud": app_id, "serviceurl": service_url,
+            "nbf": now - dt.timedelta(minutes=1), "exp": now + dt.timedelta(seconds=expires_in),
+        }
+        return jwt.encode(claims, key or self.key, algorithm="RS256", headers={"kid": self.kid})

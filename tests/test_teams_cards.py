@@ -1,0 +1,151 @@
+"""Adaptive Card rendering (bot/render/adaptive.py) and Teams settings, without HTTP.
+
+Every card the core can produce is validated against the official Adaptive Card 1.5 schema
+(tests/fixtures/teams/adaptive-card-1.5.schema.json, see the README there).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from bot.config import ConfigError, Settings, TeamsSettings
+from bot.render.adaptive import FeedbackContext, md, md_url, render_card
+from bot.teams import message_text
+from handlers import Desk
+from handlers.cards import topic_card
+from handlers.request import Reply, ReplyField
+from tests.conftest import NOW
+from tests.test_teams import SCHEMA, assert_valid_card, facts, texts
+
+
+def test_the_schema_really_rejects_invalid_cards():
+    good = {"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "hi"}]}
+    assert_valid_card(good)
+    for bad in (
+        {**good, "body": [{"type": "TextBlock", "text": "hi", "colour": "red"}]},  # unknown property
+        {**good, "body": [{"type": "TextBlock"}]},  # text is required
+        {**good, "body": [{"type": "Carousel", "pages": []}]},  # not an element in 1.5
+        {**good, "actions": [{"type": "Action.OpenUrl", "title": "x"}]},  # url is required
+    ):
+        assert list(SCHEMA.iter_errors(bad)), bad
+
+
+def test_every_topic_card_is_valid_and_small_enough(desk: Desk):
+    today = NOW.date()
+    for topic in desk.library.topics.values():
+        reply = topic_card(desk.library, topic, today=today)
+        card = render_card(reply, feedback=FeedbackContext(question=topic.id, kind=reply.kind))
+        assert_valid_card(card)
+        assert len(json.dumps(card, ensure_ascii=False).encode()) < 24_000, topic.id  # Teams caps a message ~28 KB
+
+
+@pytest.mark.parametrize("text", [
+    "/china-filing", "/china-sector", "/china-platform", "/china-filing help", "/china-filing nonsense",
+    "/china-filing facial-recognition from 2025-02-30", "what is the 618 festival?", "tell me a joke",
+    "/china-filing facial-recognition from 2025-09-20",
+])
+async def test_every_kind_of_reply_renders_a_valid_card(ask, text: str):
+    reply = await ask(text, platform="teams", mode="direct")
+    assert_valid_card(render_card(reply, feedback=FeedbackContext(question=text, kind=reply.kind)))
+
+
+def test_long_fields_leave_the_factset_and_short_ones_stay():
+    reply = Reply(kind="filing", title="T", text="", summary="S", fields=[
+        ReplyField(label="Authority", value="CAC"),
+        ReplyField(label="Documents", value="• one\n• two"),
+        ReplyField(label="Penalty", value="x" * 200, unverified=True),
+    ])
+    card = render_card(reply)
+    assert_valid_card(card)
+    assert facts(card) == {"Authority": "CAC"}
+    shown = texts(card)
+    assert "Documents" in shown and "• one" in shown and "• two" in shown
+    assert "Penalty (unverified)" in shown
+
+
+def test_feedback_buttons_carry_what_the_store_needs():
+    reply = Reply(kind="answer", title="T", text="x", summary="S", topic="xiaohongshu")
+    card = render_card(reply, feedback=FeedbackContext(question="q" * 5000, kind="answer"))
+    up, down = [a for a in card["actions"] if a["data"].get("action") == "feedback"]
+    assert up["type"] == down["type"] == "Action.Submit"
+    assert up["data"]["vote"] == "up" and down["data"]["vote"] == "down"
+    assert up["data"]["topic"] == "xiaohongshu" and len(up["data"]["question"]) == 1000
+    # Errors and menus are not advice: nothing to rate.
+    error = render_card(Reply(kind="error", title="E", text="e"), feedback=FeedbackContext(question="q", kind="error"))
+    assert "actions" not in error
+
+
+@pytest.mark.parametrize(("raw", "shown"), [
+    ("[x](https://evil.example)", "\\[x\\](https://evil.example)"),
+    ("&lt;at&gt;Boss&lt;/at&gt;", "\\<at\\>Boss\\</at\\>"),  # echo()'s entities: decoded, then escaped
+    ("**bold** _it_ `code`", "\\*\\*bold\\*\\* \\_it\\_ \\`code\\`"),
+    ("# heading\n- item\n1. first", "\\# heading\n\\- item\n1\\. first"),
+    ("a\\b", "a\\\\b"),
+    ("plain, safe text (with parens).", "plain, safe text (with parens)."),
+])
+def test_markdown_escaping(raw: str, shown: str):
+    assert md(raw) == shown
+
+
+def test_links_only_for_web_urls():
+    assert md_url("https://example.com/a b(c)") == "https://example.com/a%20b%28c%29"
+    assert md_url("javascript:alert(1)") is None
+    reply = Reply(kind="filing", title="T", text="", summary="S", sources=[
+        {"title": "Bad [title]", "url": "javascript:alert(1)", "published": dt.date(2025, 1, 1)},
+        {"title": "Good", "url": "https://example.com/x", "published": dt.date(2025, 2, 1)},
+    ])
+    shown = texts(render_card(reply))
+    assert "\\[1\\] Bad \\[title\\] (2025-01-01)" in shown
+    assert "\\[2\\] [Good](https://example.com/x) (2025-02-01)" in shown
+
+
+def test_mentions_are_stripped_using_the_entities():
+    from botbuilder.schema import Activity
+
+    def activity(text: str, entities: list | None = None) -> Activity:
+        return Activity().deserialize({
+            "type": "message", "text": text, "recipient": {"id": "28:bot", "name": "China Desk"},
+            "entities": entities or [],
+        })
+
+    bot = {"type": "mention", "text": "<at>China Desk</at>", "mentioned": {"id": "28:bot", "name": "China Desk"}}
+    assert message_text(activity("<at>China Desk</at> filing face", [bot])) == "filing face"
+    assert message_text(activity("<at>China Desk</at>", [bot])) == ""
+    # A renamed bot: the entity says how it was written.
+    renamed = {**bot, "text": "<at>Desk</at>"}
+    assert message_text(activity("<at>Desk</at> china-sector", [renamed])) == "china-sector"
+    # No entity at all: a leading mention of the bot's name still goes; other people keep their name.
+    assert message_text(activity("<at>China Desk</at> ask <at>Alice</at> about filing")) == "ask Alice about filing"
+    assert message_text(activity("")) == ""
+
+
+def test_teams_settings_local_mode_and_partial_configuration():
+    assert TeamsSettings.from_env({}).local_mode
+    full = TeamsSettings.from_env({"MICROSOFT_APP_ID": "3F1A7C2E-5B8D-4E6F-9A0B-1C2D3E4F5A6B",
+                                   "MICROSOFT_APP_PASSWORD": "s3cret"})
+    assert not full.local_mode and full.app_type == "MultiTenant"
+    assert "s3cret" not in repr(full)
+    single = TeamsSettings.from_env({
+        "MICROSOFT_APP_ID": "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b", "MICROSOFT_APP_PASSWORD": "x",
+        "MICROSOFT_APP_TYPE": "singletenant", "MICROSOFT_APP_TENANT_ID": "9c4e2b7a-1d3f-4a5b-8c6d-7e8f9a0b1c2d",
+    })
+    assert single.app_type == "SingleTenant"
+    assert Settings.from_env({}).teams.local_mode
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"MICROSOFT_APP_PASSWORD": "x"}, "MICROSOFT_APP_ID"),
+    ({"MICROSOFT_APP_TENANT_ID": "9c4e2b7a-1d3f-4a5b-8c6d-7e8f9a0b1c2d"}, "MICROSOFT_APP_ID"),
+    ({"MICROSOFT_APP_ID": "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b"}, "MICROSOFT_APP_PASSWORD"),
+    ({"MICROSOFT_APP_ID": "not-a-guid", "MICROSOFT_APP_PASSWORD": "x"}, "MICROSOFT_APP_ID"),
+    ({"MICROSOFT_APP_ID": "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b", "MICROSOFT_APP_PASSWORD": "x",
+      "MICROSOFT_APP_TYPE": "SingleTenant"}, "MICROSOFT_APP_TENANT_ID"),
+    ({"MICROSOFT_APP_ID": "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b", "MICROSOFT_APP_PASSWORD": "x",
+      "MICROSOFT_APP_TYPE": "Bogus"}, "MICROSOFT_APP_TYPE"),
+])
+def test_partly_configured_teams_names_the_variable(env: dict[str, str], named: str):
+    with pytest.raises(ConfigError, match=named):
+        Settings.from_env(env)

@@ -66,6 +66,22 @@ def cmd_content_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_teams_package(args: argparse.Namespace) -> int:
+    """Build the Teams app package (manifest with the bot's app id + the two icons) an admin uploads."""
+    from pathlib import Path
+
+    from bot.teams import build_app_package
+
+    try:
+        out = build_app_package(args.app_id, Path(args.out))
+    except ValueError as exc:
+        raise CliUsageError(str(exc)) from None
+    except OSError as exc:  # unwritable --out, a directory in the way...
+        raise CliUsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+    print(f"wrote {out}: upload it in Teams (Apps > Manage your apps > Upload an app)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chinadesk", description="China Desk: vetted China market-entry advice")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -87,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--stale-days", type=int, default=Settings.from_env().stale_days,
                        help="warn about facts older than this many days (default 365, env CONTENT_STALE_DAYS)")
     check.set_defaults(func=cmd_content_check)
+
+    package = sub.add_parser("teams-package", help="build the Teams app package (zip) for an admin to upload")
+    package.add_argument("--app-id", required=True, help="the Azure Bot's Microsoft App ID (a GUID)")
+    package.add_argument("--out", default="chinadesk-teams.zip", help="zip to write (default chinadesk-teams.zip)")
+    package.set_defaults(func=cmd_teams_package)
     return parser
 
 

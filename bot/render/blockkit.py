@@ -1,0 +1,487 @@
+"""Block Kit rendering of a :class:`~handlers.request.Reply` (Slack messages) and of the App Home view.
+
+Everything here is presentation: the Reply already holds the advice. Rules this module keeps:
+
+* **Escaping.** Every string taken from a Reply is escaped for mrkdwn (``&``, ``<``, ``>``) before any
+  markup of ours (links, bold) is put around it. The escaping is idempotent: user text arrives already
+  escaped by :func:`handlers.request.echo`, and escaping ``&lt;`` again would show a literal ``&lt;``.
+  So a question containing ``<!channel>`` reaches Slack as ``&lt;!channel&gt;``: shown, never a ping.
+* **Limits.** Header plain_text ≤150 characters, section text ≤3000, ≤10 fields a section and ≤2000
+  characters each, context ≤10 elements, button text ≤75 and value ≤2000, ≤50 blocks a message (100 in
+  a Home tab). A reply that would break one is shortened, with a pointer to the command that shows
+  the full card, instead of being rejected by Slack.
+* **Validation.** Blocks are built with ``slack_sdk.models.blocks`` and serialised with ``to_dict()``,
+  which runs the SDK's validators, so a limit we forget is a failing test rather than a Slack error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+
+from content.loader import format_day
+from handlers.request import Reply
+
+if TYPE_CHECKING:  # only for type hints: the renderer never talks to the store
+    from bot.store import PausedItem, Subscription, TrackedDeadline
+
+MAX_BLOCKS = 50  # messages
+MAX_HOME_BLOCKS = 100  # Home tab and modal views
+HEADER_MAX = 150
+SECTION_MAX = 3000
+FIELD_MAX = 2000
+FIELDS_PER_SECTION = 10
+CONTEXT_ELEMENTS_MAX = 10
+BUTTON_TEXT_MAX = 75
+BUTTON_VALUE_MAX = 2000
+FALLBACK_MAX = 3000  # notification text: Slack accepts more, but nobody reads more in a notification
+SHORT_FIELD = 120  # values up to this long go in the two-column field grid; longer ones get a full-width section
+
+# action_ids: bot/slack.py registers a listener for each (and the manifest test checks them).
+ACTION_SHARE = "chinadesk_share"
+ACTION_COMMAND = "chinadesk_command"
+ACTION_FEEDBACK_UP = "chinadesk_feedback_up"
+ACTION_FEEDBACK_DOWN = "chinadesk_feedback_down"
+ACTION_IDS = (ACTION_SHARE, ACTION_COMMAND, ACTION_FEEDBACK_UP, ACTION_FEEDBACK_DOWN)
+
+_UNESCAPED_AMP = re.compile(r"&(?!(?:amp|lt|gt);)")
+
+
+def escape(text: str) -> str:
+    """Escape ``& < >`` for Slack, leaving existing ``&amp;``/``&lt;``/``&gt;`` entities alone.
+
+    Idempotent: ``escape(escape(x)) == escape(x)``. Slack decodes only these three entities, so they
+    are the only ones we produce or preserve.
+    """
+    return _UNESCAPED_AMP.sub("&amp;", text).replace("<", "&lt;").replace(">", "&gt;")
+
+
+def link(url: str, title: str) -> str:
+    """A mrkdwn link ``<url|title>`` built from untrusted parts.
+
+    The title is escaped; in the URL, ``|`` and ``>`` would end the link early, so they are
+    percent-encoded (``&`` is entity-escaped, which Slack decodes back).
+    """
+    safe_url = escape(url.strip()).replace("|", "%7C")
+    label = escape(title).replace("|", "¦") or safe_url  # "|" in a label is shown, but keep it unambiguous
+    if not re.match(r"^(https?|mailto):", url.strip(), re.IGNORECASE):
+        return label  # never let content smuggle a slack:// or javascript: link; show the title only
+    return f"<{safe_url}|{label}>"
+
+
+def shorten(text: str, limit: int, marker: str = "…") -> str:
+    """``text`` cut to ``limit`` characters (marker included), at a line or word break when one is near.
+
+    Never cuts inside an entity (``&amp;``) or a ``<...>`` link of ours, which would break the markup.
+    """
+    if len(text) <= limit:
+        return text
+    room = max(limit - len(marker), 0)
+    cut = text[:room]
+    # Back off from a half-written entity or link.
+    amp, lt = cut.rfind("&"), cut.rfind("<")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    if lt != -1 and ">" not in cut[lt:]:
+        cut = cut[:lt]
+    for sep in ("\n", " "):
+        at = cut.rfind(sep)
+        if at >= room * 0.6:
+            cut = cut[:at]
+            break
+    return cut.rstrip() + marker
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Split mrkdwn into chunks of at most ``limit`` characters, on line breaks where possible."""
+    chunks: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        while len(line) > limit:  # one line longer than a whole chunk: hard-wrap it
+            if current:
+                chunks.append(current)
+                current = ""
+            head = shorten(line, limit, marker="")
+            if not head:  # nothing sensible to cut at: cut anyway
+                head = line[:limit]
+            chunks.append(head)
+            line = line[len(head):].lstrip()
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > limit:
+            chunks.append(current)
+            current = line
+        else:
+            current = candidate
+    if current.strip():
+        chunks.append(current)
+    return [c for c in chunks if c.strip()]
+
+
+def _mrkdwn(text: str) -> MarkdownTextObject:
+    return MarkdownTextObject(text=text)
+
+
+def _section(text: str) -> SectionBlock:
+    return SectionBlock(text=_mrkdwn(text))
+
+
+def _context(lines: Sequence[str]) -> ContextBlock:
+    return ContextBlock(elements=[_mrkdwn(shorten(line, SECTION_MAX)) for line in lines[:CONTEXT_ELEMENTS_MAX]])
+
+
+# --------------------------------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    """What ``chat.postMessage`` / ``respond`` / ``ack`` take: fallback text and the blocks."""
+
+    text: str
+    blocks: list[dict[str, Any]]
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return {"text": self.text, "blocks": self.blocks}
+
+
+@dataclass(frozen=True)
+class FeedbackRef:
+    """What a 👍/👎 button must carry so that the click can be stored without any server-side state."""
+
+    topic: str | None
+    question: str
+
+    def value(self) -> str:
+        payload = {"topic": self.topic, "q": self.question[:1200]}
+        out = _json_value(payload)
+        while len(out) > BUTTON_VALUE_MAX:  # escaped or non-ASCII text can still be long after the cut above
+            payload["q"] = payload["q"][: len(payload["q"]) * 3 // 4]
+            out = _json_value(payload)
+        return out
+
+    @classmethod
+    def parse(cls, value: str) -> FeedbackRef:
+        try:
+            data = json.loads(value)
+            return cls(topic=data.get("topic"), question=str(data.get("q", "")))
+        except (ValueError, AttributeError):
+            return cls(topic=None, question="")
+
+
+def _json_value(payload: dict[str, Any]) -> str:
+    """JSON for a button value with ``& < >`` as ``\\u`` escapes: the user's question rides along, and
+    even where Slack never renders it, no ``<!channel>`` is ever sent; ``json.loads`` restores it exactly."""
+    out = json.dumps(payload, ensure_ascii=False)
+    return out.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def full_card_command(reply: Reply) -> str | None:
+    """The command that shows this card in full (for the "… (full card: ...)" pointer)."""
+    for action in reply.actions:
+        if action.kind == "share" and action.value:
+            return action.value
+    return reply.related[0] if reply.related else None
+
+
+def _truncation_marker(reply: Reply) -> str:
+    command = full_card_command(reply)
+    return f"… (full card: `{escape(command)}`)" if command else "… (shortened)"
+
+
+def _is_card(reply: Reply) -> bool:
+    """Structured replies (cards, deadlines, answers) get sections; menus, help and errors show their text."""
+    return bool(reply.summary or reply.fields or reply.deadline or reply.steps)
+
+
+def _field_blocks(reply: Reply, marker: str) -> list[Block]:
+    blocks: list[Block] = []
+    grid: list[MarkdownTextObject] = []
+
+    def flush() -> None:
+        if grid:
+            blocks.append(SectionBlock(fields=list(grid)))
+            grid.clear()
+
+    for field in reply.fields:
+        label = escape(field.label) + (" _(unverified)_" if field.unverified else "")
+        value = escape(field.value)
+        if len(value) <= SHORT_FIELD and "\n" not in value:
+            grid.append(_mrkdwn(shorten(f"*{label}*\n{value}", FIELD_MAX)))
+            if len(grid) == FIELDS_PER_SECTION:
+                flush()
+            continue
+        flush()  # keep the order the content gives: a long field ends the grid before it
+        text = f"*{label}*\n{value}"
+        chunks = split_text(text, SECTION_MAX)
+        if len(chunks) > 2:  # a field this long is a content problem; show the start and point to the card
+            chunks = [chunks[0], shorten(chunks[1], SECTION_MAX - len(marker), marker="") + marker]
+        blocks.extend(_section(c) for c in chunks)
+    flush()
+    return blocks
+
+
+def _deadline_blocks(reply: Reply) -> list[Block]:
+    deadline = reply.deadline
+    if deadline is None:
+        return []
+    due = format_day(deadline.due)
+    lines = [f":date: *Due {escape(due)}*" + (" _(estimate)_" if deadline.estimate else "")]
+    lines.append(f"_{escape(deadline.rule)}_")
+    if deadline.counted:
+        lines.append("*How it was counted*")
+        lines.extend(f"• {escape(line)}" for line in deadline.counted)
+    return [_section(c) for c in split_text("\n".join(lines), SECTION_MAX)]
+
+
+def _step_blocks(reply: Reply) -> list[Block]:
+    if not reply.steps:
+        return []
+    lines = ["*Then*"]
+    for step in reply.steps:
+        when = ""
+        if step.date is not None:
+            when = f" — by {escape(format_day(step.date))}" + (" (estimate)" if step.estimate else "")
+        lines.append(f"• *{escape(step.label)}*{when}: {escape(step.text)}")
+    return [_section(c) for c in split_text("\n".join(lines), SECTION_MAX)]
+
+
+def _source_blocks(reply: Reply) -> list[Block]:
+    if not reply.sources:
+        return []
+    lines = ["*Sources*"]
+    for number, src in enumerate(reply.sources, start=1):
+        published = src.published_label or src.published.isoformat()
+        lines.append(f"[{number}] {link(src.url, src.title)} ({escape(published)})")
+    return [_section(c) for c in split_text("\n".join(lines), SECTION_MAX)]
+
+
+def _caveat_blocks(reply: Reply) -> list[Block]:
+    caveats = [f":warning: {escape(c)}" if i == 0 else escape(c) for i, c in enumerate(reply.caveats)]
+    if not caveats:
+        return []
+    if len(caveats) > CONTEXT_ELEMENTS_MAX:  # fold the tail into the last element
+        caveats = [*caveats[: CONTEXT_ELEMENTS_MAX - 1], " ".join(caveats[CONTEXT_ELEMENTS_MAX - 1:])]
+    return [_context(caveats)]
+
+
+def _related_blocks(reply: Reply) -> list[Block]:
+    if not reply.related:
+        return []
+    return [_context(["More: " + " · ".join(f"`{escape(c)}`" for c in reply.related)])]
+
+
+def _button(text: str, action_id: str, value: str, *, style: str | None = None) -> ButtonElement:
+    return ButtonElement(
+        text=PlainTextObject(text=shorten(text, BUTTON_TEXT_MAX), emoji=True),
+        action_id=action_id, value=value[:BUTTON_VALUE_MAX], style=style,
+    )
+
+
+def _action_blocks(reply: Reply, *, share: bool, feedback: FeedbackRef | None) -> list[Block]:
+    buttons: list[ButtonElement] = []
+    commands = 0
+    labels = {"feedback_up": "👍 Helpful", "feedback_down": "👎 Not helpful"}
+    for action in reply.actions:
+        if action.kind == "share" and share and action.value:
+            buttons.append(_button(action.label or "Share to channel", ACTION_SHARE, action.value, style="primary"))
+        elif action.kind == "command" and action.value:
+            # action_ids must be unique within a block: suffix all but the first.
+            action_id = ACTION_COMMAND if commands == 0 else f"{ACTION_COMMAND}:{commands}"
+            commands += 1
+            buttons.append(_button(action.label, action_id, action.value))
+        elif action.kind in labels:
+            labels[action.kind] = action.label or labels[action.kind]  # the core's wording for its buttons
+    if feedback is not None:
+        # The click comes back with topic and question in the value: no server-side state to look up.
+        buttons.append(_button(labels["feedback_up"], ACTION_FEEDBACK_UP, feedback.value()))
+        buttons.append(_button(labels["feedback_down"], ACTION_FEEDBACK_DOWN, feedback.value()))
+    return [ActionsBlock(elements=buttons[:25])] if buttons else []
+
+
+def fallback_text(reply: Reply) -> str:
+    """Notification / screen-reader text: the title and the gist, escaped like everything else."""
+    gist = reply.summary or next((line for line in reply.text.splitlines() if line.strip()), "")
+    text = escape(reply.title)
+    if gist and gist.strip() != reply.title.strip():
+        text += "\n" + escape(gist)
+    return shorten(text, FALLBACK_MAX)
+
+
+def render_reply(
+    reply: Reply,
+    *,
+    share: bool = True,
+    shared_by: str | None = None,
+    feedback: FeedbackRef | None = None,
+    max_blocks: int = MAX_BLOCKS,
+) -> SlackMessage:
+    """A Reply as a Block Kit message.
+
+    ``share``: offer the "Share to channel" button (off once a card is public). ``shared_by``: a Slack
+    user id for the "Shared by" line. ``feedback``: add 👍/👎 buttons (channel answers), worded as the
+    Reply's own feedback actions when it has them; without ``feedback`` they are left out, since a
+    click could not be tied to a question.
+    """
+    marker = _truncation_marker(reply)
+    head: list[Block] = [HeaderBlock(text=PlainTextObject(text=shorten(escape(reply.title), HEADER_MAX), emoji=True))]
+    if shared_by:
+        head.append(_context([f"Shared by <@{escape(shared_by)}>"]))
+
+    body: list[Block] = []
+    if _is_card(reply):
+        if reply.summary:
+            summary = escape(reply.summary)
+            if len(summary) > SECTION_MAX:
+                summary = shorten(summary, SECTION_MAX - len(marker), marker="") + marker
+            body.append(_section(summary))
+        body += _field_blocks(reply, marker)
+        body += _deadline_blocks(reply)
+        body += _step_blocks(reply)
+        if body:
+            body.append(DividerBlock())
+        body += _source_blocks(reply)
+    else:
+        text = reply.text
+        if text.startswith(reply.title):  # templates repeat the title on the first line
+            text = text[len(reply.title):].lstrip(":\n ")
+        body += [_section(c) for c in split_text(escape(text), SECTION_MAX)]
+        if reply.suggestions and not any(s in reply.text for s in reply.suggestions):
+            body.append(_section("Did you mean: " + ", ".join(f"`{escape(s)}`" for s in reply.suggestions)))
+
+    tail: list[Block] = _caveat_blocks(reply) + _related_blocks(reply)
+    actions = _action_blocks(reply, share=share, feedback=feedback)
+
+    room = max_blocks - len(head) - len(tail) - len(actions)
+    if len(body) > room:
+        # Too long for one message: keep the start of the body, then say where the rest is.
+        body = [*body[: max(room - 1, 0)], _context([marker])]
+    blocks = [*head, *body, *tail, *actions]
+    return SlackMessage(text=fallback_text(reply), blocks=[b.to_dict() for b in blocks])
+
+
+def render_notice(text: str) -> SlackMessage:
+    """A one-line message of ours (not from a Reply), e.g. "invite me first"; ``text`` is mrkdwn we wrote."""
+    return SlackMessage(text=text, blocks=[_section(shorten(text, SECTION_MAX)).to_dict()])
+
+
+def validate_blocks(blocks: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Round-trip dict blocks through the SDK models (raises ``SlackObjectFormationError`` when invalid)."""
+    out = []
+    for raw in blocks:
+        block = Block.parse(raw)
+        if block is None:
+            raise ValueError(f"unknown block type {raw.get('type')!r}")
+        out.append(block.to_dict())
+    return out
+
+
+# ---------------------------------------------------------------------------------------- App Home
+
+
+@dataclass(frozen=True)
+class HomeCommand:
+    command: str
+    summary: str
+    usages: list[tuple[str, str]]
+
+
+HOME_LIST_MAX = 25  # items a list shows before "and N more"
+
+
+def render_home(
+    *,
+    commands: Sequence[HomeCommand],
+    tracked: Sequence[TrackedDeadline] = (),
+    subscriptions: Sequence[Subscription] = (),
+    paused: Sequence[PausedItem] = (),
+    topic_title: Callable[[str], str] = lambda topic: topic,
+    today: dt.date | None = None,
+    reminders_available: bool = True,
+) -> dict[str, Any]:
+    """The App Home tab: what the bot does, this workspace's deadlines and subscriptions, command help."""
+    blocks: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text="China Desk")),
+        _section(
+            "Vetted, sourced and dated China market-entry advice: filings and their deadlines counted on "
+            "China's official working-day calendar, sector briefings and Chinese platforms. "
+            "Everything here is guidance, not legal advice."
+        ),
+        DividerBlock(),
+        _section("*What I can do*"),
+    ]
+    for cmd in commands:
+        lines = [f"*`{escape(cmd.command)}`* — {escape(cmd.summary)}"]
+        lines += [f"• `{escape(usage)}` {escape(what)}" for usage, what in cmd.usages]
+        blocks += [_section(c) for c in split_text("\n".join(lines), SECTION_MAX)]
+    blocks.append(_context([
+        "Ask a question by mentioning me in a channel or in a direct message; I answer in a thread. "
+        "Type `/china-filing help` for every command."
+    ]))
+
+    blocks += [DividerBlock(), _section("*Tracked deadlines*")]
+    if not reminders_available:
+        blocks.append(_context(["Deadline tracking and reminders are not available on this deployment yet."]))
+    elif tracked:
+        lines = []
+        for d in list(tracked)[:HOME_LIST_MAX]:
+            state = f" — _paused: {escape(d.paused_reason or 'delivery failed')}_" if d.status == "paused" else ""
+            left = ""
+            if today is not None:
+                days = (d.due - today).days
+                left = f" ({days} days left)" if days > 0 else " (due today)" if days == 0 else " (passed)"
+            lines.append(
+                f"• `{escape(d.ref)}` *{escape(topic_title(d.topic))}* due {escape(format_day(d.due))}{left} "
+                f"in <#{escape(d.channel)}>{state}"
+            )
+        if len(tracked) > HOME_LIST_MAX:
+            lines.append(f"…and {len(tracked) - HOME_LIST_MAX} more")
+        blocks += [_section(c) for c in split_text("\n".join(lines), SECTION_MAX)]
+    else:
+        blocks.append(_context([
+            "No deadlines tracked yet. In a channel, `/china-filing remind <filing> from YYYY-MM-DD` "
+            "posts reminders before it falls due."
+        ]))
+
+    blocks.append(_section("*Subscriptions*"))
+    if subscriptions:
+        lines = []
+        for s in list(subscriptions)[:HOME_LIST_MAX]:
+            name = "every topic" if s.topic == "all" else topic_title(s.topic)
+            state = " — _paused_" if s.status == "paused" else ""
+            lines.append(f"• `{escape(s.ref)}` *{escape(name)}* in <#{escape(s.channel)}>{state}")
+        if len(subscriptions) > HOME_LIST_MAX:
+            lines.append(f"…and {len(subscriptions) - HOME_LIST_MAX} more")
+        blocks += [_section(c) for c in split_text("\n".join(lines), SECTION_MAX)]
+    elif reminders_available:
+        blocks.append(_context(["No subscriptions yet. `/china-filing help` shows how to subscribe a channel."]))
+
+    if paused:
+        lines = ["*Paused* (I could not post there; re-invite me to the channel, then resume):"]
+        lines += [
+            f"• `{escape(p.ref)}` {escape(topic_title(p.topic))} in <#{escape(p.channel)}>: "
+            f"{escape(p.reason or 'delivery failed')}"
+            for p in list(paused)[:HOME_LIST_MAX]
+        ]
+        blocks += [_section(c) for c in split_text("\n".join(lines), SECTION_MAX)]
+
+    blocks += [DividerBlock(), _context([
+        "Help: `/china-filing help` · `/china-sector help` · `/china-platform help`"
+    ])]
+    if len(blocks) > MAX_HOME_BLOCKS:
+        blocks = [*blocks[: MAX_HOME_BLOCKS - 1], _context(["… (shortened)"])]
+    return {"type": "home", "blocks": [b.to_dict() for b in blocks]}

@@ -1,0 +1,367 @@
+"""A local Slack stand-in for tests: a Slack-compatible Web API on 127.0.0.1, and Slack's side of a request.
+
+Nothing in the test suite can reach slack.com, so tests point the bot's Web API client at
+:class:`FakeSlack` (``SLACK_API_URL`` / ``AsyncWebClient(base_url=...)``) and check what it recorded.
+It speaks the real protocol (form or JSON bodies, ``Authorization: Bearer``, ``{"ok": ...}`` answers,
+HTTP 429 with ``Retry-After``), so slack_sdk's client and retry handlers run unmodified.
+
+Reusable by any suite (Slack adapter, reminders, scheduler)::
+
+    from slack_server import FakeSlack, sign
+
+    @pytest.fixture
+    async def slack_api():
+        async with FakeSlack() as api:
+            yield api
+
+    client = AsyncWebClient(token=api.bot_token, base_url=api.api_url)
+    await client.chat_postMessage(channel="C1", text="hi")
+    [call] = api.calls_to("chat.postMessage")
+    api.fail("chat.postMessage", "not_in_channel")      # next call answers ok=false
+    api.rate_limit("chat.postMessage", retry_after=0)    # next call answers 429
+    await api.wait_for("chat.postMessage", count=1)      # for work done after an HTTP ack
+
+What it serves:
+
+* ``POST /api/<method>``: ``auth.test``, ``chat.postMessage`` / ``postEphemeral`` / ``update`` /
+  ``delete``, ``views.publish``, ``oauth.v2.access``, ``apps.connections.open``, ``conversations.info``,
+  ``users.info``; any other method answers ``{"ok": true}`` and is recorded too.
+* ``POST /response/<name>``: a ``response_url`` (slash commands and interactivity); see
+  :meth:`FakeSlack.response_url`. Recorded with method ``"response_url"``.
+* ``GET /socket``: a Socket Mode WebSocket; :meth:`FakeSlack.socket_send` pushes an envelope and
+  returns the app's acknowledgement.
+
+The module also holds Slack's side of an inbound request: :func:`sign` (the ``X-Slack-Signature``
+headers, computed with slack_sdk's own ``SignatureVerifier``) and :func:`load_fixture` for the example
+payloads in ``tests/fixtures/slack/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import WSMsgType, web
+from slack_sdk.signature import SignatureVerifier
+
+FIXTURES = Path(__file__).parent / "fixtures" / "slack"
+
+
+@dataclass
+class ApiCall:
+    """One recorded Web API call (or response_url post)."""
+
+    method: str
+    params: dict[str, Any]
+    token: str | None
+    at: float = field(default_factory=time.monotonic)
+
+    @property
+    def blocks(self) -> list[dict]:
+        blocks = self.params.get("blocks") or []
+        return json.loads(blocks) if isinstance(blocks, str) else blocks
+
+    @property
+    def view(self) -> dict:
+        view = self.params.get("view") or {}
+        return json.loads(view) if isinstance(view, str) else view
+
+    def dumps(self) -> str:
+        """Everything sent, as one string (for "never contains X" assertions)."""
+        return json.dumps(self.params, ensure_ascii=False)
+
+
+@dataclass
+class _Rule:
+    method: str
+    times: int | None  # None: every call
+    respond: Callable[[ApiCall], web.Response]
+    when: Callable[[ApiCall], bool] = lambda call: True
+
+
+@dataclass
+class Workspace:
+    team_id: str = "T0001"
+    team_name: str = "Acme Ltd"
+    bot_user_id: str = "UBOT"
+    bot_id: str = "BBOT"
+    app_id: str = "A0001"
+
+
+class FakeSlack:
+    """A Slack-compatible Web API server on 127.0.0.1 that records every call."""
+
+    def __init__(self, *, workspace: Workspace | None = None, bot_token: str = "xoxb-test-token") -> None:
+        self.workspace = workspace or Workspace()
+        self.bot_token = bot_token
+        self.calls: list[ApiCall] = []
+        self.tokens: dict[str, Workspace] = {bot_token: self.workspace}
+        self.oauth_codes: dict[str, dict[str, Any]] = {}
+        self._rules: list[_Rule] = []
+        self._changed = asyncio.Condition()
+        self._ts = 1_700_000_000.000100
+        self._sockets: list[web.WebSocketResponse] = []
+        self._acks: dict[str, asyncio.Future] = {}
+        self._socket_connected = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> FakeSlack:
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._api)
+        app.router.add_post("/response/{name}", self._response_url)
+        app.router.add_get("/socket", self._socket)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def close(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeSlack:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        """What ``SLACK_API_URL`` / ``AsyncWebClient(base_url=...)`` should be (with the trailing slash)."""
+        return f"{self.base_url}/api/"
+
+    def response_url(self, name: str | None = None) -> str:
+        return f"{self.base_url}/response/{name or uuid.uuid4().hex[:12]}"
+
+    # ------------------------------------------------------------------------- configuring
+
+    def add_workspace(self, workspace: Workspace, token: str) -> None:
+        """Make ``token`` a valid bot token of ``workspace`` (``auth.test`` answers for it)."""
+        self.tokens[token] = workspace
+
+    def add_oauth_code(self, code: str, workspace: Workspace, *, bot_token: str, scopes: str = "commands,chat:write",
+                       installer: str = "UINSTALLER") -> None:
+        """``oauth.v2.access`` with ``code`` returns a v2 bot installation of ``workspace``."""
+        self.add_workspace(workspace, bot_token)
+        self.oauth_codes[code] = {
+            "ok": True, "app_id": workspace.app_id, "access_token": bot_token, "token_type": "bot",
+            "scope": scopes, "bot_user_id": workspace.bot_user_id,
+            "team": {"id": workspace.team_id, "name": workspace.team_name}, "enterprise": None,
+            "is_enterprise_install": False, "authed_user": {"id": installer},
+        }
+
+    def fail(self, method: str, error: str, *, times: int | None = 1,
+             when: Callable[[ApiCall], bool] = lambda call: True) -> None:
+        """The next ``times`` calls of ``method`` (matching ``when``) answer ``{"ok": false, "error": error}``."""
+        self._rules.append(_Rule(method, times, lambda call: web.json_response({"ok": False, "error": error}), when))
+
+    def rate_limit(self, method: str, *, times: int = 1, retry_after: int = 0) -> None:
+        """The next ``times`` calls of ``method`` answer HTTP 429 with ``Retry-After``."""
+        self._rules.append(_Rule(
+            method, times,
+            lambda call: web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                           headers={"Retry-After": str(retry_after)}),
+        ))
+
+    # ------------------------------------------------------------------------------ reading
+
+    def calls_to(self, *methods: str) -> list[ApiCall]:
+        return [c for c in self.calls if c.method in methods]
+
+    def posts(self) -> list[ApiCall]:
+        """Everything that put text in front of people."""
+        return self.calls_to("chat.postMessage", "chat.postEphemeral", "chat.update", "views.publish", "response_url")
+
+    async def wait_for(self, method: str, count: int = 1, within: float = 5.0) -> list[ApiCall]:
+        """Wait until ``method`` was called at least ``count`` times (work done after an HTTP ack)."""
+
+        def enough() -> bool:
+            return len(self.calls_to(method)) >= count
+
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(enough), within)
+            except TimeoutError:
+                raise AssertionError(
+                    f"expected {count} call(s) to {method} within {within}s, got {len(self.calls_to(method))}; "
+                    f"calls: {[c.method for c in self.calls]}"
+                ) from None
+        return self.calls_to(method)
+
+    # ------------------------------------------------------------------------------ serving
+
+    async def _record(self, call: ApiCall) -> None:
+        async with self._changed:
+            self.calls.append(call)
+            self._changed.notify_all()
+
+    def _next_ts(self) -> str:
+        self._ts += 1
+        return f"{self._ts:.6f}"
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params: dict[str, Any] = dict(request.query)
+        if request.content_type == "application/json":
+            params.update(await request.json())
+        else:
+            params.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:] if auth.startswith("Bearer ") else params.get("token")
+        if auth.startswith("Basic "):  # oauth.v2.access sends the client credentials this way
+            token = None
+        call = ApiCall(method, params, token)
+        await self._record(call)
+        for rule in self._rules:
+            if rule.method == method and rule.when(call) and (rule.times is None or rule.times > 0):
+                if rule.times is not None:
+                    rule.times -= 1
+                return rule.respond(call)
+        return web.json_response(self._answer(call, request))
+
+    def _answer(self, call: ApiCall, request: web.Request) -> dict[str, Any]:
+        method, params = call.method, call.params
+        if method == "oauth.v2.access":
+            answer = self.oauth_codes.pop(str(params.get("code")), None)
+            return answer or {"ok": False, "error": "invalid_code"}
+        if method == "apps.connections.open":
+            if not (call.token or "").startswith("xapp-"):
+                return {"ok": False, "error": "not_allowed_token_type"}
+            return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/socket"}
+        ws = self.tokens.get(call.token or "")
+        if ws is None:
+            return {"ok": False, "error": "not_authed" if not call.token else "invalid_auth"}
+        if method == "auth.test":
+            return {
+                "ok": True, "url": "https://acme.slack.com/", "team": ws.team_name, "user": "chinadesk",
+                "team_id": ws.team_id, "user_id": ws.bot_user_id, "bot_id": ws.bot_id, "is_enterprise_install": False,
+            }
+        if method in ("chat.postMessage", "chat.update"):
+            ts = params.get("ts") or self._next_ts()
+            return {"ok": True, "channel": params.get("channel"), "ts": ts,
+                    "message": {"type": "message", "text": params.get("text", ""), "ts": ts, "bot_id": ws.bot_id}}
+        if method == "chat.postEphemeral":
+            return {"ok": True, "message_ts": self._next_ts()}
+        if method == "views.publish":
+            view = call.view
+            return {"ok": True, "view": {"id": "V" + uuid.uuid4().hex[:8].upper(), "team_id": ws.team_id, **view}}
+        if method == "conversations.info":
+            return {"ok": True, "channel": {"id": params.get("channel"), "is_member": True}}
+        if method == "users.info":
+            return {"ok": True, "user": {"id": params.get("user"), "tz": "Europe/London", "is_bot": False}}
+        return {"ok": True}
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        await self._record(ApiCall("response_url", {"name": request.match_info["name"], **body}, None))
+        return web.Response(text="ok")
+
+    # --------------------------------------------------------------------------- socket mode
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        await ws.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0001"}})
+        self._socket_connected.set()
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                data = json.loads(msg.data)
+                future = self._acks.get(data.get("envelope_id", ""))
+                if future is not None and not future.done():
+                    future.set_result(data)
+        finally:
+            if ws in self._sockets:
+                self._sockets.remove(ws)
+        return ws
+
+    async def socket_send(self, kind: str, payload: dict[str, Any], *, within: float = 5.0,
+                          retry_attempt: int = 0) -> dict[str, Any]:
+        """Push one Socket Mode envelope (``events_api``, ``slash_commands``, ``interactive``); return the ack."""
+        await asyncio.wait_for(self._socket_connected.wait(), within)
+        envelope_id = uuid.uuid4().hex
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._acks[envelope_id] = future
+        envelope = {"envelope_id": envelope_id, "type": kind, "payload": payload,
+                    "accepts_response_payload": kind != "events_api"}
+        if kind == "events_api":
+            envelope.update(retry_attempt=retry_attempt, retry_reason="timeout" if retry_attempt else "")
+        await self._sockets[-1].send_json(envelope)
+        return await asyncio.wait_for(future, within)
+
+
+# ------------------------------------------------------------------------------ Slack's side
+
+
+def sign(body: str, secret: str, *, timestamp: int | None = None) -> dict[str, str]:
+    """The headers Slack sends with ``body``, signed with ``secret`` (v0 HMAC-SHA256)."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature}
+
+
+def load_fixture(name: str) -> Any:
+    """A payload from ``tests/fixtures/slack/<name>.json`` (a fresh copy each call)."""
+    return copy.deepcopy(json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8")))
+
+
+def form_body(fields: dict[str, Any]) -> str:
+    """A slash command's ``application/x-www-form-urlencoded`` body."""
+    return urlencode({k: v for k, v in fields.items() if v is not None})
+
+
+def interactive_body(payload: dict[str, Any]) -> str:
+    """An interactivity request's body: the JSON payload in a ``payload=`` form field."""
+    return urlencode({"payload": json.dumps(payload)})
+
+
+class SlackSender:
+    """Slack's side of inbound requests: signed POSTs to ``/slack/events`` through an aiohttp test client.
+
+    ``client`` is an ``aiohttp.test_utils.TestClient`` (or anything with ``post(path, data=, headers=)``).
+    """
+
+    def __init__(self, client: Any, secret: str, path: str = "/slack/events") -> None:
+        self.client = client
+        self.secret = secret
+        self.path = path
+
+    async def post(self, body: str, content_type: str, *, headers: dict[str, str] | None = None,
+                   timestamp: int | None = None, secret: str | None = None) -> Any:
+        all_headers = {"Content-Type": content_type, **sign(body, secret or self.secret, timestamp=timestamp)}
+        all_headers.update(headers or {})
+        return await self.client.post(self.path, data=body.encode(), headers=all_headers)
+
+    async def command(self, fields: dict[str, Any], **kw: Any) -> Any:
+        return await self.post(form_body(fields), "application/x-www-form-urlencoded", **kw)
+
+    async def event(self, payload: dict[str, Any], *, retry_num: int | None = None, **kw: Any) -> Any:
+        headers = dict(kw.pop("headers", None) or {})
+        if retry_num is not None:  # what Slack adds when it re-sends an event it thinks we missed
+            headers.update({"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"})
+        return await self.post(json.dumps(payload), "application/json", headers=headers, **kw)
+
+    async def action(self, payload: dict[str, Any], **kw: Any) -> Any:
+        return await self.post(interactive_body(payload), "application/x-www-form-urlencoded", **kw)

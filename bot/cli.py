@@ -6,10 +6,11 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Callable
 
-from bot.config import ConfigError, Settings
+from bot.config import ConfigError, Settings, _int
 from bot.render.text import render_text
 from content.loader import ContentError
 from handlers.request import DEFAULT_TIMEZONE, Request
@@ -66,6 +67,23 @@ def cmd_content_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bot.observability import configure_logging
+    from bot.server import serve
+    from bot.store import StoreError
+
+    settings = Settings.from_env(socket_mode=True if args.socket_mode else None)
+    configure_logging(settings.log_level, settings.log_format)
+    port = args.port if args.port is not None else int(os.environ.get("PORT", "") or 8080)
+    try:
+        serve(settings, host=args.host, port=port)
+    except StoreError as exc:
+        raise ConfigError(str(exc)) from None
+    except OSError as exc:  # address in use, permission denied...
+        raise CliUsageError(f"cannot listen on {args.host}:{port}: {exc.strerror or exc}") from None
+    return 0
+
+
 def cmd_teams_package(args: argparse.Namespace) -> int:
     """Build the Teams app package (manifest with the bot's app id + the two icons) an admin uploads."""
     from pathlib import Path
@@ -96,11 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--now", default=None, help="pretend it is this instant (ISO-8601)")
     ask.set_defaults(func=cmd_ask)
 
+    serve = sub.add_parser("serve", help="run the server (Slack, Teams, health) on one port")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default $PORT, else 8080)")
+    serve.add_argument("--socket-mode", action="store_true",
+                       help="connect to Slack over Socket Mode (needs SLACK_APP_TOKEN) instead of a public URL")
+    serve.set_defaults(func=cmd_serve)
+
     content = sub.add_parser("content", help="content pack tools")
     content_sub = content.add_subparsers(dest="content_command", metavar="ACTION")
     check = content_sub.add_parser("check", help="validate every content pack")
     check.add_argument("--packs", default=None, help="packs folder (default: the installed packs)")
-    check.add_argument("--stale-days", type=int, default=Settings.from_env().stale_days,
+    # Only CONTENT_STALE_DAYS here: reading every setting would make a bad Slack/Teams variable break
+    # `content check` and `--help` too, and the parser is built before main() can report it.
+    check.add_argument("--stale-days", type=int, default=_int(os.environ, "CONTENT_STALE_DAYS", 365),
                        help="warn about facts older than this many days (default 365, env CONTENT_STALE_DAYS)")
     check.set_defaults(func=cmd_content_check)
 

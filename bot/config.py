@@ -37,10 +37,12 @@ class Settings:
     log_format: str = "auto"  # auto | json | text
     stale_days: int = 365
     default_timezone: str = "Asia/Shanghai"
+    slack: SlackSettings | None = None  # None: Slack is off (no SLACK_* variables set)
     teams: TeamsSettings = field(default_factory=lambda: TeamsSettings())  # no app id: local (Emulator) mode
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, *, socket_mode: bool | None = None) -> Settings:
+        """Read and check every setting; ``socket_mode`` is ``chinadesk serve --socket-mode``."""
         env = os.environ if env is None else env
         return cls(
             database_url=env.get("DATABASE_URL", "").strip() or f"sqlite:///{Path.cwd() / 'chinadesk.sqlite3'}",
@@ -48,6 +50,7 @@ class Settings:
             log_format=env.get("LOG_FORMAT", "auto").lower(),
             stale_days=_int(env, "CONTENT_STALE_DAYS", 365),
             default_timezone=env.get("DEFAULT_TIMEZONE", "Asia/Shanghai"),
+            slack=SlackSettings.from_env(env, socket_mode=socket_mode),
             teams=TeamsSettings.from_env(env),
         )
 
@@ -55,6 +58,91 @@ class Settings:
 def secret(env: Mapping[str, str], name: str) -> SecretStr | None:
     value = env.get(name, "").strip()
     return SecretStr(value) if value else None
+
+
+# ---------------------------------------------------------------------------------------------- Slack
+
+SLACK_VARIABLES = (
+    "SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET", "SLACK_APP_TOKEN",
+)
+SLACK_DEFAULT_API_URL = "https://slack.com/api/"
+# The bot scopes an OAuth install asks for; slack/manifest.yml lists the same (a test checks).
+SLACK_BOT_SCOPES = (
+    "app_mentions:read", "channels:history", "chat:write", "commands", "groups:history", "im:history",
+)
+_TRUE = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    """Slack credentials: one workspace (bot token) or OAuth installs (client id/secret), HTTP or Socket Mode."""
+
+    signing_secret: SecretStr | None = None
+    bot_token: SecretStr | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    app_token: SecretStr | None = None
+    socket_mode: bool = False
+    api_url: str = SLACK_DEFAULT_API_URL
+    scopes: tuple[str, ...] = SLACK_BOT_SCOPES
+    redirect_uri: str | None = None  # full https://host/slack/oauth_redirect, when Slack must be told
+
+    @property
+    def oauth(self) -> bool:
+        return self.client_id is not None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, socket_mode: bool | None = None) -> SlackSettings | None:
+        """The Slack settings, ``None`` when no Slack variable is set, or :class:`ConfigError` naming what is wrong."""
+        if socket_mode is None:
+            socket_mode = env.get("SLACK_SOCKET_MODE", "").strip().lower() in _TRUE
+        present = [name for name in SLACK_VARIABLES if env.get(name, "").strip()]
+        if not present and not socket_mode:
+            return None
+        signing_secret = secret(env, "SLACK_SIGNING_SECRET")
+        bot_token = secret(env, "SLACK_BOT_TOKEN")
+        client_id = env.get("SLACK_CLIENT_ID", "").strip() or None
+        client_secret = secret(env, "SLACK_CLIENT_SECRET")
+        app_token = secret(env, "SLACK_APP_TOKEN")
+
+        if client_id and not client_secret:
+            raise ConfigError("SLACK_CLIENT_ID is set but SLACK_CLIENT_SECRET is missing (OAuth installs need both)")
+        if client_secret and not client_id:
+            raise ConfigError("SLACK_CLIENT_SECRET is set but SLACK_CLIENT_ID is missing (OAuth installs need both)")
+        if bot_token and client_id:
+            raise ConfigError(
+                "both SLACK_BOT_TOKEN and SLACK_CLIENT_ID/SLACK_CLIENT_SECRET are set: use SLACK_BOT_TOKEN for one "
+                "workspace or SLACK_CLIENT_ID/SLACK_CLIENT_SECRET for OAuth installs, not both"
+            )
+        if socket_mode and not app_token:
+            raise ConfigError(
+                "Socket Mode needs SLACK_APP_TOKEN (an app-level token, xapp-..., with connections:write)"
+            )
+        if not bot_token and not client_id:
+            raise ConfigError(
+                f"Slack is partly configured ({', '.join(present) or 'Socket Mode'}): set SLACK_BOT_TOKEN for one "
+                "workspace, or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET for OAuth installs"
+            )
+        if not socket_mode and not signing_secret:
+            raise ConfigError(
+                "SLACK_SIGNING_SECRET is missing: Slack requests cannot be verified without it "
+                "(or run `chinadesk serve --socket-mode` with SLACK_APP_TOKEN)"
+            )
+        if bot_token and not bot_token.get_secret_value().startswith("xoxb-"):
+            raise ConfigError("SLACK_BOT_TOKEN must be a bot token (it starts with xoxb-)")
+        if socket_mode and app_token and not app_token.get_secret_value().startswith("xapp-"):
+            raise ConfigError("SLACK_APP_TOKEN must be an app-level token (it starts with xapp-)")
+
+        api_url = env.get("SLACK_API_URL", "").strip() or SLACK_DEFAULT_API_URL
+        if not api_url.startswith(("http://", "https://")):
+            raise ConfigError(f"SLACK_API_URL must be an http(s) URL, not {api_url!r}")
+        scopes = tuple(s.strip() for s in env.get("SLACK_SCOPES", "").split(",") if s.strip()) or SLACK_BOT_SCOPES
+        return cls(
+            signing_secret=signing_secret, bot_token=bot_token, client_id=client_id, client_secret=client_secret,
+            app_token=app_token, socket_mode=socket_mode,
+            api_url=api_url if api_url.endswith("/") else api_url + "/",  # slack_sdk joins "base_url + method"
+            scopes=scopes, redirect_uri=env.get("SLACK_REDIRECT_URI", "").strip() or None,
+        )
 
 
 # ---------------------------------------------------------------------------------------------- Teams

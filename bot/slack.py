@@ -1,0 +1,699 @@
+"""The Slack adapter: slack-bolt ``AsyncApp`` listeners that translate Slack payloads to and from the core.
+
+Slack payload -> :class:`handlers.Request` (platform "slack", command, text, user, channel, workspace =
+team id, timezone from the channel's settings, mode) -> ``await desk.handle(request)`` -> Block Kit
+(:mod:`bot.render.blockkit`). No advice logic lives here.
+
+How the 3-second rule, retries and duplicates are handled
+--------------------------------------------------------
+Slack wants every request acknowledged within 3 seconds and re-sends events that were not (with
+``X-Slack-Retry-Num``), and may deliver the same event id twice anyway. So:
+
+* The app runs with ``process_before_response=True``: each listener runs *before* the HTTP response,
+  but listeners only do quick work inline. Events are acknowledged as soon as the listener has
+  handed the real work (answering, posting) to :meth:`SlackAdapter.spawn`, a tracked asyncio task.
+  Tracking means shutdown can finish in-flight answers and tests can ``await adapter.drain()``
+  instead of sleeping. (Bolt's default, ``False``, runs listeners in untracked futures.)
+* Slash commands compute the reply inline (the core answers in milliseconds) and ``ack()`` *with* the
+  card. If the core has not answered within :data:`ACK_BUDGET_SECONDS`, they ``ack()`` empty and
+  post the card through ``response_url`` when it is ready.
+* :func:`dedupe_events` (global middleware) claims ``slack:event:<event_id>`` in the store before any
+  listener runs: the retry, or a second delivery of the same event id, is acknowledged and dropped.
+  The claim is in the database, so it holds across processes and restarts.
+* An answer is also claimed per message (``slack:answer:<channel>:<ts>``), because one message can
+  arrive as two different events (``app_mention`` and ``message.channels`` in a watched channel).
+
+Bolt's built-in middleware checks every HTTP request's signature and timestamp (older than 5
+minutes: 401) and drops the bot's own events; :func:`ignore_bot_messages` also drops other bots'
+messages, so two bots can never talk to each other forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
+from slack_sdk.oauth.installation_store.models.bot import Bot
+from slack_sdk.oauth.installation_store.models.installation import Installation
+from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import SLACK_DEFAULT_API_URL, SlackSettings
+from bot.render.blockkit import (
+    ACTION_COMMAND,
+    ACTION_FEEDBACK_DOWN,
+    ACTION_FEEDBACK_UP,
+    ACTION_SHARE,
+    FeedbackRef,
+    HomeCommand,
+    SlackMessage,
+    render_home,
+    render_notice,
+    render_reply,
+)
+from handlers.request import Reply, Request
+from handlers.router import COMMANDS, Desk, router
+
+log = logging.getLogger("chinadesk.slack")
+
+PLATFORM = "slack"
+EVENTS_PATH = "/slack/events"
+INSTALL_PATH = "/slack/install"
+REDIRECT_PATH = "/slack/oauth_redirect"
+ACK_BUDGET_SECONDS = 2.0  # Slack allows 3 s; keep a second for the network
+EVENT_CLAIM_TTL = 86400  # Slack retries within minutes; a day leaves room for slow redeliveries
+OAUTH_STATE_SECONDS = 600
+
+# The one list of what this adapter handles. Registration below iterates these, and
+# tests/test_slack_manifest.py checks slack/manifest.yml against them in both directions.
+HANDLED_COMMANDS: tuple[str, ...] = COMMANDS
+HANDLED_EVENTS: tuple[str, ...] = ("app_mention", "message", "app_home_opened", "app_uninstalled", "tokens_revoked")
+# Manifest bot event subscriptions that arrive as the "message" event type.
+MESSAGE_SUBSCRIPTIONS: tuple[str, ...] = ("message.im", "message.channels", "message.groups")
+HANDLED_ACTIONS: tuple[str, ...] = (ACTION_SHARE, ACTION_COMMAND, ACTION_FEEDBACK_UP, ACTION_FEEDBACK_DOWN)
+
+# Message subtypes that are still a person writing something (everything else: edits, joins, bots...).
+_HUMAN_SUBTYPES = (None, "thread_broadcast", "file_share")
+_NOT_IN_CHANNEL = ("not_in_channel", "channel_not_found", "is_archived")
+
+
+# ------------------------------------------------------------------------------------ translating
+
+
+_ANGLE = re.compile(r"<([^<>]*)>")
+_SPECIAL = ("channel", "here", "everyone")
+
+
+def slack_to_plain(text: str, bot_user_id: str | None = None) -> str:
+    """Slack message markup -> the plain text a person typed.
+
+    Mentions of the bot are dropped; ``<@U1>`` becomes ``@U1``; ``<!channel>`` becomes the words
+    ``@channel`` (plain text never pings; the renderer escapes it again anyway); links become their
+    label or URL; Slack's ``&amp; &lt; &gt;`` are decoded (the core escapes what it echoes back).
+    """
+
+    def plain(match: re.Match[str]) -> str:
+        target, _, label = match.group(1).partition("|")
+        if target.startswith("@"):
+            return "" if bot_user_id and target[1:] == bot_user_id else "@" + (label or target[1:])
+        if target.startswith("#"):
+            return "#" + (label or target[1:])
+        if target.startswith("!"):
+            name = target[1:].split("^", 1)[0]
+            if name in _SPECIAL:
+                return "@" + name
+            return label or "@" + name
+        return label or target
+
+    text = _ANGLE.sub(plain, text or "")
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return " ".join(text.split())
+
+
+def workspace_key(enterprise_id: str | None, team_id: str | None, is_enterprise_install: bool | None = False) -> str:
+    """The store's ``workspace`` for a Slack install: the team, or the org for org-wide installs."""
+    if is_enterprise_install and enterprise_id:
+        return enterprise_id
+    return team_id or enterprise_id or "unknown"
+
+
+def _team_of(body: dict[str, Any]) -> str | None:
+    """The workspace a payload comes from (events, commands and interactivity spell it differently)."""
+    team = body.get("team")
+    return (
+        body.get("team_id")
+        or (team.get("id") if isinstance(team, dict) else None)
+        or (body.get("user") or {}).get("team_id")
+        or body.get("enterprise_id")
+    )
+
+
+# ---------------------------------------------------------------------------------- installations
+
+
+class StoreInstallationStore(AsyncInstallationStore):
+    """bolt's installation store interface on the project's database (``Store.save_installation``...).
+
+    One row per workspace: the latest bot installation (we ask for no user scopes).
+    """
+
+    def __init__(self, store_ref: Callable[[], Any]) -> None:
+        self._store_ref = store_ref  # the store is opened at start-up, after the bolt app is built
+        self._logger = logging.getLogger("chinadesk.slack.installations")
+
+    @property
+    def logger(self) -> logging.Logger:
+        return self._logger
+
+    @property
+    def store(self) -> Any:
+        return self._store_ref()
+
+    async def async_save(self, installation: Installation) -> None:
+        key = workspace_key(installation.enterprise_id, installation.team_id, installation.is_enterprise_install)
+        await self.store.save_installation(PLATFORM, key, {"installation": dict(installation.__dict__)})
+
+    async def async_save_bot(self, bot: Bot) -> None:
+        key = workspace_key(bot.enterprise_id, bot.team_id, bot.is_enterprise_install)
+        data = await self.store.find_installation(PLATFORM, key) or {}
+        data["bot"] = dict(bot.__dict__)
+        await self.store.save_installation(PLATFORM, key, data)
+
+    async def _find(self, enterprise_id: str | None, team_id: str | None, is_enterprise_install: bool | None) -> dict:
+        key = workspace_key(enterprise_id, team_id, is_enterprise_install)
+        return await self.store.find_installation(PLATFORM, key) or {}
+
+    async def async_find_installation(
+        self, *, enterprise_id: str | None, team_id: str | None, user_id: str | None = None,
+        is_enterprise_install: bool | None = False,
+    ) -> Installation | None:
+        data = await self._find(enterprise_id, team_id, is_enterprise_install)
+        if "installation" not in data:
+            return None
+        installation = Installation(**data["installation"])
+        if "bot" in data:  # a refreshed bot token (token rotation) saved after the installation
+            bot = Bot(**data["bot"])
+            installation.bot_token, installation.bot_refresh_token = bot.bot_token, bot.bot_refresh_token
+            installation.bot_token_expires_at = bot.bot_token_expires_at
+        return installation
+
+    async def async_find_bot(
+        self, *, enterprise_id: str | None, team_id: str | None, is_enterprise_install: bool | None = False,
+    ) -> Bot | None:
+        data = await self._find(enterprise_id, team_id, is_enterprise_install)
+        if "bot" in data:
+            return Bot(**data["bot"])
+        if "installation" in data:
+            return Installation(**data["installation"]).to_bot()
+        return None
+
+    async def async_delete_bot(self, *, enterprise_id: str | None, team_id: str | None) -> None:
+        await self.store.delete_installation(PLATFORM, workspace_key(enterprise_id, team_id, False))
+
+    async def async_delete_installation(
+        self, *, enterprise_id: str | None, team_id: str | None, user_id: str | None = None,
+    ) -> None:
+        await self.store.delete_installation(PLATFORM, workspace_key(enterprise_id, team_id, False))
+
+
+class StoreOAuthStateStore(AsyncOAuthStateStore):
+    """OAuth ``state`` values in the database, so that any replica can finish an install another began."""
+
+    def __init__(self, store_ref: Callable[[], Any], expiration_seconds: int = OAUTH_STATE_SECONDS) -> None:
+        self._store_ref = store_ref
+        self.expiration_seconds = expiration_seconds
+        self._logger = logging.getLogger("chinadesk.slack.oauth")
+
+    @property
+    def logger(self) -> logging.Logger:
+        return self._logger
+
+    async def async_issue(self, *args: Any, **kwargs: Any) -> str:
+        state = secrets.token_urlsafe(24)
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.expiration_seconds)
+        await self._store_ref().issue_oauth_state(state, expires)
+        return state
+
+    async def async_consume(self, state: str) -> bool:
+        return await self._store_ref().consume_oauth_state(state, dt.datetime.now(dt.UTC))
+
+
+# ------------------------------------------------------------------------------------ Web API client
+
+
+class CountingRateLimitHandler(AsyncRateLimitErrorRetryHandler):
+    """Retry HTTP 429 after ``Retry-After`` seconds (slack_sdk's handler), and count each retry."""
+
+    async def prepare_for_next_attempt_async(
+        self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        log.warning("Slack rate limit: retrying after Retry-After", extra={"url": request.url.rsplit("/", 1)[-1]})
+        try:
+            from bot.observability import WEB_API_RETRIES
+
+            WEB_API_RETRIES.labels(PLATFORM, "rate_limited").inc()
+        except ImportError:  # metrics are optional for the adapter
+            pass
+        await super().prepare_for_next_attempt_async(state=state, request=request, response=response, error=error)
+
+
+def web_client(settings: SlackSettings, token: str | None = None) -> AsyncWebClient:
+    """The Web API client: ``SLACK_API_URL`` base, 429 + Retry-After and connection errors retried."""
+    handlers: list[AsyncRetryHandler] = [
+        CountingRateLimitHandler(max_retry_count=3), AsyncConnectionErrorRetryHandler(),
+    ]
+    return AsyncWebClient(token=token, base_url=settings.api_url, retry_handlers=handlers, timeout=10)
+
+
+# --------------------------------------------------------------------------------------- adapter
+
+
+class SlackAdapter:
+    """One bolt ``AsyncApp`` with China Desk's listeners, plus the background work it started."""
+
+    def __init__(self, settings: SlackSettings, *, default_timezone: str = "Asia/Shanghai") -> None:
+        self.settings = settings
+        self.default_timezone = default_timezone
+        self.desk: Desk | None = None
+        self.store: Any = None
+        self._tasks: set[asyncio.Task] = set()
+        self._socket_handler: Any = None
+        self.bolt = self._build_app()
+        register_listeners(self.bolt, self)
+
+    # ---- lifecycle
+
+    def attach(self, desk: Desk, store: Any) -> None:
+        """Give the adapter the core and the store (built at start-up, after the bolt app)."""
+        self.desk, self.store = desk, store
+
+    def _store(self) -> Any:
+        if self.store is None:
+            raise RuntimeError("the Slack adapter has no store yet (start-up has not run)")
+        return self.store
+
+    def _build_app(self) -> AsyncApp:
+        s = self.settings
+        common: dict[str, Any] = {
+            "name": "chinadesk",
+            "signing_secret": s.signing_secret.get_secret_value() if s.signing_secret else "",
+            "process_before_response": True,  # see the module docstring: work is spawned, not done inline
+            "request_verification_enabled": True,
+            "logger": logging.getLogger("chinadesk.slack.bolt"),
+        }
+        if s.bot_token is not None:  # one workspace
+            client = web_client(s, s.bot_token.get_secret_value())
+            return AsyncApp(client=client, **common)
+        oauth = AsyncOAuthSettings(
+            client_id=s.client_id,
+            client_secret=s.client_secret.get_secret_value() if s.client_secret else None,
+            scopes=list(s.scopes),
+            redirect_uri=s.redirect_uri,
+            install_path=INSTALL_PATH,
+            redirect_uri_path=REDIRECT_PATH,
+            installation_store=StoreInstallationStore(self._store),
+            installation_store_bot_only=True,
+            state_store=StoreOAuthStateStore(self._store),
+            state_expiration_seconds=OAUTH_STATE_SECONDS,
+            authorization_url=_authorization_url(s.api_url),
+            logger=logging.getLogger("chinadesk.slack.oauth"),
+        )
+        return AsyncApp(client=web_client(s), oauth_settings=oauth, installation_store_bot_only=True, **common)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task:
+        """Run work after the acknowledgement, tracked so that shutdown and tests can wait for it."""
+        task = asyncio.create_task(self._guard(coro, name), name=f"slack:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    @staticmethod
+    async def _guard(coro: Awaitable[Any], name: str) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("Slack background work failed", extra={"work": name})
+
+    async def drain(self, within: float = 10.0) -> None:
+        """Wait (up to ``within`` seconds) for every spawned task, including tasks spawned while waiting."""
+        deadline = asyncio.get_running_loop().time() + within
+        while self._tasks:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            await asyncio.wait(set(self._tasks), timeout=remaining)
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop Socket Mode, let in-flight answers finish (briefly), cancel the rest."""
+        if self._socket_handler is not None:
+            handler, self._socket_handler = self._socket_handler, None
+            await handler.close_async()
+        await self.drain(grace)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def start_socket_mode(self) -> None:
+        """Connect to Slack over a WebSocket (no public URL needed); returns once connected."""
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        assert self.settings.app_token is not None  # checked by SlackSettings.from_env
+        self._socket_handler = AsyncSocketModeHandler(
+            self.bolt, app_token=self.settings.app_token.get_secret_value(), web_client=self.bolt.client,
+            logger=logging.getLogger("chinadesk.slack.socket_mode"),
+        )
+        await self._socket_handler.connect_async()
+
+    # ---- aiohttp endpoints
+
+    async def handle_events(self, request: web.Request) -> web.Response:
+        """``POST /slack/events``: commands, events and interactivity on one URL (bolt dispatches)."""
+        bolt_request = await to_bolt_request(request)
+        bolt_response: BoltResponse = await self.bolt.async_dispatch(bolt_request)
+        return await to_aiohttp_response(bolt_response)
+
+    async def handle_install(self, request: web.Request) -> web.Response:
+        assert self.bolt.oauth_flow is not None
+        return await to_aiohttp_response(await self.bolt.oauth_flow.handle_installation(await to_bolt_request(request)))
+
+    async def handle_oauth_redirect(self, request: web.Request) -> web.Response:
+        assert self.bolt.oauth_flow is not None
+        return await to_aiohttp_response(await self.bolt.oauth_flow.handle_callback(await to_bolt_request(request)))
+
+    def add_routes(self, app: web.Application) -> None:
+        if self.settings.signing_secret is not None or not self.settings.socket_mode:
+            app.router.add_post(EVENTS_PATH, self.handle_events)
+        if self.bolt.oauth_flow is not None:
+            app.router.add_get(INSTALL_PATH, self.handle_install)
+            app.router.add_get(REDIRECT_PATH, self.handle_oauth_redirect)
+
+    # ---- translating in
+
+    async def timezone(self, channel: str | None) -> str:
+        if channel and self.store is not None:
+            try:
+                return (await self.store.get_channel_settings(PLATFORM, channel)).timezone or self.default_timezone
+            except Exception:  # a settings lookup must never cost an answer
+                log.exception("channel settings lookup failed")
+        return self.default_timezone
+
+    async def ask(self, request: Request) -> Reply:
+        if self.desk is None:
+            raise RuntimeError("the Slack adapter has no desk yet (start-up has not run)")
+        return await self.desk.handle(request)
+
+    async def request(
+        self, *, text: str, mode: str, user: str | None, channel: str | None, team: str | None,
+        command: str | None = None,
+    ) -> Request:
+        return Request(
+            text=text, command=command, platform=PLATFORM, mode=mode, user=user, channel=channel, workspace=team,
+            timezone=await self.timezone(channel),
+        )
+
+    # ---- translating out
+
+    async def post(self, client: AsyncWebClient, channel: str, message: SlackMessage, **extra: Any) -> dict:
+        # parse="none" and link_names=False: plain "@channel" text in an answer is never turned into a ping.
+        response = await client.chat_postMessage(
+            channel=channel, text=message.text, blocks=message.blocks, unfurl_links=False, unfurl_media=False,
+            parse="none", link_names=False, **extra,
+        )
+        return response.data if isinstance(response.data, dict) else {}
+
+
+def _authorization_url(api_url: str) -> str | None:
+    """Slack's authorize page lives beside its API; follow SLACK_API_URL for local demos."""
+    if api_url == SLACK_DEFAULT_API_URL:
+        return None  # bolt's default, https://slack.com/oauth/v2/authorize
+    base = api_url.rstrip("/")
+    base = base[: -len("/api")] if base.endswith("/api") else base
+    return f"{base}/oauth/v2/authorize"
+
+
+# -------------------------------------------------------------------------------------- middleware
+
+
+async def ignore_bot_messages(body: dict, ack: Callable[..., Awaitable[BoltResponse]], next: Callable) -> Any:
+    """Drop messages and mentions written by any bot (bolt already drops our own): no bot-to-bot loops."""
+    event = body.get("event") or {}
+    if body.get("type") == "event_callback" and event.get("type") in ("message", "app_mention"):
+        if event.get("bot_id") or event.get("subtype") == "bot_message" or event.get("bot_profile"):
+            return await ack()
+    return await next()
+
+
+def dedupe_events(adapter: SlackAdapter) -> Callable[..., Awaitable[Any]]:
+    async def dedupe(body: dict, ack: Callable[..., Awaitable[BoltResponse]], next: Callable) -> Any:
+        """One answer per event id, whatever Slack retries (``X-Slack-Retry-Num``) or re-delivers."""
+        if body.get("type") == "event_callback" and body.get("event_id"):
+            if not await adapter._store().claim_once(f"slack:event:{body['event_id']}", EVENT_CLAIM_TTL):
+                log.info("duplicate Slack event ignored", extra={"event_id": body["event_id"]})
+                return await ack()
+        return await next()
+
+    return dedupe
+
+
+# --------------------------------------------------------------------------------------- listeners
+
+
+def _home_commands() -> list[HomeCommand]:
+    out = []
+    for name in COMMANDS:
+        if name not in router.commands:
+            continue
+        usages = [(f"{name} help", "every command")]
+        usages += [(s.usage, s.summary) for s in router.subcommands.get(name, {}).values()]
+        out.append(HomeCommand(command=name, summary=router.summaries[name], usages=usages))
+    return out
+
+
+def _feedback_for(reply: Reply, question: str) -> FeedbackRef | None:
+    """Answers and cards get 👍/👎; menus, help and error messages do not."""
+    if reply.kind in ("menu", "help", "error"):
+        return None
+    return FeedbackRef(topic=reply.topic, question=question)
+
+
+def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
+    """Every Slack entry point, in one place (commands, events, actions) plus the cross-cutting middleware."""
+    app.middleware(ignore_bot_messages)
+    app.middleware(dedupe_events(adapter))
+
+    # ---- slash commands
+
+    async def on_command(ack: Any, body: dict, respond: Any) -> None:
+        async def answer() -> Reply:
+            request = await adapter.request(
+                text=slack_to_plain(body.get("text", "")), command=body.get("command"), mode="command",
+                user=body.get("user_id"), channel=body.get("channel_id"), team=_team_of(body),
+            )
+            return await adapter.ask(request)
+
+        def message_of(reply: Reply) -> dict[str, Any]:
+            message = render_reply(reply, share=reply.ephemeral)
+            return {**message.as_kwargs(), "response_type": "ephemeral" if reply.ephemeral else "in_channel"}
+
+        work = asyncio.ensure_future(answer())
+        try:
+            reply = await asyncio.wait_for(asyncio.shield(work), ACK_BUDGET_SECONDS)
+        except TimeoutError:
+            # Slow answer: acknowledge now (Slack's 3 s), deliver through response_url when ready.
+            await ack()
+
+            async def later() -> None:
+                await respond(**message_of(await work), replace_original=False)
+
+            adapter.spawn(later(), name="slow-command")
+            return
+        await ack(**message_of(reply))
+
+    for command in HANDLED_COMMANDS:
+        app.command(command)(on_command)
+
+    # ---- channel Q&A: mentions, DMs, watched channels
+
+    async def answer_message(event: dict, context: Any, client: AsyncWebClient, mode: str) -> None:
+        channel, ts = event.get("channel"), event.get("ts")
+        if not channel or not ts:
+            return
+        question = slack_to_plain(event.get("text", ""), context.bot_user_id)
+        if mode == "watch" and not question:
+            return
+        request = await adapter.request(
+            text=question or "/china-filing help", mode=mode, user=event.get("user"), channel=channel,
+            team=context.team_id or _team_of(event),
+        )
+        reply = await adapter.ask(request)
+        if mode == "watch" and reply.kind != "answer":
+            return  # ambient messages get an answer only when the Q&A handler is confident
+        # One answer per message, even when it arrived as two events (mention + watched channel).
+        if not await adapter._store().claim_once(f"slack:answer:{channel}:{ts}", EVENT_CLAIM_TTL):
+            return
+        message = render_reply(reply, share=False, feedback=_feedback_for(reply, question))
+        try:
+            await adapter.post(client, channel, message, thread_ts=event.get("thread_ts") or ts)
+        except SlackApiError as exc:
+            log.warning("could not answer in channel", extra={"error": exc.response.get("error")})
+
+    async def on_mention(event: dict, context: Any, client: AsyncWebClient) -> None:
+        adapter.spawn(answer_message(event, context, client, "mention"), name="mention")
+
+    async def on_message(event: dict, context: Any, client: AsyncWebClient) -> None:
+        if event.get("subtype") not in _HUMAN_SUBTYPES or event.get("bot_id"):
+            return
+        channel_type = event.get("channel_type")
+        if channel_type == "im":
+            adapter.spawn(answer_message(event, context, client, "direct"), name="direct")
+            return
+        if channel_type not in ("channel", "group"):
+            return  # group DMs: only when mentioned (app_mention)
+        if context.bot_user_id and f"<@{context.bot_user_id}" in (event.get("text") or ""):
+            return  # app_mention answers this one
+
+        async def watch() -> None:
+            channel_settings = await adapter._store().get_channel_settings(PLATFORM, event.get("channel"))
+            if channel_settings.watch:
+                await answer_message(event, context, client, "watch")
+
+        adapter.spawn(watch(), name="watch")
+
+    app.event("app_mention")(on_mention)
+    app.event("message")(on_message)
+
+    # ---- App Home
+
+    async def on_home_opened(event: dict, context: Any, client: AsyncWebClient) -> None:
+        if event.get("tab", "home") != "home":
+            return
+
+        async def publish() -> None:
+            team = context.team_id
+            store = adapter._store()
+            desk = adapter.desk
+
+            def title(topic: str) -> str:
+                found = desk.library.topics.get(topic) if desk is not None else None
+                return found.title if found is not None else topic
+
+            view = render_home(
+                commands=_home_commands(),
+                tracked=await store.list_tracked(PLATFORM, workspace=team),
+                subscriptions=await store.list_subscriptions(PLATFORM, workspace=team),
+                paused=await store.list_paused(PLATFORM, team),
+                topic_title=title,
+                today=dt.datetime.now(ZoneInfo(adapter.default_timezone)).date(),
+            )
+            await client.views_publish(user_id=event["user"], view=view)
+
+        adapter.spawn(publish(), name="home")
+
+    app.event("app_home_opened")(on_home_opened)
+
+    # ---- uninstall: forget the workspace
+
+    async def forget(team: str) -> None:
+        await adapter._store().delete_workspace(PLATFORM, team)
+        log.info("Slack workspace data deleted", extra={"workspace": team})
+
+    async def on_uninstalled(body: dict) -> None:
+        team = workspace_key(body.get("enterprise_id"), body.get("team_id"), body.get("is_enterprise_install"))
+        await forget(team)
+
+    async def on_tokens_revoked(body: dict, event: dict) -> None:
+        if not (event.get("tokens") or {}).get("bot"):
+            return  # only user tokens revoked: we hold none
+        team = workspace_key(body.get("enterprise_id"), body.get("team_id"), body.get("is_enterprise_install"))
+        await forget(team)
+
+    app.event("app_uninstalled")(on_uninstalled)
+    app.event("tokens_revoked")(on_tokens_revoked)
+
+    # ---- buttons
+
+    async def on_share(ack: Any, body: dict, action: dict, client: AsyncWebClient, respond: Any) -> None:
+        await ack()
+        user = (body.get("user") or {}).get("id")
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+
+        async def share() -> None:
+            request = await adapter.request(
+                text=action.get("value", ""), mode="command", user=user, channel=channel, team=_team_of(body),
+            )
+            reply = await adapter.ask(request)
+            message = render_reply(reply, share=False, shared_by=user)
+            try:
+                await adapter.post(client, channel, message)
+            except SlackApiError as exc:
+                if exc.response.get("error") not in _NOT_IN_CHANNEL:
+                    raise
+                await respond(
+                    **render_notice(
+                        "I can't post in this conversation because I'm not a member. Invite me with "
+                        "`/invite @China Desk` (or mention me once), then press *Share to channel* again."
+                    ).as_kwargs(),
+                    response_type="ephemeral", replace_original=False,
+                )
+
+        adapter.spawn(share(), name="share")
+
+    async def on_command_button(ack: Any, body: dict, action: dict, respond: Any) -> None:
+        await ack()
+        channel = (body.get("channel") or {}).get("id")
+
+        async def run() -> None:
+            request = await adapter.request(
+                text=action.get("value", ""), mode="command", user=(body.get("user") or {}).get("id"),
+                channel=channel, team=_team_of(body),
+            )
+            reply = await adapter.ask(request)
+            await respond(**render_reply(reply, share=reply.ephemeral).as_kwargs(), response_type="ephemeral",
+                          replace_original=False)
+
+        adapter.spawn(run(), name="command-button")
+
+    async def on_feedback(ack: Any, body: dict, action: dict, respond: Any) -> None:
+        await ack()
+        from bot.store import Feedback
+
+        vote = "up" if action.get("action_id") == ACTION_FEEDBACK_UP else "down"
+        ref = FeedbackRef.parse(action.get("value", ""))
+        user = (body.get("user") or {}).get("id")
+        container = body.get("container") or {}
+        channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
+        message_ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
+
+        async def record() -> None:
+            store = adapter._store()
+            if not await store.claim_once(f"slack:feedback:{channel}:{message_ts}:{user}", 365 * 86400):
+                text = "You already rated this answer; thanks."
+            else:
+                await store.record_feedback(Feedback(
+                    platform=PLATFORM, workspace=_team_of(body), channel=channel, user=user,
+                    message_ref=f"{channel}:{message_ts}" if message_ts else None, topic=ref.topic, vote=vote,
+                    question=ref.question or None,
+                ))
+                text = "Thanks for the feedback: it helps us improve the answers."
+            await respond(text=text, response_type="ephemeral", replace_original=False)
+
+        adapter.spawn(record(), name="feedback")
+
+    app.action(ACTION_SHARE)(on_share)
+    app.action(re.compile(rf"^{ACTION_COMMAND}(:\d+)?$"))(on_command_button)
+    app.action(ACTION_FEEDBACK_UP)(on_feedback)
+    app.action(ACTION_FEEDBACK_DOWN)(on_feedback)
+
+
+def setup_slack(
+    app: web.Application, settings: SlackSettings, *, default_timezone: str = "Asia/Shanghai",
+) -> SlackAdapter:
+    """Add Slack's routes to the aiohttp application; the caller attaches desk/store at start-up."""
+    adapter = SlackAdapter(settings, default_timezone=default_timezone)
+    adapter.add_routes(app)
+    return adapter

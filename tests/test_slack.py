@@ -1,0 +1,460 @@
+"""The Slack app end to end: the real aiohttp application over HTTP, signed Slack payloads, a local Web API.
+
+Every request is built from Slack's documented formats (``tests/fixtures/slack/``), signed with
+slack_sdk's ``SignatureVerifier`` and POSTed to ``/slack/events``; everything the bot says goes to
+:class:`slack_server.FakeSlack` on 127.0.0.1, which records it. Background work (answers posted after
+the acknowledgement) is awaited with ``adapter.drain()``, never with sleeps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from slack_server import FakeSlack, SlackSender, load_fixture
+
+from bot import slack as slack_module
+from bot.app import SLACK_KEY, create_app
+from bot.config import Settings
+from bot.render.blockkit import ACTION_FEEDBACK_DOWN, ACTION_FEEDBACK_UP, ACTION_SHARE, validate_blocks
+from bot.slack import SlackAdapter, slack_to_plain
+from bot.store import Store, open_store
+from handlers import Desk
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+TEAM = "T0001"
+CHANNEL = "C2147483705"
+USER = "U2147483697"
+
+
+@pytest.fixture
+async def slack_api() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack() as api:
+        yield api
+
+
+@pytest.fixture
+async def store(tmp_path) -> AsyncIterator[Store]:
+    s = open_store(f"sqlite:///{tmp_path}/chinadesk.sqlite3")
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+@dataclass
+class Bot:
+    """The running app, the way Slack sees it."""
+
+    http: TestClient
+    send: SlackSender
+    adapter: SlackAdapter
+    api: FakeSlack
+    store: Store
+
+    async def settle(self) -> None:
+        """Wait for everything the bot started after acknowledging (posts, publishes)."""
+        await self.adapter.drain()
+
+    async def command(self, text: str, command: str = "/china-filing", **kw: Any) -> Any:
+        body = load_fixture("slash_command")
+        body.update(text=text, command=command, response_url=self.api.response_url("cmd"))
+        return await self.send.command(body, **kw)
+
+    async def event(self, payload: dict, **kw: Any) -> Any:
+        response = await self.send.event(payload, **kw)
+        assert response.status == 200, await response.text()
+        return response
+
+    async def action(self, payload: dict) -> Any:
+        payload["response_url"] = self.api.response_url("action")
+        response = await self.send.action(payload)
+        assert response.status == 200, await response.text()
+        return response
+
+
+def slack_env(api: FakeSlack, **extra: str) -> dict[str, str]:
+    return {"SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": api.api_url, **extra}
+
+
+@asynccontextmanager
+async def running(env: dict[str, str], desk: Desk, store: Store, api: FakeSlack) -> AsyncIterator[Bot]:
+    settings = Settings.from_env(env)
+    app = create_app(settings, desk, store)
+    async with TestClient(TestServer(app)) as http:
+        yield Bot(http, SlackSender(http, SECRET), app[SLACK_KEY], api, store)
+
+
+@pytest.fixture
+async def bot(slack_api: FakeSlack, store: Store, desk: Desk) -> AsyncIterator[Bot]:
+    async with running(slack_env(slack_api, SLACK_BOT_TOKEN=slack_api.bot_token), desk, store, slack_api) as b:
+        yield b
+
+
+def texts(blocks: list[dict]) -> str:
+    return json.dumps(blocks, ensure_ascii=False)
+
+
+def buttons(blocks: list[dict]) -> dict[str, dict]:
+    return {e["action_id"]: e for b in blocks if b["type"] == "actions" for e in b["elements"]}
+
+
+# ------------------------------------------------------------------------------ verification
+
+
+async def test_url_verification_echoes_the_challenge(bot: Bot):
+    payload = load_fixture("url_verification")
+    response = await bot.send.event(payload)
+    assert response.status == 200
+    assert payload["challenge"] in await response.text()
+
+
+async def test_forged_signature_is_refused_and_nothing_is_posted(bot: Bot):
+    response = await bot.send.event(load_fixture("app_mention"), secret="not-the-signing-secret")
+    assert response.status == 401
+    response = await bot.command("facial-recognition", secret="not-the-signing-secret")
+    assert response.status == 401
+    await bot.settle()
+    assert bot.api.posts() == []
+
+
+async def test_stale_timestamp_is_refused_even_when_correctly_signed(bot: Bot):
+    six_minutes_ago = int(time.time()) - 6 * 60
+    response = await bot.send.event(load_fixture("app_mention"), timestamp=six_minutes_ago)
+    assert response.status == 401
+    response = await bot.command("facial-recognition", timestamp=six_minutes_ago)
+    assert response.status == 401
+    await bot.settle()
+    assert bot.api.posts() == []
+
+
+async def test_a_four_minute_old_request_is_still_accepted(bot: Bot):
+    response = await bot.command("facial-recognition", timestamp=int(time.time()) - 4 * 60)
+    assert response.status == 200
+
+
+# ---------------------------------------------------------------------------- slash commands
+
+
+async def test_slash_command_is_answered_in_the_ack_as_an_ephemeral_card(bot: Bot):
+    started = time.monotonic()
+    response = await bot.command("facial-recognition from 2025-09-20")
+    elapsed = time.monotonic() - started
+    assert response.status == 200
+    assert elapsed < 2.0, f"ack took {elapsed:.2f}s; Slack gives up at 3s"
+    body = await response.json()
+    assert body["response_type"] == "ephemeral"
+    blocks = validate_blocks(body["blocks"])
+    assert blocks[0]["type"] == "header"
+    assert "due Thu 6 Nov 2025" in blocks[0]["text"]["text"]
+    dump = texts(blocks)
+    assert ":date: *Due Thu 6 Nov 2025*" in dump
+    assert "<https://" in dump  # sources are links
+    assert "guidance, not legal advice" in dump  # caveat as context
+    share = buttons(blocks)[ACTION_SHARE]
+    assert share["value"] == "/china-filing facial-recognition from 2025-09-20"
+    assert body["text"].startswith("Facial recognition")  # notification fallback
+    await bot.settle()
+    assert bot.api.posts() == []  # nothing public until someone shares it
+
+
+@pytest.mark.parametrize("command, text", [("/china-sector", ""), ("/china-platform", ""), ("/china-filing", "help")])
+async def test_every_command_answers(bot: Bot, command: str, text: str):
+    response = await bot.command(text, command=command)
+    assert response.status == 200
+    body = await response.json()
+    validate_blocks(body["blocks"])
+    assert body["response_type"] == "ephemeral"
+
+
+async def test_slow_answers_are_acked_at_once_and_delivered_through_response_url(
+    slack_api: FakeSlack, store: Store, desk: Desk, monkeypatch
+):
+    import asyncio
+
+    async def slow(request, desk, call_next):
+        await asyncio.sleep(0.3)
+        return await call_next(request)
+
+    monkeypatch.setattr(slack_module, "ACK_BUDGET_SECONDS", 0.05)
+    slow_desk = dataclasses.replace(desk, middleware=[slow])
+    env = slack_env(slack_api, SLACK_BOT_TOKEN=slack_api.bot_token)
+    async with running(env, slow_desk, store, slack_api) as bot:
+        response = await bot.command("facial-recognition")
+        assert response.status == 200
+        assert (await response.text()) == ""  # the empty ack
+        await bot.settle()
+        [delivered] = slack_api.calls_to("response_url")
+        assert delivered.params["response_type"] == "ephemeral"
+        assert delivered.params["replace_original"] is False
+        assert "Facial recognition" in texts(delivered.blocks)
+
+
+async def test_channel_ping_in_a_command_is_never_sent_unescaped(bot: Bot):
+    response = await bot.command("&lt;!channel&gt; <!channel> <!here> <@U999> &amp; co")
+    body = await response.text()
+    assert "<!channel>" not in body and "<!here>" not in body and "<@U999>" not in body
+    assert "<!" not in body
+    await bot.settle()
+    for call in bot.api.calls:
+        assert "<!" not in call.dumps()
+
+
+# ------------------------------------------------------------------------ mentions and DMs
+
+
+async def test_mention_is_answered_in_a_thread_with_feedback_buttons(bot: Bot):
+    payload = load_fixture("app_mention")
+    response = await bot.event(payload)
+    assert (await response.text()) == ""  # acknowledged straight away, answered after
+    await bot.settle()
+    [post] = bot.api.calls_to("chat.postMessage")
+    assert post.params["channel"] == CHANNEL
+    assert post.params["thread_ts"] == payload["event"]["ts"]
+    assert post.token == bot.api.bot_token
+    blocks = validate_blocks(post.blocks)
+    assert "Facial recognition" in blocks[0]["text"]["text"]
+    found = buttons(blocks)
+    assert {ACTION_FEEDBACK_UP, ACTION_FEEDBACK_DOWN} <= set(found)
+    assert ACTION_SHARE not in found  # already public
+    assert json.loads(found[ACTION_FEEDBACK_UP]["value"])["topic"] == "facial-recognition"
+
+
+async def test_direct_message_is_answered_in_a_thread(bot: Bot):
+    payload = load_fixture("message_im")
+    await bot.event(payload)
+    await bot.settle()
+    [post] = bot.api.calls_to("chat.postMessage")
+    assert post.params["channel"] == payload["event"]["channel"]
+    assert post.params["thread_ts"] == payload["event"]["ts"]
+
+
+async def test_question_with_channel_ping_never_reaches_the_web_api_unescaped(bot: Bot):
+    payload = load_fixture("app_mention")
+    payload["event"]["text"] = "<@UBOT> <!channel> <!here|here> is the facial recognition filing &lt;!everyone&gt; due?"
+    await bot.event(payload)
+    await bot.settle()
+    [post] = bot.api.calls_to("chat.postMessage")
+    assert "<!" not in post.dumps()
+
+
+async def test_a_retried_event_posts_exactly_one_answer(bot: Bot):
+    payload = load_fixture("app_mention")
+    await bot.event(payload)
+    await bot.event(payload, retry_num=1)
+    await bot.event(payload, retry_num=2)
+    await bot.settle()
+    assert len(bot.api.calls_to("chat.postMessage")) == 1
+
+
+async def test_a_duplicated_event_id_posts_exactly_one_answer(bot: Bot):
+    payload = load_fixture("message_im")
+    await bot.event(payload)
+    await bot.event(load_fixture("message_im"))  # same event_id, no retry header
+    await bot.settle()
+    assert len(bot.api.calls_to("chat.postMessage")) == 1
+
+
+async def test_a_mention_in_a_watched_channel_is_answered_once(bot: Bot):
+    await bot.store.set_channel_watch("slack", TEAM, CHANNEL, True)
+    mention = load_fixture("app_mention")
+    message = load_fixture("message_channels")  # the same message, as message.channels sees it
+    message["event"].update(text=mention["event"]["text"], ts=mention["event"]["ts"])
+    await bot.event(message)
+    await bot.event(mention)
+    await bot.settle()
+    assert len(bot.api.calls_to("chat.postMessage")) == 1
+
+
+async def test_other_bots_and_our_own_messages_are_ignored(bot: Bot):
+    await bot.event(load_fixture("message_bot"))
+    own = load_fixture("message_im")
+    own["event_id"] = "Ev0OWN"
+    own["event"].update(user="UBOT", bot_id="BBOT")
+    await bot.event(own)
+    edited = load_fixture("message_im")
+    edited["event_id"] = "Ev0EDIT"
+    edited["event"]["subtype"] = "message_changed"
+    await bot.event(edited)
+    bot_mention = load_fixture("app_mention")
+    bot_mention["event_id"] = "Ev0BOTMENTION"
+    bot_mention["event"]["bot_id"] = "B0OTHER"
+    await bot.event(bot_mention)
+    await bot.settle()
+    assert bot.api.posts() == []
+
+
+# ----------------------------------------------------------------------- watched channels
+
+
+async def test_unwatched_channel_messages_are_left_alone(bot: Bot):
+    await bot.event(load_fixture("message_channels"))
+    await bot.settle()
+    assert bot.api.posts() == []
+
+
+async def test_watched_channel_gets_answers_only_to_questions_about_its_topics(bot: Bot):
+    await bot.store.set_channel_watch("slack", TEAM, CHANNEL, True)
+    question = load_fixture("message_channels")
+    await bot.event(question)
+    chatter = load_fixture("message_channels")
+    chatter["event_id"] = "Ev0CHATTER"
+    chatter["event"].update(text="Anyone up for lunch at noon?", ts="1355517999.000001")
+    await bot.event(chatter)
+    await bot.settle()
+    [post] = bot.api.calls_to("chat.postMessage")
+    assert post.params["thread_ts"] == question["event"]["ts"]
+
+
+# ------------------------------------------------------------------------------------ buttons
+
+
+async def test_share_posts_the_card_publicly_attributed_to_the_user(bot: Bot):
+    await bot.action(load_fixture("block_actions_share"))
+    await bot.settle()
+    [post] = bot.api.calls_to("chat.postMessage")
+    assert post.params["channel"] == CHANNEL
+    assert "thread_ts" not in post.params
+    blocks = validate_blocks(post.blocks)
+    assert f"Shared by <@{USER}>" in texts(blocks)
+    assert "due Thu 6 Nov 2025" in blocks[0]["text"]["text"]
+    assert ACTION_SHARE not in buttons(blocks)
+
+
+async def test_share_where_the_bot_is_not_a_member_explains_how_to_invite_it(bot: Bot):
+    bot.api.fail("chat.postMessage", "not_in_channel")
+    await bot.action(load_fixture("block_actions_share"))
+    await bot.settle()
+    [notice] = bot.api.calls_to("response_url")
+    assert notice.params["response_type"] == "ephemeral"
+    assert "/invite @China Desk" in notice.dumps()
+
+
+async def test_feedback_is_stored_once_per_user_and_message(bot: Bot):
+    payload = load_fixture("block_actions_feedback")
+    await bot.action(payload)
+    await bot.action(load_fixture("block_actions_feedback"))
+    await bot.settle()
+    [fb] = await bot.store.list_feedback("slack")
+    assert (fb.vote, fb.topic, fb.user, fb.channel, fb.workspace) == ("up", "facial-recognition", USER, CHANNEL, TEAM)
+    assert fb.question == "what does the facial recognition filing involve?"
+    assert fb.message_ref == f"{CHANNEL}:1700000001.000101"
+    answers = sorted(c.params["text"] for c in bot.api.calls_to("response_url"))
+    assert answers[0].startswith("Thanks for the feedback") and answers[1].startswith("You already rated")
+
+
+async def test_feedback_buttons_from_an_answer_round_trip(bot: Bot):
+    await bot.event(load_fixture("app_mention"))
+    await bot.settle()
+    [post] = bot.api.calls_to("chat.postMessage")
+    down = buttons(post.blocks)[ACTION_FEEDBACK_DOWN]
+    click = load_fixture("block_actions_feedback")
+    click["actions"] = [{**click["actions"][0], "action_id": down["action_id"], "value": down["value"]}]
+    await bot.action(click)
+    await bot.settle()
+    [fb] = await bot.store.list_feedback("slack")
+    assert fb.vote == "down" and fb.topic == "facial-recognition"
+
+
+# ------------------------------------------------------------------------------- rate limits
+
+
+async def test_rate_limited_post_is_retried_after_retry_after(bot: Bot):
+    bot.api.rate_limit("chat.postMessage", retry_after=0)
+    await bot.event(load_fixture("app_mention"))
+    await bot.settle()
+    first, second = bot.api.calls_to("chat.postMessage")
+    assert first.params == second.params  # the same answer, sent again after the 429
+
+
+# ---------------------------------------------------------------------------------- App Home
+
+
+async def test_app_home_lists_the_workspace_deadlines(bot: Bot):
+    await bot.store.add_tracked(
+        platform="slack", workspace=TEAM, channel=CHANNEL, topic="facial-recognition", start="2025-09-20",
+        due=dt.date(2025, 11, 6), note=None, created_by=USER, posts=[],
+    )
+    await bot.store.add_tracked(
+        platform="slack", workspace="T0OTHER", channel="C0OTHER", topic="pipia", start="2025-09-20",
+        due=dt.date(2025, 11, 6), note=None, created_by=USER, posts=[],
+    )
+    await bot.event(load_fixture("app_home_opened"))
+    await bot.settle()
+    [publish] = bot.api.calls_to("views.publish")
+    assert publish.params["user_id"] == USER
+    view = publish.view
+    assert view["type"] == "home"
+    dump = texts(view["blocks"])
+    assert "`D1`" in dump and "Facial recognition" in dump and "Thu 6 Nov 2025" in dump and f"<#{CHANNEL}>" in dump
+    assert "C0OTHER" not in dump  # another workspace's deadline
+    assert "/china-filing help" in dump
+    validate_blocks(view["blocks"])
+
+
+async def test_app_home_without_deadlines_says_how_to_track_one(bot: Bot):
+    await bot.event(load_fixture("app_home_opened"))
+    await bot.settle()
+    [publish] = bot.api.calls_to("views.publish")
+    assert "No deadlines tracked yet" in texts(publish.view["blocks"])
+
+
+# --------------------------------------------------------------------------------- uninstall
+
+
+async def _seed_workspace(store: Store, team: str) -> None:
+    from bot.store import Feedback
+
+    await store.save_installation("slack", team, {"installation": {"team_id": team, "user_id": "U1"}})
+    await store.add_tracked(platform="slack", workspace=team, channel=f"C{team}", topic="pipia", start="2025-09-20",
+                            due=dt.date(2025, 11, 6), note=None, created_by="U1", posts=[])
+    await store.record_feedback(Feedback("slack", team, f"C{team}", "U1", "m", "pipia", "up"))
+
+
+@pytest.mark.parametrize("fixture", ["app_uninstalled", "tokens_revoked"])
+async def test_uninstall_deletes_that_workspace_data_only(bot: Bot, fixture: str):
+    await _seed_workspace(bot.store, TEAM)
+    await _seed_workspace(bot.store, "T0KEEP")
+    await bot.event(load_fixture(fixture))
+    await bot.settle()
+    assert await bot.store.find_installation("slack", TEAM) is None
+    assert await bot.store.list_tracked("slack", TEAM) == []
+    assert [f.workspace for f in await bot.store.list_feedback("slack")] == ["T0KEEP"]
+    assert await bot.store.find_installation("slack", "T0KEEP") is not None
+
+
+async def test_revoking_only_user_tokens_keeps_the_workspace(bot: Bot):
+    await _seed_workspace(bot.store, TEAM)
+    payload = load_fixture("tokens_revoked")
+    payload["event"]["tokens"] = {"oauth": ["U1"], "bot": []}
+    await bot.event(payload)
+    await bot.settle()
+    assert await bot.store.find_installation("slack", TEAM) is not None
+
+
+# ------------------------------------------------------------------------------------- misc
+
+
+def test_slack_markup_becomes_plain_text():
+    assert slack_to_plain("<@UBOT> is <https://x.cn/a?b=1&amp;c=2|this> ok &amp; &lt;b&gt;", "UBOT") == (
+        "is this ok & <b>"
+    )
+    assert slack_to_plain("<!channel> <!here|here> <!subteam^S1|@legal> <@U2|ann> <#C1|general>") == (
+        "@channel @here @legal @ann #general"
+    )
+    assert slack_to_plain("<https://example.com>") == "https://example.com"
+
+
+async def test_healthz(bot: Bot):
+    response = await bot.http.get("/healthz")
+    assert response.status == 200
+    assert (await response.json())["status"] == "ok"

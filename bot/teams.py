@@ -232,6 +232,10 @@ class TeamsBot(ActivityHandler):
         if self.store is not None and activity.id and activity.type != ActivityTypes.invoke_response:
             if not await self.store.claim_once(f"teams:activity:{activity.id}", DEDUPE_TTL_SECONDS):
                 log.info("duplicate Teams activity ignored", extra={"activity_id": activity.id})
+                if activity.type == ActivityTypes.invoke:  # the first delivery was handled: say OK, not 501
+                    await turn_context.send_activity(
+                        Activity(type=ActivityTypes.invoke_response, value=InvokeResponse(status=int(HTTPStatus.OK)))
+                    )
                 return
         await super().on_turn(turn_context)
 

@@ -314,6 +314,10 @@ async def test_action_execute_invoke_records_feedback(teams: TeamsHarness):
     assert body["statusCode"] == 200 and body["type"] == "application/vnd.microsoft.activity.message"
     (fb,) = await teams.store.list_feedback("teams")
     assert fb.vote == "down" and fb.topic == "facial-recognition"
+    # Teams retrying the same invoke: acknowledged, not stored twice.
+    status, _ = await teams.post(fixture("invoke_adaptive_card_action.json", serviceUrl=teams.connector.url))
+    assert status == 200
+    assert len(await teams.store.list_feedback("teams")) == 1
 
 
 async def test_redelivered_activity_is_answered_once(teams: TeamsHarness):

@@ -458,3 +458,46 @@ async def test_healthz(bot: Bot):
     response = await bot.http.get("/healthz")
     assert response.status == 200
     assert (await response.json())["status"] == "ok"
+
+
+# ------------------------------------------------------------------------------- translation
+
+
+async def test_slack_payloads_become_requests_with_the_channel_timezone(
+    slack_api: FakeSlack, store: Store, desk: Desk
+):
+    seen = []
+
+    async def capture(request, desk, call_next):
+        seen.append(request)
+        return await call_next(request)
+
+    await store.set_channel_timezone("slack", TEAM, CHANNEL, "Europe/London")
+    env = slack_env(slack_api, SLACK_BOT_TOKEN=slack_api.bot_token)
+    async with running(env, dataclasses.replace(desk, middleware=[capture]), store, slack_api) as bot:
+        await bot.command("&lt;b&gt; facial-recognition")
+        await bot.event(load_fixture("app_mention"))
+        await bot.event(load_fixture("message_im"))
+        await bot.settle()
+    command, mention, direct = seen
+    assert (command.platform, command.mode, command.command, command.text) == (
+        "slack", "command", "/china-filing", "<b> facial-recognition",  # Slack's entities decoded once
+    )
+    assert (command.user, command.channel, command.workspace, command.timezone) == (
+        USER, CHANNEL, TEAM, "Europe/London",
+    )
+    assert (mention.mode, mention.text, mention.timezone) == (
+        "mention", "what does the facial recognition filing involve?", "Europe/London",  # bot mention removed
+    )
+    assert (direct.mode, direct.channel, direct.timezone) == ("direct", "D024BE91L", "Asia/Shanghai")
+
+
+async def test_a_command_button_runs_the_command_privately_for_the_clicker(bot: Bot):
+    click = load_fixture("block_actions_share")
+    click["actions"] = [{**click["actions"][0], "action_id": "chinadesk_command", "value": "/china-filing pipia"}]
+    await bot.action(click)
+    await bot.settle()
+    [answer] = bot.api.calls_to("response_url")
+    assert answer.params["response_type"] == "ephemeral" and answer.params["replace_original"] is False
+    assert "PIPIA" in texts(validate_blocks(answer.blocks))
+    assert bot.api.calls_to("chat.postMessage") == []

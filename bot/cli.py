@@ -38,17 +38,24 @@ def cmd_ask(args: argparse.Namespace) -> int:
         raise CliUsageError("ask needs some text, e.g. chinadesk ask \"/china-filing facial-recognition\"")
 
     async def run() -> dict | str:
-        desk = build_desk(Settings.from_env())
-        request = Request(
-            text=text,
-            platform=args.platform,
-            mode="command" if text.lstrip().startswith("/") else "direct",
-            user=args.user,
-            channel=args.channel,
-            timezone=args.timezone,
-            now=_now(args.now),
-        )
-        reply = await desk.handle(request)
+        # In a channel, commands may need storage (reminders, channel settings): open DATABASE_URL.
+        store = await _open_store() if args.channel else None
+        try:
+            desk = build_desk(_core_settings() if store else Settings.from_env(), store=store)
+            request = Request(
+                text=text,
+                platform=args.platform,
+                mode="command" if text.lstrip().startswith("/") else "direct",
+                user=args.user,
+                channel=args.channel,
+                workspace=args.workspace,
+                timezone=args.timezone,
+                now=_now(args.now),
+            )
+            reply = await desk.handle(request)
+        finally:
+            if store is not None:
+                await store.close()
         return reply.as_json() if args.json else render_text(reply)
 
     out = asyncio.run(run())
@@ -56,6 +63,78 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print(json.dumps(out, ensure_ascii=False, indent=2))
     else:
         print(out)
+    return 0
+
+
+def _core_settings() -> Settings:
+    """Settings without the platforms: reminders and storage commands need only DATABASE_URL and the
+    content, and must not fail because a worker has SLACK_BOT_TOKEN without the signing secret."""
+    return Settings.from_env({k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MICROSOFT_APP"))})
+
+
+async def _open_store():
+    from bot.store import StoreError, open_store
+
+    store = open_store(_core_settings().database_url)
+    try:
+        await store.open()
+    except StoreError as exc:
+        raise ConfigError(str(exc)) from None
+    return store
+
+
+def cmd_reminders_list(args: argparse.Namespace) -> int:
+    from bot.scheduler import format_listing
+
+    async def run() -> str:
+        store = await _open_store()
+        try:
+            return await format_listing(store, platform=args.platform, channel=args.channel, as_json=args.json)
+        finally:
+            await store.close()
+
+    print(asyncio.run(run()))
+    return 0
+
+
+def cmd_reminders_run_due(args: argparse.Namespace) -> int:
+    """One scheduler pass at --now (default: now): posts what is due, prints what it did."""
+    from bot.app import build_desk
+    from bot.scheduler import build_scheduler
+
+    now = _now(args.now)
+
+    async def run() -> dict:
+        store = await _open_store()
+        try:
+            scheduler = build_scheduler(store, build_desk(_core_settings(), store=store), text_stream=sys.stdout,
+                                        lease_seconds=args.lease)
+            return (await scheduler.run_due(now)).as_json()
+        finally:
+            await store.close()
+
+    report = asyncio.run(run())
+    print(json.dumps(report) if args.json else " ".join(f"{k}={v}" for k, v in report.items() if k != "posted_ids"))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """The scheduler alone (a Procfile ``worker:`` process): polls until SIGTERM/SIGINT."""
+    from bot.app import build_desk
+    from bot.observability import configure_logging
+    from bot.scheduler import run_worker
+
+    settings = _core_settings()
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def run() -> None:
+        store = await _open_store()
+        try:
+            await run_worker(store, build_desk(settings, store=store), interval=args.interval)
+        finally:
+            await store.close()
+
+    asyncio.run(run())
     return 0
 
 
@@ -108,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("text", nargs="*", help="a slash command (/china-filing ...) or a question")
     ask.add_argument("--json", action="store_true", help="print one JSON object")
     ask.add_argument("--platform", choices=["slack", "teams", "text"], default="text")
-    ask.add_argument("--channel", default=None, help="act as if typed in this channel")
+    ask.add_argument("--channel", default=None, help="act as if typed in this channel (uses DATABASE_URL)")
+    ask.add_argument("--workspace", default=None, help="the channel's workspace (Slack team / Teams tenant id)")
     ask.add_argument("--user", default="cli")
     ask.add_argument("--timezone", default=DEFAULT_TIMEZONE)
     ask.add_argument("--now", default=None, help="pretend it is this instant (ISO-8601)")
@@ -120,6 +200,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--socket-mode", action="store_true",
                        help="connect to Slack over Socket Mode (needs SLACK_APP_TOKEN) instead of a public URL")
     serve.set_defaults(func=cmd_serve)
+
+    reminders = sub.add_parser("reminders", help="tracked deadlines and subscriptions: list, run due posts")
+    reminders_sub = reminders.add_subparsers(dest="reminders_command", metavar="ACTION")
+    rlist = reminders_sub.add_parser("list", help="list tracked deadlines, subscriptions and their posts")
+    rlist.add_argument("--channel", default=None, help="only this channel")
+    rlist.add_argument("--platform", choices=["slack", "teams", "text"], default=None, help="only this platform")
+    rlist.add_argument("--json", action="store_true", help="print one JSON object")
+    rlist.set_defaults(func=cmd_reminders_list)
+    due = reminders_sub.add_parser("run-due", help="one scheduler pass: post what is due (at --now)")
+    due.add_argument("--now", default=None, help="the pass's instant (ISO-8601; default now)")
+    due.add_argument("--lease", type=int, default=300, help="seconds a claimed post is reserved (default 300)")
+    due.add_argument("--json", action="store_true", help="print the pass report as JSON")
+    due.set_defaults(func=cmd_reminders_run_due)
+
+    worker = sub.add_parser("worker", help="run the reminder scheduler alone (a separate Procfile process)")
+    worker.add_argument("--interval", type=float, default=30.0, help="seconds between passes (default 30)")
+    worker.set_defaults(func=cmd_worker)
 
     content = sub.add_parser("content", help="content pack tools")
     content_sub = content.add_subparsers(dest="content_command", metavar="ACTION")

@@ -288,11 +288,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def claim_due(
         self, now: dt.datetime, *, limit: int = 500, lease_seconds: int = 300,
+        platforms: Sequence[str] | None = None,
     ) -> list[ScheduledPost]:
         """Claim up to ``limit`` due posts (pending, or claimed with an expired lease) for this caller.
 
         Each returned row has a fresh ``claim_token``; concurrent callers never receive the same row.
         Rows whose ``expires_at`` has passed are not returned (see :meth:`expire_overdue`).
+        ``platforms``: only posts for these (a process without a Teams deliverer leaves Teams posts).
         """
 
     @abc.abstractmethod
@@ -474,7 +476,11 @@ class Store(abc.ABC):
         self, *, platform: str, workspace: str | None, channel: str, topic: str, start: str, due: dt.date,
         note: str | None, created_by: str | None, posts: Sequence[NewPost], now: dt.datetime | None = None,
     ) -> TrackedDeadline:
-        """Track a deadline and schedule its reminder posts, atomically."""
+        """Track a deadline and schedule its reminder posts, atomically.
+
+        Post keys are made unique per deadline here (``d<id>:<key>``), so callers name posts by role
+        ("rem10") and :meth:`reschedule_tracked` with the same names finds the same rows.
+        """
         now = _aware(now or utcnow())
         async with self._tx() as c:
             row = await c.fetchrow(
@@ -484,6 +490,7 @@ class Store(abc.ABC):
             )
             deadline = _deadline(row)
             for post in posts:
+                post = _deadline_key(post, deadline.id)
                 await self._insert_post(c, post, platform, workspace, channel, "deadline", deadline.id, None, now)
         return deadline
 
@@ -534,7 +541,7 @@ class Store(abc.ABC):
             n = 0
             for post in posts:
                 status = "paused" if d.status == "paused" and post.status == "pending" else post.status
-                post = NewPost(post.key, post.due_at, post.expires_at, post.payload, status)
+                post = _deadline_key(NewPost(post.key, post.due_at, post.expires_at, post.payload, status), d.id)
                 n += await self._insert_post(c, post, d.platform, d.workspace, d.channel, "deadline", d.id, None, now)
         return n
 
@@ -611,6 +618,8 @@ class Store(abc.ABC):
             s = _subscription(row)
             n = 0
             for post in posts:
+                if s.status == "paused" and post.status == "pending":  # stays quiet until resumed
+                    post = NewPost(post.key, post.due_at, post.expires_at, post.payload, "paused")
                 n += await self._insert_post(c, post, s.platform, s.workspace, s.channel, "event", None, s.id, now)
             await c.execute(
                 "UPDATE subscriptions SET materialised_until = $2 WHERE id = $1",
@@ -672,6 +681,18 @@ class Store(abc.ABC):
             post.key, platform, workspace, channel, kind, deadline_id, subscription_id, _aware(post.due_at),
             _aware(post.expires_at), self._dump(post.payload), post.status, now,
         )
+
+    async def delete_pending_posts(
+        self, *, deadline_id: int | None = None, subscription_id: int | None = None,
+    ) -> int:
+        """Forget the not-yet-claimed posts of one deadline or subscription (before re-planning them)."""
+        if (deadline_id is None) == (subscription_id is None):
+            raise ValueError("give exactly one of deadline_id or subscription_id")
+        column, item = ("deadline_id", deadline_id) if deadline_id is not None else ("subscription_id", subscription_id)
+        async with self._tx() as c:
+            return await c.execute(
+                f"DELETE FROM scheduled_posts WHERE {column} = $1 AND status IN ('pending', 'paused')", item,
+            )
 
     async def list_posts(
         self, platform: str | None = None, channel: str | None = None, *, status: str | None = None,
@@ -795,6 +816,13 @@ class Store(abc.ABC):
     def _dump(self, value: Any) -> Any:
         """How a JSON value is passed to the driver (text for SQLite; PostgreSQL overrides)."""
         return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _deadline_key(post: NewPost, deadline_id: int) -> NewPost:
+    prefix = f"d{deadline_id}:"
+    if post.key.startswith(prefix):
+        return post
+    return NewPost(prefix + post.key, post.due_at, post.expires_at, post.payload, post.status)
 
 
 def _source_table(kind: str) -> tuple[str, str]:
@@ -980,18 +1008,25 @@ class SqliteStore(Store):
 
     async def claim_due(
         self, now: dt.datetime, *, limit: int = 500, lease_seconds: int = 300,
+        platforms: Sequence[str] | None = None,
     ) -> list[ScheduledPost]:
         now = _aware(now)
         lease = now + dt.timedelta(seconds=lease_seconds)
         claimed: list[ScheduledPost] = []
+        if platforms is not None and not platforms:
+            return []
+        only = ""
+        if platforms is not None:
+            only = " AND platform IN (" + ", ".join(f"${i}" for i in range(4, 4 + len(platforms))) + ")"
         async with self._tx() as c:  # BEGIN IMMEDIATE: no other writer until we commit
             rows = []
             for status in ACTIVE_POST_STATUSES:  # one index range per status: cost follows the number due
                 rows += await c.fetch(
-                    "SELECT id FROM scheduled_posts WHERE status = $1 AND due_at <= $2 AND expires_at > $2 "
-                    "AND (lease_until IS NULL OR lease_until <= $2) ORDER BY due_at, id LIMIT $3",
-                    status, now, limit,
+                    "SELECT id, due_at FROM scheduled_posts WHERE status = $1 AND due_at <= $2 AND expires_at > $2 "
+                    f"AND (lease_until IS NULL OR lease_until <= $2){only} ORDER BY due_at, id LIMIT $3",
+                    status, now, limit, *(platforms or ()),
                 )
+            rows.sort(key=lambda r: (r["due_at"], r["id"]))
             token = new_claim_token()
             for r in rows[:limit]:
                 row = await c.fetchrow(

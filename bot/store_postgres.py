@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import re
 import zlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -159,6 +159,7 @@ class PostgresStore(Store):
 
     async def claim_due(
         self, now: dt.datetime, *, limit: int = 500, lease_seconds: int = 300,
+        platforms: Sequence[str] | None = None,
     ) -> list[ScheduledPost]:
         now = _aware(now)
         token = new_claim_token()
@@ -173,6 +174,7 @@ class PostgresStore(Store):
                     SELECT id FROM scheduled_posts
                      WHERE status IN ('pending', 'claimed') AND due_at <= $1 AND expires_at > $1
                        AND (lease_until IS NULL OR lease_until <= $1)
+                       AND ($5::text[] IS NULL OR platform = ANY($5::text[]))
                      ORDER BY due_at, id
                      LIMIT $4
                        FOR UPDATE SKIP LOCKED)
@@ -183,5 +185,6 @@ class PostgresStore(Store):
                 RETURNING p.*
                 """,
                 now, now + dt.timedelta(seconds=lease_seconds), token, limit,
+                None if platforms is None else list(platforms),
             )
         return sorted((_post(r) for r in rows), key=_post_order)

@@ -242,8 +242,8 @@ async def test_expired_posts_are_never_claimed(store: Store):
     now = T0 + dt.timedelta(hours=2)
     assert (await store.expire_overdue(now)).expired == 1
     claimed = await store.claim_due(now)
-    assert [p.key for p in claimed] == ["late-ok"]
-    assert {p.key: p.status for p in await store.list_posts(deadline_id=d.id)}["too-late"] == "expired"
+    assert [p.key for p in claimed] == [f"d{d.id}:late-ok"]
+    assert {p.key: p.status for p in await store.list_posts(deadline_id=d.id)}[f"d{d.id}:too-late"] == "expired"
 
 
 async def test_reschedule_keeps_posted_and_replaces_pending(store: Store):
@@ -256,7 +256,8 @@ async def test_reschedule_keeps_posted_and_replaces_pending(store: Store):
     moved = T0 + dt.timedelta(days=1, hours=8)
     n = await store.reschedule_tracked(d.id, [post("d:a", T0 + dt.timedelta(hours=8)), post("d:b", moved)])
     assert n == 1
-    rows = {p.key: p for p in await store.list_posts(deadline_id=d.id)}
+    rows = {p.key.split(":", 1)[1]: p for p in await store.list_posts(deadline_id=d.id)}
+    assert all(p.key.startswith(f"d{d.id}:") for p in rows.values())
     assert rows["d:a"].status == "posted" and rows["d:a"].due_at == T0
     assert rows["d:b"].status == "pending" and rows["d:b"].due_at == moved
 

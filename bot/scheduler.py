@@ -1,0 +1,590 @@
+"""The reminder scheduler: posts due reminders and calendar events, exactly once, from any number of replicas.
+
+A pass (:meth:`Scheduler.run_due`) does, at one instant ``now``:
+
+1. tops up calendar subscriptions whose posts are materialised less than a month ahead (idempotent:
+   every post has a unique key);
+2. marks due posts whose deadline/event has already passed ``expired`` (never posted);
+3. claims due posts in batches with a lease (:meth:`bot.store.Store.claim_due`: ``FOR UPDATE SKIP
+   LOCKED`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so concurrent passes split the work;
+4. renders each post (:func:`handlers.reminders.render_post`) and hands it to the platform's
+   :class:`Deliverer`, channel by channel in due order; a post more than ``late_after`` behind its time
+   is labelled late;
+5. records the outcome: ``posted`` with the platform's message ref (never offered again), back to
+   ``pending`` with a back-off (429, network), ``paused`` (channel gone, app removed: the deadline or
+   subscription is paused and shown in the App Home), or ``failed``.
+
+A process that dies between 3 and 5 leaves its rows ``claimed``; the next pass after the lease
+re-offers them. On a re-offer the Slack deliverer first looks for its own earlier message in the
+channel (each post carries its key in Slack message metadata), so a post Slack accepted just before
+the crash is recorded, not repeated.
+
+The loop (:meth:`Scheduler.start` / :meth:`Scheduler.stop`, or :meth:`Scheduler.cleanup_ctx` for
+aiohttp) runs inside ``chinadesk serve`` and as ``chinadesk worker``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any, Literal, Protocol
+
+from bot.store import ScheduledPost, Store, utcnow
+from handlers.request import Reply
+
+log = logging.getLogger("chinadesk.scheduler")
+
+SLACK_DEFAULT_API_URL = "https://slack.com/api/"
+# Slack errors that mean "this channel/workspace can't take our posts any more": retrying is pointless,
+# so the deadline/subscription is paused and the App Home says why.
+SLACK_PAUSE_ERRORS = frozenset({
+    "channel_not_found", "not_in_channel", "is_archived", "account_inactive", "token_revoked", "token_expired",
+    "invalid_auth", "not_authed", "no_permission", "team_access_not_granted", "missing_scope", "ekm_access_denied",
+    "restricted_action", "org_login_required", "team_not_found", "app_uninstalled",
+})
+# Errors in the message itself: retrying the same message cannot help.
+SLACK_FAIL_ERRORS = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long", "no_text",
+                               "invalid_arguments", "invalid_metadata_format", "invalid_metadata_schema"})
+METADATA_EVENT = "chinadesk_reminder"
+
+
+# ------------------------------------------------------------------------------------------- seam
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One post to deliver: the stored row, what it says, and whether it is late."""
+
+    post: ScheduledPost
+    reply: Reply
+    late: bool
+
+    @property
+    def platform(self) -> str:
+        return self.post.platform
+
+    @property
+    def channel(self) -> str:
+        return self.post.channel
+
+    @property
+    def workspace(self) -> str | None:
+        return self.post.workspace
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    outcome: Literal["posted", "retry", "paused", "failed"]
+    ref: str | None = None  # Slack ts / Teams activity id, when posted
+    error: str | None = None
+    retry_after: float | None = None  # seconds, for "retry"
+
+    @classmethod
+    def posted(cls, ref: str | None) -> DeliveryResult:
+        return cls("posted", ref=ref)
+
+    @classmethod
+    def retry(cls, error: str, after: float | None = None) -> DeliveryResult:
+        return cls("retry", error=error, retry_after=after)
+
+    @classmethod
+    def paused(cls, reason: str) -> DeliveryResult:
+        return cls("paused", error=reason)
+
+    @classmethod
+    def failed(cls, error: str) -> DeliveryResult:
+        return cls("failed", error=error)
+
+
+class Deliverer(Protocol):
+    """Puts one post in front of a channel. Must not raise for platform errors: return a result."""
+
+    async def deliver(self, item: Outgoing) -> DeliveryResult: ...
+
+
+# Factories by platform: ``factory(store, env) -> Deliverer | None`` (None: not configured here).
+# bot/teams.py registers "teams" with ``register_deliverer("teams", ...)`` when imported.
+DelivererFactory = Callable[[Store, Mapping[str, str]], "Deliverer | None"]
+DELIVERER_FACTORIES: dict[str, DelivererFactory] = {}
+
+
+def register_deliverer(platform: str, factory: DelivererFactory) -> None:
+    DELIVERER_FACTORIES[platform] = factory
+
+
+def build_deliverers(store: Store, env: Mapping[str, str] | None = None) -> dict[str, Deliverer]:
+    """Every deliverer this process is configured for."""
+    env = os.environ if env is None else env
+    try:  # the Teams adapter registers its deliverer on import; absent or broken, Teams posts wait
+        import bot.teams  # noqa: F401
+    except Exception as exc:
+        log.debug("no Teams deliverer: %s", exc)
+    out: dict[str, Deliverer] = {}
+    for platform, factory in DELIVERER_FACTORIES.items():
+        deliverer = factory(store, env)
+        if deliverer is not None:
+            out[platform] = deliverer
+    return out
+
+
+# ------------------------------------------------------------------------------------------ Slack
+
+
+class SlackDeliverer:
+    """``chat.postMessage`` through slack_sdk's async client, 429s retried after ``Retry-After``.
+
+    The token is the workspace's stored installation (OAuth installs) or ``SLACK_BOT_TOKEN``.
+    """
+
+    def __init__(
+        self, store: Store, *, default_token: str | None, api_url: str = SLACK_DEFAULT_API_URL,
+        rate_limit_retries: int = 3, timeout: int = 30,
+    ) -> None:
+        self.store = store
+        self.default_token = default_token
+        self.api_url = api_url if api_url.endswith("/") else api_url + "/"
+        self.rate_limit_retries = rate_limit_retries
+        self.timeout = timeout
+        self._clients: dict[str, Any] = {}
+
+    async def _token(self, workspace: str | None) -> str | None:
+        if workspace:
+            data = await self.store.find_installation("slack", workspace) or {}
+            for part in (data.get("bot"), data.get("installation"), data):
+                if isinstance(part, dict) and part.get("bot_token"):
+                    return str(part["bot_token"])
+        return self.default_token
+
+    def _client(self, token: str) -> Any:
+        from slack_sdk.http_retry.builtin_async_handlers import (
+            AsyncConnectionErrorRetryHandler,
+            AsyncRateLimitErrorRetryHandler,
+        )
+        from slack_sdk.web.async_client import AsyncWebClient
+
+        client = self._clients.get(token)
+        if client is None:
+            client = self._clients[token] = AsyncWebClient(
+                token=token, base_url=self.api_url, timeout=self.timeout,
+                retry_handlers=[
+                    AsyncRateLimitErrorRetryHandler(max_retry_count=self.rate_limit_retries),
+                    AsyncConnectionErrorRetryHandler(max_retry_count=2),
+                ],
+            )
+        return client
+
+    @staticmethod
+    def message(item: Outgoing) -> dict[str, Any]:
+        """chat.postMessage arguments: Block Kit when the Slack renderer is present, else plain text."""
+        try:
+            from bot.render.blockkit import render_reply
+        except ImportError:
+            return {"text": item.reply.text}
+        rendered = render_reply(item.reply, share=False)
+        return {"text": rendered.text, "blocks": rendered.blocks}
+
+    async def _already_posted(self, client: Any, item: Outgoing) -> str | None:
+        """On a re-offer: the ts of our own earlier message for this post, if Slack has it (crash after send)."""
+        try:
+            oldest = (item.post.due_at - dt.timedelta(days=1)).timestamp()
+            resp = await client.conversations_history(
+                channel=item.channel, oldest=f"{oldest:.6f}", limit=200, include_all_metadata=True,
+            )
+        except Exception as exc:  # no history scope, network...: post, accepting the small risk
+            log.info("could not check for an earlier post of %s: %s", item.post.key, exc)
+            return None
+        for message in resp.get("messages") or []:
+            meta = message.get("metadata") or {}
+            key = (meta.get("event_payload") or {}).get("key")
+            if meta.get("event_type") == METADATA_EVENT and key == item.post.key:
+                return message.get("ts")
+        return None
+
+    async def deliver(self, item: Outgoing) -> DeliveryResult:
+        import aiohttp
+        from slack_sdk.errors import SlackApiError
+
+        token = await self._token(item.workspace)
+        if not token:
+            return DeliveryResult.paused("no Slack bot token for this workspace (app not installed?)")
+        client = self._client(token)
+        try:
+            if item.post.attempts > 1:
+                earlier = await self._already_posted(client, item)
+                if earlier:
+                    return DeliveryResult.posted(earlier)
+            resp = await client.chat_postMessage(
+                channel=item.channel, unfurl_links=False, unfurl_media=False,
+                metadata={"event_type": METADATA_EVENT, "event_payload": {"key": item.post.key}},
+                **self.message(item),
+            )
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or f"http_{exc.response.status_code}")
+            if exc.response.status_code == 429 or error == "ratelimited":
+                after = _float(exc.response.headers.get("Retry-After") or exc.response.headers.get("retry-after"))
+                return DeliveryResult.retry("ratelimited", after)
+            if error in SLACK_PAUSE_ERRORS:
+                return DeliveryResult.paused(error)
+            if error in SLACK_FAIL_ERRORS:
+                return DeliveryResult.failed(error)
+            return DeliveryResult.retry(error)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return DeliveryResult.retry(f"{type(exc).__name__}: {exc}")
+        return DeliveryResult.posted(str(resp.get("ts") or ""))
+
+    async def close(self) -> None:
+        self._clients.clear()  # the async client opens a session per call unless given one: nothing to close
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _slack_factory(store: Store, env: Mapping[str, str]) -> Deliverer | None:
+    token = env.get("SLACK_BOT_TOKEN", "").strip() or None
+    oauth = bool(env.get("SLACK_CLIENT_ID", "").strip())
+    if token is None and not oauth:
+        return None
+    api_url = env.get("SLACK_API_URL", "").strip() or SLACK_DEFAULT_API_URL
+    return SlackDeliverer(store, default_token=token, api_url=api_url)
+
+
+register_deliverer("slack", _slack_factory)
+
+
+class TextDeliverer:
+    """Platform ``text`` (reminders set up from the CLI without --platform): written to a stream or the log."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream
+
+    async def deliver(self, item: Outgoing) -> DeliveryResult:
+        line = f"[{item.channel}] {item.reply.text}"
+        if self.stream is not None:
+            print(line + "\n", file=self.stream, flush=True)
+        else:
+            log.info("reminder for text channel %s: %s", item.channel, item.reply.title)
+        return DeliveryResult.posted(f"text:{item.post.id}")
+
+
+register_deliverer("text", lambda store, env: TextDeliverer())
+
+
+# -------------------------------------------------------------------------------------- scheduler
+
+
+@dataclass
+class PassReport:
+    """What one pass did (also summed into the scheduler's counters)."""
+
+    now: dt.datetime
+    due: int = 0
+    posted: int = 0
+    late: int = 0
+    retried: int = 0
+    paused: int = 0
+    failed: int = 0
+    expired: int = 0
+    stale: int = 0  # posted, but our lease had expired and someone else had claimed it meanwhile
+    materialised: int = 0
+    posted_ids: list[int] = field(default_factory=list)
+
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "now": self.now.isoformat(), "due": self.due, "posted": self.posted, "late": self.late,
+            "retried": self.retried, "paused": self.paused, "failed": self.failed, "expired": self.expired,
+            "stale": self.stale, "materialised": self.materialised, "posted_ids": list(self.posted_ids),
+        }
+
+
+PauseHook = Callable[[ScheduledPost, str], Awaitable[None]]
+
+
+class Scheduler:
+    """Posts due reminders; one instance per process, any number of processes per database."""
+
+    def __init__(
+        self, store: Store, desk: Any, deliverers: Mapping[str, Deliverer], *,
+        interval: float = 30.0, jitter: float = 0.2, lease_seconds: int = 300, batch_size: int = 200,
+        late_after: dt.timedelta = dt.timedelta(minutes=15), max_attempts: int = 8, concurrency: int = 8,
+        refresh_ahead: dt.timedelta = dt.timedelta(days=30), clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.desk = desk
+        self.deliverers = dict(deliverers)
+        self.interval = interval
+        self.jitter = jitter
+        self.lease_seconds = lease_seconds
+        self.batch_size = batch_size
+        self.late_after = late_after
+        self.max_attempts = max_attempts
+        self.concurrency = concurrency
+        self.refresh_ahead = refresh_ahead
+        self.clock = clock
+        self.on_paused: list[PauseHook] = []  # e.g. the Slack adapter republishing the App Home
+        # Counters since start-up, for a metrics exporter to read.
+        self.passes = 0
+        self.due = 0
+        self.posted = 0
+        self.late = 0
+        self.retried = 0
+        self.paused = 0
+        self.failed = 0
+        self.expired = 0
+        self.errors = 0  # passes that raised
+        self.last_pass: PassReport | None = None
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._pass_lock = asyncio.Lock()
+
+    # ---- one pass
+
+    async def run_due(self, now: dt.datetime | None = None) -> PassReport:
+        """One scheduler pass at ``now`` (default: the clock). Safe to run concurrently with other processes."""
+        now = (now or self.clock()).astimezone(dt.UTC)
+        async with self._pass_lock:
+            report = PassReport(now=now)
+            report.materialised = await self._refresh_subscriptions(now)
+            report.expired = (await self.store.expire_overdue(now)).expired
+            platforms = sorted(self.deliverers)
+            while True:
+                batch = await self.store.claim_due(now, limit=self.batch_size, lease_seconds=self.lease_seconds,
+                                                   platforms=platforms)
+                if not batch:
+                    break
+                report.due += len(batch)
+                await self._deliver_batch(batch, now, report)
+                if self._stopping.is_set():  # stop(): finish what we claimed, claim no more
+                    break
+            self._count(report)
+            if report.due or report.expired:
+                log.info(
+                    "scheduler pass", extra={"due": report.due, "posted": report.posted, "late": report.late,
+                                             "retried": report.retried, "paused": report.paused,
+                                             "failed": report.failed, "expired": report.expired},
+                )
+            return report
+
+    def _count(self, report: PassReport) -> None:
+        self.passes += 1
+        self.last_pass = report
+        for name in ("due", "posted", "late", "retried", "paused", "failed", "expired"):
+            setattr(self, name, getattr(self, name) + getattr(report, name))
+
+    async def _refresh_subscriptions(self, now: dt.datetime) -> int:
+        from handlers.reminders import materialise_subscription
+
+        total = 0
+        for sub in await self.store.subscriptions_to_refresh(now + self.refresh_ahead):
+            settings = await self.store.get_channel_settings(sub.platform, sub.channel)
+            try:
+                total += await materialise_subscription(self.desk.library, self.store, sub, tz=settings.timezone,
+                                                        now=now)
+            except Exception:  # one bad subscription must not stop everyone's reminders
+                log.exception("could not materialise subscription %s", sub.ref)
+        return total
+
+    async def _deliver_batch(self, batch: Sequence[ScheduledPost], now: dt.datetime, report: PassReport) -> None:
+        # Channel by channel in due order (a channel sees its reminders in order); channels in parallel.
+        by_channel: dict[tuple[str, str], list[ScheduledPost]] = {}
+        for post in batch:
+            by_channel.setdefault((post.platform, post.channel), []).append(post)
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def run(posts: list[ScheduledPost]) -> None:
+            async with gate:
+                for post in posts:
+                    await self._deliver_one(post, now, report)
+
+        await asyncio.gather(*(run(posts) for posts in by_channel.values()))
+
+    async def _deliver_one(self, post: ScheduledPost, now: dt.datetime, report: PassReport) -> None:
+        from handlers.reminders import render_post
+
+        token = post.claim_token or ""
+        late = now - post.due_at > self.late_after
+        try:
+            reply = render_post(self.desk, post, now=now, late=late)
+        except Exception as exc:
+            log.exception("could not render post %s", post.key)
+            await self.store.mark_failed(post.id, token, error=f"render: {type(exc).__name__}: {exc}")
+            report.failed += 1
+            return
+        deliverer = self.deliverers.get(post.platform)
+        if deliverer is None:  # claim_due filters by platform, so only if the mapping changed meanwhile
+            await self.store.release(post.id, token)
+            return
+        try:
+            result = await deliverer.deliver(Outgoing(post, reply, late))
+        except Exception as exc:  # a deliverer bug must not lose the post: retry it later
+            log.exception("deliverer for %s raised", post.platform)
+            result = DeliveryResult.retry(f"{type(exc).__name__}: {exc}")
+
+        if result.outcome == "posted":
+            if await self.store.mark_posted(post.id, token, ref=result.ref, late=late, now=now):
+                report.posted += 1
+                report.late += int(late)
+                report.posted_ids.append(post.id)
+            else:
+                report.stale += 1
+                log.warning("post %s delivered after its lease expired; another pass may repeat it", post.key)
+        elif result.outcome == "retry" and post.attempts < self.max_attempts:
+            delay = result.retry_after if result.retry_after is not None else _backoff(post.attempts)
+            await self.store.mark_retry(post.id, token, error=result.error or "retry",
+                                        retry_at=now + dt.timedelta(seconds=max(delay, 1.0)))
+            report.retried += 1
+        elif result.outcome == "paused":
+            reason = result.error or "paused"
+            await self.store.pause_for_post(post, reason=reason, now=now)
+            report.paused += 1
+            log.warning("paused %s in %s/%s: %s", post.key, post.platform, post.channel, reason)
+            for hook in self.on_paused:
+                try:
+                    await hook(post, reason)
+                except Exception:
+                    log.exception("pause hook failed")
+        else:
+            await self.store.mark_failed(post.id, token, error=result.error or "failed")
+            report.failed += 1
+            log.error("gave up on post %s after %d attempts: %s", post.key, post.attempts, result.error)
+
+    # ---- the loop
+
+    async def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._stopping.clear()
+            self._task = asyncio.create_task(self._loop(), name="chinadesk-scheduler")
+
+    async def stop(self, grace: float = 60.0) -> None:
+        """Stop polling; an in-flight pass finishes its claimed posts first (up to ``grace`` seconds)."""
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        except TimeoutError:
+            # Whatever it had claimed is re-offered by another pass once the lease expires.
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.run_due()
+            except Exception:
+                self.errors += 1
+                log.exception("scheduler pass failed; retrying next interval")
+            delay = self.interval * (1 + random.uniform(-self.jitter, self.jitter))
+            try:
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            except TimeoutError:
+                pass
+
+    async def cleanup_ctx(self, app: Any) -> AsyncIterator[None]:
+        """For ``aiohttp.web.Application.cleanup_ctx``: runs while the server runs."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+
+def _backoff(attempts: int) -> float:
+    """Seconds before retry number ``attempts``: 30 s, 1, 2, 4... minutes, at most an hour, jittered."""
+    base = min(30.0 * 2 ** max(attempts - 1, 0), 3600.0)
+    return base * random.uniform(0.8, 1.2)
+
+
+def build_scheduler(store: Store, desk: Any, *, env: Mapping[str, str] | None = None,
+                    text_stream: IO[str] | None = None, **options: Any) -> Scheduler:
+    """A scheduler with every deliverer configured in ``env``; ``text_stream`` prints text-platform posts."""
+    deliverers = build_deliverers(store, env)
+    if text_stream is not None:
+        deliverers["text"] = TextDeliverer(text_stream)
+    return Scheduler(store, desk, deliverers, **options)
+
+
+# ------------------------------------------------------------------------------------ operations
+
+
+async def run_worker(store: Store, desk: Any, *, interval: float = 30.0, env: Mapping[str, str] | None = None) -> None:
+    """``chinadesk worker``: the scheduler loop until SIGTERM/SIGINT, then a clean stop."""
+    import signal
+
+    scheduler = build_scheduler(store, desk, env=env, interval=interval)
+    if not scheduler.deliverers:
+        log.warning("no deliverers configured (SLACK_BOT_TOKEN, MICROSOFT_APP_ID...): nothing will be posted")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not on this platform / not the main thread
+            pass
+    await scheduler.start()
+    log.info("reminder worker started", extra={"platforms": sorted(scheduler.deliverers), "interval": interval})
+    try:
+        await stop.wait()
+    finally:
+        await scheduler.stop()
+        log.info("reminder worker stopped")
+
+
+async def format_listing(
+    store: Store, *, platform: str | None = None, channel: str | None = None, as_json: bool = False,
+) -> str:
+    """``chinadesk reminders list``: every tracked deadline and subscription, with their posts."""
+    import json
+
+    platforms = [platform] if platform else ["slack", "teams", "text"]
+    deadlines = [d for p in platforms for d in await store.list_tracked(p, channel=channel)]
+    subs = [s for p in platforms for s in await store.list_subscriptions(p, channel=channel)]
+    posts = [p for pl in platforms for p in await store.list_posts(pl, channel)]
+    if as_json:
+        def post_json(p: ScheduledPost) -> dict[str, Any]:
+            return {"id": p.id, "key": p.key, "kind": p.kind, "channel": p.channel, "due_at": p.due_at.isoformat(),
+                    "status": p.status, "late": p.late, "posted_ref": p.posted_ref, "attempts": p.attempts,
+                    "last_error": p.last_error, "label": p.payload.get("label") or p.payload.get("title")}
+
+        return json.dumps({
+            "deadlines": [{"id": d.ref, "platform": d.platform, "workspace": d.workspace, "channel": d.channel,
+                           "topic": d.topic, "start": d.start, "due": d.due.isoformat(), "note": d.note,
+                           "status": d.status, "paused_reason": d.paused_reason} for d in deadlines],
+            "subscriptions": [{"id": s.ref, "platform": s.platform, "workspace": s.workspace, "channel": s.channel,
+                               "topic": s.topic, "status": s.status, "paused_reason": s.paused_reason} for s in subs],
+            "posts": [post_json(p) for p in posts],
+        }, ensure_ascii=False, indent=2)
+    if not deadlines and not subs:
+        return "No tracked deadlines or subscriptions" + (f" in {channel}." if channel else ".")
+    lines: list[str] = []
+    for d in deadlines:
+        paused = f" PAUSED ({d.paused_reason})" if d.status == "paused" else ""
+        lines.append(f"{d.ref} {d.platform}/{d.channel} {d.topic} from {d.start} due {d.due.isoformat()}"
+                     f"{' note: ' + d.note if d.note else ''}{paused}")
+        for p in posts:
+            if p.deadline_id == d.id:
+                lines.append(f"    {p.due_at.isoformat()} {p.payload.get('label', ''):<22} {p.status}"
+                             f"{' (late)' if p.late else ''}{' ref ' + p.posted_ref if p.posted_ref else ''}"
+                             f"{' error: ' + p.last_error if p.last_error else ''}")
+    for s in subs:
+        paused = f" PAUSED ({s.paused_reason})" if s.status == "paused" else ""
+        mine = [p for p in posts if p.subscription_id == s.id]
+        pending = [p for p in mine if p.status == "pending"]
+        nxt = f", next {pending[0].due_at.isoformat()} {pending[0].payload.get('title')}" if pending else ""
+        lines.append(f"{s.ref} {s.platform}/{s.channel} subscribed to {s.topic}: {len(pending)} pending, "
+                     f"{sum(p.status == 'posted' for p in mine)} posted{nxt}{paused}")
+    return "\n".join(lines)

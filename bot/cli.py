@@ -163,6 +163,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Run a Q&A question set; exit 1 below the bars (answered right, out-of-scope abstained)."""
+    from pathlib import Path
+
+    from handlers.qa import evaluate, half, load_questions
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliUsageError(f"no question set at {path}")
+    items = load_questions(path)
+    if args.half:
+        items = half(items, args.half)
+
+    async def run():
+        from bot.app import build_desk
+
+        return await evaluate(build_desk(Settings.from_env()), items)
+
+    report = asyncio.run(run())
+    if args.json:
+        print(json.dumps(report.as_json(), ensure_ascii=False, indent=2))
+    else:
+        print(report.render())
+    return 0 if report.passed else 1
+
+
 def cmd_teams_package(args: argparse.Namespace) -> int:
     """Build the Teams app package (manifest with the bot's app id + the two icons) an admin uploads."""
     from pathlib import Path
@@ -227,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--stale-days", type=int, default=_int(os.environ, "CONTENT_STALE_DAYS", 365),
                        help="warn about facts older than this many days (default 365, env CONTENT_STALE_DAYS)")
     check.set_defaults(func=cmd_content_check)
+
+    ev = sub.add_parser("eval", help="score channel Q&A on a question set (accuracy, abstention, failures)")
+    ev.add_argument("file", help="question set YAML (answerable: q/any/all, out_of_scope: list)")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--half", type=int, choices=[1, 2], default=None,
+                    help="only half 1 (tuning: even positions) or half 2 (checking: odd positions)")
+    ev.set_defaults(func=cmd_eval)
 
     package = sub.add_parser("teams-package", help="build the Teams app package (zip) for an admin to upload")
     package.add_argument("--app-id", required=True, help="the Azure Bot's Microsoft App ID (a GUID)")

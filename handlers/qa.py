@@ -1,30 +1,1025 @@
 """Channel Q&A: free-text questions answered from the packs, or an honest "I don't know".
 
-Interim routing until retrieval lands: a question that names a topic (by id, alias or Chinese name)
-gets that topic's card; anything else gets ``no_answer``.
+How a question is answered
+--------------------------
+:class:`QAIndex` is built once from the :class:`~content.loader.Library` (``build_desk`` does it at
+start-up; the fallback handler builds and caches one lazily for the CLI and tests). Every fact is a
+document. BM25 (``bm25s``) scores it on five fields, combined with weights:
+
+* the fact's own text, its editor ``keywords`` and its section label (fact level);
+* its topic's names (title, Chinese title, aliases) and the whole topic's text (topic level, shared by
+  every fact of the topic, so a question that names a topic finds it even in other words).
+
+Text is analysed the same way for facts and questions: NFKC + case-folding, numbers normalised
+(``100k`` = ``100,000`` = ``10万``), English stemmed (Snowball), Chinese segmented with jieba (topic
+names and Chinese keywords added to its dictionary so ``小红书`` stays whole), stop words dropped.
+Questions additionally get typo correction against the index vocabulary (rapidfuzz), joined compounds
+(``red note`` -> ``rednote``), synonym expansion from ``content/synonyms.yaml`` and intent detection
+(``how long`` -> deadline/review-time sections...), which boosts the facts that answer that kind of
+question.
+
+Confidence is a logistic function of how much of the question the answer accounts for: the
+IDF-weighted share of the question's content words found in the answering topic and in the fact
+itself, and whether the question names the topic. Its coefficients were fitted on the tuning half of
+``tests/qa_questions.yaml`` (``python bench/bench_qa.py --calibrate``) so that it reads as the chance
+the top fact answers the question. Below :data:`ANSWER_BAR` the bot says it does not know; in
+watch mode the bar is :data:`WATCH_BAR` and the message must also look like a question about China.
 """
 
 from __future__ import annotations
 
-from content.loader import normalise_name
-from handlers.cards import topic_card
-from handlers.request import Reply, Request
+import functools
+import inspect
+import logging
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bm25s
+import jieba
+import numpy as np
+import snowballstemmer
+import yaml
+from rapidfuzz import fuzz, process
+from rapidfuzz.distance import OSA
+
+from content.loader import CONTENT_DIR, Library
+from content.schema import SECTION_LABELS, Fact, Topic
+from handlers.cards import SourceList, caveats_for, topic_command
+from handlers.request import Action, NotAvailableError, Reply, ReplyField, Request, UsageError
 from handlers.router import Desk, router
 
+log = logging.getLogger("chinadesk.qa")
 
-def no_answer(desk: Desk, request: Request) -> Reply:
-    reply = Reply(kind="no_answer", title="I don't have a vetted answer to that", text="", confidence=0.0)
-    kinds = {k: sorted(t.title for t in desk.library.of_kind(k)) for k in ("filing", "sector", "platform")}
+SYNONYMS_PATH = CONTENT_DIR / "synonyms.yaml"
+
+# Bars on the calibrated confidence. Mentions, DMs and the CLI answer at ANSWER_BAR, above even odds
+# because a confident wrong answer costs more than an honest "I don't know"; ambient messages in a
+# watched channel interrupt people who did not ask the bot, so they need a clearly higher bar.
+ANSWER_BAR = 0.6
+WATCH_BAR = 0.75
+
+# Field weights of the BM25 score. Fact text is the evidence; keywords are editor-chosen paraphrases;
+# the section label ("Review time") helps short questions; topic fields decide *which topic*.
+FIELD_WEIGHTS: dict[str, float] = {"text": 1.0, "keywords": 0.8, "section": 0.5, "names": 1.0, "topic": 0.4}
+NAME_BOOST = 0.5  # topic-level score of a topic the question names (by title or alias)
+NAME_DISCOUNT = 0.3  # fact-level weight of a question word that is the named topic's own name
+INTENT_BOOST = 0.6  # a fact in the section the question asks for ("how long" -> review time)
+SYNONYM_WEIGHT = 0.6  # query weight of a synonym's words: evidence, but weaker than the user's own word
+SYNONYM_CREDIT = 0.9  # how far a synonym counts as covering the user's word, for confidence
+FUZZY_CUTOFF = 80  # rapidfuzz ratio for typo correction (xiaohngshu -> xiaohongshu is 95)
+SUPPORT_RATIO = 0.6  # a supporting fact must score at least this share of the best one
+MAX_FACTS = 3
+EVIDENCE_SCALE = 4.0  # IDF mass at which matched evidence counts as 63% "strong"
+
+# Confidence = sigmoid(bias + sum(coef * feature)), a logistic model of "the top fact answers the
+# question", fitted on the tuning half of tests/qa_questions.yaml by `python bench/bench_qa.py --calibrate`
+# (which also prints the reliability of the fit on the checking half).
+CONFIDENCE_FEATURES = ("answer_coverage", "fact_coverage", "elsewhere", "anchor", "evidence", "matched_words")
+CONFIDENCE_COEF: dict[str, float] = {
+    "bias": -6.26, "answer_coverage": 2.43, "fact_coverage": 2.29, "elsewhere": -4.00, "anchor": 2.16,
+    "evidence": 1.46, "matched_words": 2.23,
+}
+
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK_RE = re.compile(f"[{_CJK}]")
+_NUMBER = re.compile(
+    r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*(k|m|mn|bn|thousand|million|billion|万|亿)?(?![a-z])"
+)
+_MULTIPLIER = {"k": 1e3, "thousand": 1e3, "m": 1e6, "mn": 1e6, "million": 1e6, "bn": 1e9, "billion": 1e9,
+               "万": 1e4, "亿": 1e8}
+_WORD = re.compile(rf"[{_CJK}]+|[a-z0-9]+(?:[-.'’&][a-z0-9]+)*")
+_QUESTION_MARK = re.compile(r"[?？]")
+
+
+# ------------------------------------------------------------------------------------------- lexicon
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A kind of question ("how long", "what documents") and the sections that answer it."""
+
+    name: str
+    cues: tuple[str, ...]
+    sections: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """The domain language from ``content/synonyms.yaml``: synonyms, stop words, intents, cues."""
+
+    synonyms: tuple[tuple[str, ...], ...]
+    stopwords: frozenset[str]
+    intents: tuple[Intent, ...]
+    question_cues: tuple[str, ...]
+    domain_terms: tuple[str, ...]
+    elsewhere: tuple[str, ...] = ()  # places and laws outside mainland China
+
+    @classmethod
+    def load(cls, path: Path | str = SYNONYMS_PATH) -> Lexicon:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+
+        def words(items: Iterable[Any]) -> tuple[str, ...]:
+            # YAML reads 618 and 11.11 as numbers; they are words here.
+            return tuple(_fold(str(w)) for w in items or ())
+
+        stop = raw.get("stopwords") or {}
+        cues = raw.get("question_cues") or {}
+        return cls(
+            synonyms=tuple(words(g) for g in raw.get("synonyms") or ()),
+            stopwords=frozenset(words(stop.get("en")) + words(stop.get("zh"))),
+            intents=tuple(
+                Intent(name, words(spec.get("cues")), frozenset(spec.get("sections") or ()))
+                for name, spec in (raw.get("intents") or {}).items()
+            ),
+            question_cues=words(cues.get("en")) + words(cues.get("zh")),
+            domain_terms=words(raw.get("domain_terms")),
+            elsewhere=words(raw.get("elsewhere")),
+        )
+
+
+@functools.lru_cache(maxsize=1)
+def default_lexicon() -> Lexicon:
+    return Lexicon.load()
+
+
+# ------------------------------------------------------------------------------------------ analysis
+
+
+_US = re.compile(r"(?<![A-Za-z])U\.?S\.?A?(?![A-Za-z])")
+
+
+def _fold(text: str) -> str:
+    # "US" the country, not "us" the pronoun: only the capitalised form is kept apart before case-folding.
+    text = _US.sub(" usa ", unicodedata.normalize("NFKC", text))
+    return text.casefold().strip()
+
+
+def _number(match: re.Match[str]) -> str:
+    value = float(match[1].replace(",", "")) * _MULTIPLIER.get(match[2] or "", 1)
+    text = str(int(value)) if value == int(value) else match[1]
+    return f" {text} "
+
+
+def normalise_numbers(text: str) -> str:
+    """``100k``, ``100,000`` and ``10万`` all become ``100000`` so that they match one another."""
+    return _NUMBER.sub(_number, text)
+
+
+def has_cjk(text: str) -> bool:
+    return bool(_CJK_RE.search(text))
+
+
+_STEMMER = snowballstemmer.stemmer("english")
+
+
+@functools.lru_cache(maxsize=200_000)
+def stem(word: str) -> str:
+    """Snowball stem for English words; numbers, short words and Chinese pass through."""
+    if len(word) > 3 and word.isascii() and word.isalpha():
+        return _STEMMER.stemWord(word)
+    return word
+
+
+@functools.lru_cache(maxsize=1)
+def _base_jieba() -> jieba.Tokenizer:
+    # One dictionary load per process (about half a second); own instance so that our added words do
+    # not change segmentation for any other code using the global jieba.
+    jieba.setLogLevel(logging.WARNING)
+    tokenizer = jieba.Tokenizer()
+    tokenizer.initialize()
+    return tokenizer
+
+
+class Analyzer:
+    """Text -> words -> index tokens, identical for facts and questions."""
+
+    def __init__(self, lexicon: Lexicon, cjk_words: Iterable[str] = ()) -> None:
+        self.lexicon = lexicon
+        self.stopwords = lexicon.stopwords
+        self.jieba = _base_jieba()
+        for word in sorted(set(cjk_words)):
+            if has_cjk(word) and len(word) > 1 and " " not in word:
+                self.jieba.add_word(word)
+
+    def units(self, text: str) -> list[list[str]]:
+        """Folded words in order, stop words included (callers need them to join ``we chat``).
+
+        Each unit is one word as a person wrote it, with its alternative forms after it: a compound's
+        parts (``non-personal`` -> ``nonpersonal``, ``non``, ``personal``), a Chinese word's shorter
+        dictionary words (``人脸识别`` -> ``人脸``, ``识别``). A question counts a unit once.
+        """
+        text = normalise_numbers(_fold(text))
+        out: list[list[str]] = []
+        for match in _WORD.finditer(text):
+            w = match[0]
+            if has_cjk(w):
+                for word in self.jieba.cut(w, HMM=True):
+                    if word.strip():
+                        subs = [t for t in self.jieba.cut_for_search(word, HMM=True) if t != word and len(t) > 1]
+                        out.append([word, *subs])
+                continue
+            if w in self.stopwords:
+                out.append([w])
+                continue
+            w = re.split(r"['’]", w)[0]  # china's -> china
+            parts = [p for p in re.split(r"[-.&]", w) if p]
+            if len(parts) > 1 and all(p.isdigit() for p in parts):
+                out.append([w])  # 11.11, 6.18: dates people use as names
+            elif len(parts) > 1:
+                out.append(["".join(parts), *parts])  # e-commerce: ecommerce, e, commerce
+            elif parts:
+                out.append(parts)
+        return out
+
+    def words(self, text: str) -> list[str]:
+        return [w for unit in self.units(text) for w in unit]
+
+    def keep(self, word: str) -> bool:
+        if word in self.stopwords:
+            return False
+        return not (len(word) == 1 and word.isascii() and not word.isdigit())
+
+    def tokens(self, text: str) -> list[str]:
+        return [stem(w) for w in self.words(text) if self.keep(w)]
+
+    def phrase(self, text: str) -> tuple[str, ...]:
+        """One token per unit, as a question's words are matched against names and synonyms."""
+        return tuple(stem(unit[0]) for unit in self.units(text) if self.keep(unit[0]))
+
+
+# -------------------------------------------------------------------------------------------- index
+
+
+@dataclass(frozen=True)
+class Doc:
+    """One fact as a retrieval document."""
+
+    topic: Topic
+    section: str
+    label: str
+    fact: Fact
+
+
+@dataclass
+class _Field:
+    bm25: bm25s.BM25
+    weight: float
+
+    def scores(self, query: dict[str, float], size: int) -> np.ndarray:
+        out = np.zeros(size, dtype=np.float32)
+        groups: dict[float, list[int]] = {}
+        vocab = self.bm25.vocab_dict
+        for token, weight in query.items():
+            if token in vocab:
+                groups.setdefault(weight, []).append(vocab[token])
+        for weight, ids in groups.items():
+            out += weight * self.bm25.get_scores_from_ids(ids)
+        return out
+
+
+def _bm25(corpus: list[list[str]]) -> bm25s.BM25:
+    retriever = bm25s.BM25(k1=1.2, b=0.75)
+    # bm25s needs at least one token overall; an empty field of one document is fine.
+    retriever.index(corpus if any(corpus) else [["\x00"]], show_progress=False)
+    return retriever
+
+
+@dataclass
+class Concept:
+    """One content word of a question, with the index tokens that stand for it and their weights."""
+
+    word: str
+    primary: str  # the index token it stands for (the corrected one for a typo)
+    forms: dict[str, float]  # token -> weight in the query (1.0 own word, lower for fuzzy/synonym)
+    credit: dict[str, float]  # token -> how far finding it covers this word (for confidence)
+    idf: float
+    intents: set[str] = field(default_factory=set)  # intents whose cue this word is part of
+    fuzzy: bool = False  # the word was corrected as a typo
+    expanded: bool = False  # the word is a synonym of a topic's name ("semiconductor" for chips)
+
+
+@dataclass
+class Query:
+    text: str
+    words: list[str]
+    concepts: list[Concept]
+    intents: list[Intent]
+    named: set[int]  # indexes of topics the question names
+    elsewhere: list[tuple[str, ...]] = field(default_factory=list)  # phrases naming another jurisdiction
+
+    def weights(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for c in self.concepts:
+            for token, w in c.forms.items():
+                out[token] = max(out.get(token, 0.0), w)
+        return out
+
+
+@dataclass
+class Match:
+    """The best facts for a question, and how sure we are."""
+
+    query: Query
+    docs: list[Doc]
+    score: float
+    confidence: float
+    features: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def topic(self) -> Topic | None:
+        return self.docs[0].topic if self.docs else None
+
+
+def _topic_docs(topic: Topic) -> list[tuple[str, str, Fact]]:
+    """(section, extra label words, fact) for every fact of a topic, steps and events named."""
+    out: list[tuple[str, str, Fact]] = [("summary", "", topic.summary)]
+    for name, facts in topic.sections.items():
+        out.extend((name, "", f) for f in facts)
+    if topic.deadline:
+        out.append(("deadline", topic.deadline.counted_from, topic.deadline.fact))
+    out.extend(("follow_on", step.name, step.fact) for step in topic.follow_on)
+    out.extend(("dates", event.title, event.fact) for event in topic.events)
+    return out
+
+
+def sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def calibrated(features: dict[str, float], coef: dict[str, float] | None = None) -> float:
+    """The confidence for a match's features: a logistic model fitted on the question set."""
+    coef = coef or CONFIDENCE_COEF
+    return sigmoid(coef["bias"] + sum(coef[name] * features.get(name, 0.0) for name in CONFIDENCE_FEATURES))
+
+
+class QAIndex:
+    """Everything retrieval needs, built once from the library."""
+
+    def __init__(self, library: Library, lexicon: Lexicon | None = None) -> None:
+        self.library = library
+        self.lexicon = lexicon = lexicon or default_lexicon()
+        topics = list(library.topics.values())
+        self.topics = topics
+        cjk = [n for t in topics for n in library.names_of(t) if has_cjk(n)]
+        cjk += [k for t in topics for _, _, f in _topic_docs(t) for k in f.keywords if has_cjk(k)]
+        cjk += [w for group in lexicon.synonyms for w in group if has_cjk(w)]
+        self.analyzer = an = Analyzer(lexicon, cjk)
+
+        self.docs: list[Doc] = []
+        doc_topic: list[int] = []
+        text, keywords, section = [], [], []
+        raw_words: set[str] = set()
+        for ti, topic in enumerate(topics):
+            for sec, extra, fact in _topic_docs(topic):
+                label = SECTION_LABELS[topic.kind].get(sec) or sec.replace("_", " ").capitalize()
+                self.docs.append(Doc(topic, sec, label, fact))
+                doc_topic.append(ti)
+                for source, out in ((fact.text, text), ("; ".join(fact.keywords), keywords),
+                                    (f"{label} {sec.replace('_', ' ')} {extra}", section)):
+                    words = an.words(source)
+                    raw_words.update(w for w in words if an.keep(w))
+                    out.append([stem(w) for w in words if an.keep(w)])
+        names = []
+        for topic in topics:
+            words = an.words("; ".join([*library.names_of(topic), topic.id.replace("-", " ")]))
+            raw_words.update(w for w in words if an.keep(w))
+            names.append([stem(w) for w in words if an.keep(w)])
+        self.doc_topic = np.asarray(doc_topic, dtype=np.int32)
+        self.name_tokens = [frozenset(n) for n in names]
+        whole = [list(names[ti]) for ti in range(len(topics))]
+        for di, ti in enumerate(doc_topic):
+            whole[ti].extend(text[di] + keywords[di] + section[di])
+
+        self.doc_fields = {
+            "text": _Field(_bm25(text), FIELD_WEIGHTS["text"]),
+            "keywords": _Field(_bm25(keywords), FIELD_WEIGHTS["keywords"]),
+            "section": _Field(_bm25(section), FIELD_WEIGHTS["section"]),
+        }
+        self.topic_fields = {
+            "names": _Field(_bm25(names), FIELD_WEIGHTS["names"]),
+            "topic": _Field(_bm25(whole), FIELD_WEIGHTS["topic"]),
+        }
+        # Token sets for coverage (confidence) and document frequencies over topics (word weight).
+        self.topic_tokens = [frozenset(w) for w in whole]
+        self.doc_tokens = [frozenset(text[i] + keywords[i] + section[i]) | frozenset(names[doc_topic[i]])
+                           for i in range(len(self.docs))]
+        self.vocab = frozenset(t for ws in whole for t in ws)
+        df: dict[str, int] = {}
+        for tokens in self.topic_tokens:
+            for t in tokens:
+                df[t] = df.get(t, 0) + 1
+        n = len(topics)
+        self.idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
+        self.max_idf = math.log(1 + (n + 0.5) / 0.5)
+
+        # Words a typo may be corrected to, bucketed by length (a typo rarely changes length by more
+        # than one or two letters, and this keeps correction fast on a large corpus).
+        targets = raw_words | {w for g in lexicon.synonyms for m in g for w in an.words(m)}
+        targets |= {w for w in lexicon.stopwords if w.isascii()}
+        targets |= {w for i in lexicon.intents for c in i.cues for w in an.words(c)}
+        self.raw_vocab = frozenset(w for w in targets if w.isascii() and w.isalpha())
+        self._by_length: dict[int, list[str]] = {}
+        for w in self.raw_vocab:
+            self._by_length.setdefault(len(w), []).append(w)
+
+        # Synonym groups as token phrases; names of topics as token phrases (for "names the topic").
+        self.synonym_phrases: dict[str, list[tuple[tuple[str, ...], int]]] = {}
+        self.synonym_cjk: list[tuple[str, int]] = []
+        self.group_tokens: list[frozenset[str]] = []
+        for gi, group in enumerate(lexicon.synonyms):
+            tokens: set[str] = set()
+            for member in group:
+                phrase = an.phrase(member)
+                tokens.update(phrase)
+                if phrase:
+                    self.synonym_phrases.setdefault(phrase[0], []).append((phrase, gi))
+                if has_cjk(member):
+                    self.synonym_cjk.append((member, gi))
+            self.group_tokens.append(frozenset(tokens))
+        self.name_phrases: dict[str, list[tuple[tuple[str, ...], int]]] = {}
+        self.name_cjk: list[tuple[str, int]] = []
+        for ti, topic in enumerate(topics):
+            for name in [*library.names_of(topic), topic.id.replace("-", " ")]:
+                phrase = an.phrase(name)
+                if phrase:
+                    self.name_phrases.setdefault(phrase[0], []).append((phrase, ti))
+                if has_cjk(name):
+                    self.name_cjk.append((_fold(name), ti))
+
+        # Synonym groups that hold a topic's name or alias: using one of their words names the topic.
+        names = {an.phrase(n) for t in topics for n in library.names_of(t)}
+        self.name_groups = frozenset(
+            gi for gi, g in enumerate(lexicon.synonyms) if any(an.phrase(m) in names for m in g)
+        )
+        self.domain_tokens = frozenset(t for term in lexicon.domain_terms for t in an.phrase(term))
+        # Each place with its other names ("united states": usa, america...), as whole phrases, so that
+        # "State Taxation Administration" does not count as mentioning the United States.
+        member_phrases = [[an.phrase(m) for m in g] for g in lexicon.synonyms]
+        self.elsewhere_alts: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+        self.elsewhere_phrases: dict[str, list[tuple[str, ...]]] = {}
+        for place in lexicon.elsewhere:
+            phrase = an.phrase(place)
+            if phrase:
+                self.elsewhere_phrases.setdefault(phrase[0], []).append(phrase)
+                alts = {phrase} | {p for g in member_phrases if phrase in g for p in g if p}
+                self.elsewhere_alts[phrase] = sorted(alts)
+
+        # Which documents answer each intent: by section, or by a cue among the fact's own keywords.
+        self.intent_docs: dict[str, np.ndarray] = {}
+        for intent in lexicon.intents:
+            mask = np.zeros(len(self.docs), dtype=bool)
+            for di, doc in enumerate(self.docs):
+                kws = [_fold(k) for k in doc.fact.keywords]
+                mask[di] = doc.section in intent.sections or any(_has_cue(k, c) for k in kws for c in intent.cues)
+            self.intent_docs[intent.name] = mask
+
+    @classmethod
+    def build(cls, library: Library, lexicon: Lexicon | None = None) -> QAIndex:
+        return cls(library, lexicon)
+
+    # ---------------------------------------------------------------------------------- questions
+
+    def _correct(self, word: str) -> tuple[str, float] | None:
+        """The vocabulary word a typo most likely meant, with similarity in [0, 1]."""
+        n = len(word)
+        spread = 1 if n <= 7 else 2
+        best: tuple[str, float] | None = None
+        for length in range(n - spread, n + spread + 1):
+            bucket = self._by_length.get(length)
+            if not bucket:
+                continue
+            found = process.extractOne(word, bucket, scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF)
+            if found and (best is None or found[1] > best[1]):
+                best = (found[0], found[1] / 100)
+        return best
+
+    def _join(self, units: list[list[str]]) -> list[list[str]]:
+        """``red note`` -> ``rednote``, ``we chat`` -> ``wechat`` when the joined word is in the packs."""
+        out: list[list[str]] = []
+        i = 0
+        while i < len(units):
+            if i + 1 < len(units) and len(units[i]) == len(units[i + 1]) == 1:
+                a, b = units[i][0], units[i + 1][0]
+                joined = a + b
+                # Only when the split form is not already two words of the packs ("facial recognition"
+                # must stay two words so that it still matches facts and names word by word).
+                split_known = all(w in self.raw_vocab and self.analyzer.keep(w) for w in (a, b))
+                if (a.isalpha() and b.isalpha() and joined in self.raw_vocab
+                        and joined not in self.lexicon.stopwords and not split_known):
+                    out.append([joined])
+                    i += 2
+                    continue
+            out.append(units[i])
+            i += 1
+        return out
+
+    def analyse(self, text: str) -> Query:
+        an = self.analyzer
+        folded = normalise_numbers(_fold(text))
+        concepts: list[Concept] = []
+        seen: set[str] = set()
+        for unit in self._join(an.units(text)):
+            w = unit[0]
+            token = stem(w)
+            fuzzy: tuple[str, float] | None = None
+            # Only words of six letters or more: one edit in a shorter word is as likely another
+            # English word ("lunch", not "launch") as a typo.
+            if (token not in self.vocab and len(unit) == 1 and w.isascii() and w.isalpha() and len(w) >= 6
+                    and w not in an.stopwords):
+                fuzzy = self._correct(w)
+                if fuzzy and fuzzy[0] in an.stopwords:
+                    if OSA.distance(w, fuzzy[0]) <= 1:
+                        continue  # "whihc", "shoudl": a misspelt question word
+                    fuzzy = None  # "weather" is not a typo of "whether"
+            if not an.keep(w):
+                continue
+            forms = {token: 1.0}
+            credit = {token: 1.0}
+            primary = token
+            if fuzzy:
+                primary = stem(fuzzy[0])
+                forms[primary] = credit[primary] = fuzzy[1]
+            for alt in unit[1:]:  # a compound's parts, a Chinese word's shorter words
+                if an.keep(alt):
+                    forms.setdefault(stem(alt), 1.0)
+                    credit.setdefault(stem(alt), 0.8)
+            if primary in seen:
+                continue  # "BYD vs NIO vs Li Auto": a repeated word is one word
+            seen.add(primary)
+            # A number the packs never mention is the asker's own figure ("50,000 customers"), not a
+            # sign that the question is about something else: it does not count against coverage.
+            own_number = primary.replace(".", "").isdigit() and primary not in self.vocab
+            idf = 0.0 if own_number else self.idf.get(primary, self.max_idf)
+            concepts.append(Concept(w, primary, forms, credit, idf, fuzzy=fuzzy is not None))
+
+        # Synonyms: phrases over the concepts' primary tokens, and Chinese members by substring.
+        primaries = [c.primary for c in concepts]
+        hits: list[tuple[int, int, int]] = []  # (start, end, group)
+        for i, token in enumerate(primaries):
+            for phrase, gi in self.synonym_phrases.get(token, ()):
+                if tuple(primaries[i : i + len(phrase)]) == phrase:
+                    hits.append((i, i + len(phrase), gi))
+        for member, gi in self.synonym_cjk:
+            if member in folded:
+                for i, c in enumerate(concepts):
+                    if has_cjk(c.word) and (c.word in member or member in c.word):
+                        hits.append((i, i + 1, gi))
+        for start, end, gi in hits:
+            for c in concepts[start:end]:
+                c.expanded = c.expanded or gi in self.name_groups
+                for token in self.group_tokens[gi]:
+                    if token not in c.forms:
+                        c.forms[token] = SYNONYM_WEIGHT
+                        c.credit[token] = SYNONYM_CREDIT
+
+        named: set[int] = set()
+        for i, token in enumerate(primaries):
+            for phrase, ti in self.name_phrases.get(token, ()):
+                if tuple(primaries[i : i + len(phrase)]) == phrase:
+                    named.add(ti)
+        for name, ti in self.name_cjk:
+            if name in folded:
+                named.add(ti)
+
+        elsewhere = []
+        for i, token in enumerate(primaries):
+            for phrase in self.elsewhere_phrases.get(token, ()):
+                if tuple(primaries[i : i + len(phrase)]) == phrase:
+                    elsewhere.append(phrase)
+
+        # The question's form ("how long", "fine", "how old") is answered by a fact of the right kind;
+        # its words are marked so that such a fact counts them as accounted for.
+        # A cue inside a longer cue of another intent gives way to it: in "when do the rules start
+        # applying", "when do * apply" (a date) wins over "when do" (the circumstances).
+        found = [(m.start(), m.end(), intent) for intent in self.lexicon.intents for cue in intent.cues
+                 for m in _cue_pattern(cue).finditer(folded)]
+        kept = [f for f in found if not any(o[0] <= f[0] and f[1] <= o[1] and (o[1] - o[0]) > (f[1] - f[0])
+                                            and o[2] is not f[2] for o in found)]
+        intents: list[Intent] = []
+        for start, end, intent in kept:
+            if intent not in intents:
+                intents.append(intent)
+            cue_tokens = set(an.tokens(folded[start:end]))
+            for c in concepts:
+                if c.primary in cue_tokens:
+                    c.intents.add(intent.name)
+        return Query(text=folded, words=[w for u in an.units(text) for w in u], concepts=concepts,
+                     intents=intents, named=named, elsewhere=elsewhere)
+
+    def _fact_scores(self, weights: dict[str, float]) -> np.ndarray:
+        total = np.zeros(len(self.docs), dtype=np.float32)
+        for f in self.doc_fields.values():
+            total += f.weight * f.scores(weights, len(self.docs))
+        return total
+
+    def scores(self, query: Query) -> np.ndarray:
+        weights = query.weights()
+        n_docs, n_topics = len(self.docs), len(self.topics)
+        total = self._fact_scores(weights)
+        if query.named:
+            # Within a topic the question names, the name has done its work (it picked the topic);
+            # the question's other words pick the fact ("positive list" among the CBEC facts, not the
+            # summary that repeats "cross-border e-commerce" most often).
+            names = frozenset().union(*(self.name_tokens[ti] for ti in query.named))
+            residual: dict[str, float] = {}
+            for c in query.concepts:
+                factor = NAME_DISCOUNT if c.primary in names else 1.0
+                for token, w in c.forms.items():
+                    residual[token] = max(residual.get(token, 0.0), w * factor)
+            inside = np.isin(self.doc_topic, np.fromiter(query.named, dtype=np.int32))
+            total = np.where(inside, self._fact_scores(residual), total)
+        topic_total = np.zeros(n_topics, dtype=np.float32)
+        for f in self.topic_fields.values():
+            topic_total += f.weight * f.scores(weights, n_topics)
+        for ti in query.named:  # a topic the question names outright
+            topic_total[ti] *= 1.0 + NAME_BOOST
+        total += topic_total[self.doc_topic]
+        if query.intents:
+            # Additive: a fact that answers two of the question's intents ("when is a PIPIA required":
+            # a date, or the circumstances) beats one that answers one.
+            hits = np.zeros(n_docs, dtype=np.float32)
+            for intent in query.intents:
+                hits += self.intent_docs[intent.name]
+            total *= 1.0 + INTENT_BOOST * hits
+        return total
+
+    def coverage(self, query: Query, tokens: frozenset[str], doc: int) -> float:
+        """IDF-weighted share of the question's content words that ``tokens`` (or the kind of fact that
+        ``doc`` is, for intent words such as "how old") account for."""
+        total = sum(c.idf for c in query.concepts)
+        if total <= 0:
+            return 0.0
+        got = 0.0
+        for c in query.concepts:
+            if any(self.intent_docs[name][doc] for name in c.intents):
+                got += c.idf
+                continue
+            got += c.idf * max((w for t, w in c.credit.items() if t in tokens), default=0.0)
+        return got / total
+
+    def _anchored(self, query: Query) -> bool:
+        """A word of the user's own (not a typo guess) is a domain term or a synonym of a topic name."""
+        if any(not c.fuzzy and (c.primary in self.domain_tokens or c.expanded) for c in query.concepts):
+            return True
+        return any(_has_cue(query.text, term) for term in self.lexicon.domain_terms)
+
+    def evidence(self, query: Query, tokens: frozenset[str]) -> float:
+        mass = sum(c.idf * max((w for t, w in c.credit.items() if t in tokens), default=0.0) for c in query.concepts)
+        return 1.0 - math.exp(-mass / EVIDENCE_SCALE)
+
+    def match(self, text: str) -> Match:
+        query = self.analyse(text)
+        if not query.concepts:
+            return Match(query, [], 0.0, 0.0, {"concepts": 0})
+        scores = self.scores(query)
+        best = int(np.argmax(scores))
+        top = float(scores[best])
+        if top <= 0:
+            return Match(query, [], 0.0, 0.0, {"concepts": len(query.concepts)})
+        ti = int(self.doc_topic[best])
+        support = self._support(scores, best, ti, top)
+        answer_tokens = self.doc_tokens[best].union(*(self.doc_tokens[i] for i in support))
+        features = {
+            "topic_coverage": self.coverage(query, self.topic_tokens[ti], best),
+            "fact_coverage": self.coverage(query, self.doc_tokens[best], best),
+            "answer_coverage": self.coverage(query, answer_tokens, best),
+            "names_topic": float(ti in query.named),
+            # The question is about another jurisdiction that the answer's facts do not mention.
+            "elsewhere": float(any(
+                not any(answer_tokens.issuperset(alt) for alt in self.elsewhere_alts[place])
+                for place in query.elsewhere
+            )),
+            # The question uses the packs' own domain language: names a topic, or uses a word of a
+            # synonym group or a domain term. Everyday questions ("is the stock market open today")
+            # can touch pack words by accident, but rarely this vocabulary.
+            "anchor": float(bool(query.named) or self._anchored(query)),
+            # How much distinctive evidence the fact itself matched (IDF mass, saturating).
+            "evidence": self.evidence(query, self.doc_tokens[best]),
+            # How many of the question's words (not bare numbers) the answer matched, up to three: one
+            # word that happens to be in the packs ("channel", "7") is not a question we can answer.
+            "matched_words": min(3, sum(
+                1 for c in query.concepts
+                if not c.primary.replace(".", "").isdigit() and any(t in answer_tokens for t in c.credit)
+            )) / 3,
+            "concepts": float(len(query.concepts)),
+        }
+        confidence = calibrated(features)
+        docs = [self.docs[i] for i in (best, *support)]
+        return Match(query, docs, top, confidence, features)
+
+    def _support(self, scores: np.ndarray, best: int, ti: int, top: float) -> list[int]:
+        """Up to two more facts of the same topic that score nearly as well (they add detail)."""
+        same = np.flatnonzero(self.doc_topic == ti)
+        ranked = sorted((int(i) for i in same if i != best), key=lambda i: -scores[i])
+        seen = {self.docs[best].fact.text}
+        out: list[int] = []
+        for i in ranked:
+            if scores[i] < SUPPORT_RATIO * top or len(out) >= MAX_FACTS - 1:
+                break
+            text = self.docs[i].fact.text
+            # Two sources saying the same thing ("reviews within 15 working days") is one fact to a reader.
+            if text not in seen and not any(_similar(text, other) for other in seen):
+                seen.add(text)
+                out.append(i)
+        return out
+
+
+def _similar(a: str, b: str) -> bool:
+    """Near-duplicate fact texts (same words, slightly different order or wording)."""
+    return fuzz.token_set_ratio(a, b) >= 85
+
+
+@functools.lru_cache(maxsize=4096)
+def _cue_pattern(cue: str) -> re.Pattern[str]:
+    """A cue as a regex: whole words in English, a substring in Chinese; ``*`` stands for a few words
+    ("how long does * take")."""
+    if has_cjk(cue):
+        return re.compile(re.escape(cue).replace(r"\*", ".{0,12}?"))
+    body = r"(?:\s+\S+){1,5}?\s+".join(re.escape(part.strip()) for part in cue.split("*"))
+    return re.compile(rf"(?<![a-z0-9]){body}(?![a-z0-9])")
+
+
+def _has_cue(text: str, cue: str) -> bool:
+    return _cue_pattern(cue).search(text) is not None
+
+
+# -------------------------------------------------------------------------------------- watch mode
+
+
+def looks_like_question(index: QAIndex, text: str) -> bool:
+    """A question mark, a question word (English or Chinese), or "tell me about"."""
+    folded = _fold(text)
+    if _QUESTION_MARK.search(folded):
+        return True
+    words = folded.split()
+    if words and words[0] in index.lexicon.question_cues:
+        return True
+    return any(_has_cue(folded, cue) for cue in index.lexicon.question_cues if has_cjk(cue) or " " in cue)
+
+
+def mentions_domain(index: QAIndex, query: Query) -> bool:
+    """Names a topic, uses a synonym-list term, or a China/regulatory word."""
+    if query.named:
+        return True
+    tokens = {t for c in query.concepts for t in c.forms if c.forms[t] == 1.0}
+    if tokens & {t for g in index.group_tokens for t in g}:
+        return True
+    return any(_has_cue(query.text, term) for term in index.lexicon.domain_terms)
+
+
+# ------------------------------------------------------------------------------------------ replies
+
+
+def qa_index(desk: Desk) -> QAIndex:
+    """The desk's index, built on first use (``build_desk`` builds it at start-up)."""
+    if desk.qa is None:
+        desk.qa = QAIndex.build(desk.library)
+    return desk.qa
+
+
+def no_answer(desk: Desk, request: Request, confidence: float = 0.0) -> Reply:
+    reply = Reply(kind="no_answer", title="I don't have a vetted answer to that", text="", confidence=confidence)
+    if request.mode == "watch":
+        return reply  # ambient messages we cannot answer get no reply at all
+    kinds: dict[str, dict[str, Any]] = {}
+    for kind in ("filing", "sector", "platform", "calendar"):
+        titles = sorted((t.title for t in desk.library.of_kind(kind)), key=str.casefold)
+        if titles:
+            kinds[kind] = {"count": len(titles), "examples": titles[:4]}
     return reply.model_copy(update={"text": desk.library.render("no_answer", kinds=kinds)})
+
+
+def answer_reply(library: Library, match: Match, *, today: Any) -> Reply:
+    """The best fact (and up to two that add to it) with sources, dates, caveats and the full card."""
+    topic = match.docs[0].topic
+    sources = SourceList(library, topic)
+    facts = [d.fact for d in match.docs]
+    lines = [sources.cite(f) for f in facts]
+    command = topic_command(topic)
+    first = match.docs[0]
+    ref = f"{topic.id}#{first.section}"
+    reply = Reply(
+        kind="answer",
+        title=f"{topic.title} · {first.label}",
+        text="",
+        summary=lines[0],
+        topic=topic.id,
+        fields=[ReplyField(label=d.label, value=line, unverified=not d.fact.verified)
+                for d, line in zip(match.docs, lines, strict=True)],
+        sources=sources.refs,
+        caveats=caveats_for(facts, regulatory=topic.kind == "filing", today=today),
+        related=[command],
+        actions=[
+            Action(kind="command", label="Full card", value=command),
+            Action(kind="feedback_up", label="👍 Helpful", value=ref),
+            Action(kind="feedback_down", label="👎 Not right", value=ref),
+        ],
+        confidence=match.confidence,
+        ephemeral=False,
+    )
+    dates = sorted({f.as_of for f in facts})
+    text = library.render("answer", reply=reply, lines=lines, as_of=dates, command=command)
+    return reply.model_copy(update={"text": text})
 
 
 @router.fallback
 async def answer(request: Request, desk: Desk) -> Reply:
-    words = f" {normalise_name(request.text)} "
-    for topic in desk.library.topics.values():
-        for name in desk.library.names_of(topic):
-            key = normalise_name(name)
-            if len(key) >= 3 and (f" {key} " in words or (not key.isascii() and key in words)):
-                card = topic_card(desk.library, topic, today=request.today())
-                return card.model_copy(update={"kind": "answer", "confidence": 0.5, "ephemeral": False})
-    return no_answer(desk, request)
+    """Free text from a mention, DM, the CLI or a watched channel."""
+    index = qa_index(desk)
+    watch = request.mode == "watch"
+    if watch and not looks_like_question(index, request.text):
+        return no_answer(desk, request)
+    match = index.match(request.text)
+    if watch and not mentions_domain(index, match.query):
+        return no_answer(desk, request, match.confidence)
+    bar = WATCH_BAR if watch else ANSWER_BAR
+    if not match.docs or match.confidence < bar:
+        return no_answer(desk, request, match.confidence)
+    return answer_reply(desk.library, match, today=request.today())
+
+
+# ------------------------------------------------------------------------------------ watch command
+
+
+@router.subcommand(
+    "/china-filing", "watch", usage="/china-filing watch on|off",
+    summary="answer questions about these topics in this channel (in a thread)",
+)
+async def watch(request: Request, desk: Desk, args: str) -> Reply:
+    word = args.strip().casefold()
+    if word not in ("on", "off"):
+        raise UsageError("Say `/china-filing watch on` or `/china-filing watch off`.")
+    on = word == "on"
+    store = desk.store
+    if store is None or not hasattr(store, "set_channel_watch"):
+        raise NotAvailableError("Question watching needs the bot's storage, which this deployment doesn't have.")
+    if not request.channel:
+        raise NotAvailableError("Question watching works in a channel: run this command in the channel to watch.")
+    result = store.set_channel_watch(request.platform, request.workspace, request.channel, on)
+    if inspect.isawaitable(result):
+        await result
+    if on:
+        text = ("Question watching is on in this channel. When someone asks a question about China filings, "
+                "sectors, platforms or the trading calendar that I can answer from vetted sources, I'll reply "
+                "in a thread. Turn it off with /china-filing watch off.")
+    else:
+        text = "Question watching is off in this channel. You can still mention me or send me a direct message."
+    return Reply(kind="answer", title="Question watching " + ("on" if on else "off"), text=text, ephemeral=False)
+
+
+# ----------------------------------------------------------------------------------------- evaluation
+
+ACCURACY_BAR = 0.95
+ABSTENTION_BAR = 1.0
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    question: str
+    any: tuple[str, ...] = ()
+    all: tuple[str, ...] = ()
+    answerable: bool = True
+
+
+def load_questions(path: Path | str) -> list[EvalItem]:
+    """The ``dev_questions.yaml`` format: ``answerable`` (q, any, all) and ``out_of_scope`` lists."""
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    items = [
+        EvalItem(str(a["q"]), tuple(a.get("any") or ()), tuple(a.get("all") or ()))
+        for a in raw.get("answerable") or ()
+    ]
+    items += [EvalItem(str(q), answerable=False) for q in raw.get("out_of_scope") or ()]
+    return items
+
+
+def half(items: Sequence[EvalItem], which: int) -> list[EvalItem]:
+    """Hold-out split: half 1 (tuning) is every even-numbered item, half 2 (checking) every odd one."""
+    return [it for i, it in enumerate(items) if i % 2 == which - 1]
+
+
+def patterns_match(item: EvalItem, text: str) -> bool:
+    flags = re.IGNORECASE
+    ok_any = not item.any or any(re.search(p, text, flags) for p in item.any)
+    return ok_any and all(re.search(p, text, flags) for p in item.all)
+
+
+@dataclass
+class EvalResult:
+    item: EvalItem
+    kind: str
+    confidence: float
+    first_line: str
+    correct: bool  # answerable: answered and right; out of scope: abstained
+    candidate_right: bool  # the top candidate would be right, whatever the bar (for calibration)
+
+
+@dataclass
+class EvalReport:
+    results: list[EvalResult]
+
+    @property
+    def answerable(self) -> list[EvalResult]:
+        return [r for r in self.results if r.item.answerable]
+
+    @property
+    def out_of_scope(self) -> list[EvalResult]:
+        return [r for r in self.results if not r.item.answerable]
+
+    @property
+    def accuracy(self) -> float:
+        a = self.answerable
+        return sum(r.correct for r in a) / len(a) if a else 1.0
+
+    @property
+    def abstention(self) -> float:
+        o = self.out_of_scope
+        return sum(r.correct for r in o) / len(o) if o else 1.0
+
+    @property
+    def false_abstentions(self) -> int:
+        return sum(r.kind == "no_answer" for r in self.answerable)
+
+    @property
+    def passed(self) -> bool:
+        return self.accuracy >= ACCURACY_BAR and self.abstention >= ABSTENTION_BAR
+
+    def reliability(self, bins: int = 5) -> list[dict[str, Any]]:
+        """Per confidence bin: how many questions, and how often the top candidate was right."""
+        out = []
+        for b in range(bins):
+            lo, hi = b / bins, (b + 1) / bins
+            inside = [r for r in self.results if lo <= r.confidence < hi or (b == bins - 1 and r.confidence == 1)]
+            right = sum(r.candidate_right for r in inside)
+            mean = sum(r.confidence for r in inside) / len(inside) if inside else 0.0
+            out.append({"bin": f"{lo:.1f}-{hi:.1f}", "n": len(inside), "mean_confidence": round(mean, 3),
+                        "right": round(right / len(inside), 3) if inside else None})
+        return out
+
+    def failures(self) -> list[EvalResult]:
+        return [r for r in self.results if not r.correct]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "answerable": len(self.answerable),
+            "out_of_scope": len(self.out_of_scope),
+            "accuracy": round(self.accuracy, 4),
+            "abstention_rate": round(self.abstention, 4),
+            "false_abstentions": self.false_abstentions,
+            "passed": self.passed,
+            "bars": {"accuracy": ACCURACY_BAR, "abstention": ABSTENTION_BAR},
+            "reliability": self.reliability(),
+            "failures": [
+                {"q": r.item.question, "expected": "answer" if r.item.answerable else "no_answer", "kind": r.kind,
+                 "confidence": round(r.confidence, 3), "first_line": r.first_line}
+                for r in self.failures()
+            ],
+        }
+
+    def render(self) -> str:
+        a, o = self.answerable, self.out_of_scope
+        lines = [
+            f"Answered right: {sum(r.correct for r in a)}/{len(a)} = {self.accuracy:.1%} (bar {ACCURACY_BAR:.0%})",
+            f"Out of scope abstained: {sum(r.correct for r in o)}/{len(o)} = {self.abstention:.1%} "
+            f"(bar {ABSTENTION_BAR:.0%})",
+            f"False abstentions (answerable, said no answer): {self.false_abstentions}",
+            "Reliability (confidence bin: questions, top candidate right):",
+        ]
+        lines += [f"  {b['bin']}: n={b['n']:3d}  right={b['right'] if b['right'] is not None else '-'}"
+                  for b in self.reliability()]
+        failures = self.failures()
+        if failures:
+            lines.append(f"Failures ({len(failures)}):")
+            for r in failures:
+                want = "answer" if r.item.answerable else "no_answer"
+                lines.append(f"  - {r.item.question!r}: wanted {want}, got {r.kind} "
+                             f"(confidence {r.confidence:.2f}): {r.first_line}")
+        lines.append("PASSED" if self.passed else "FAILED")
+        return "\n".join(lines)
+
+
+async def evaluate(desk: Desk, items: Sequence[EvalItem], *, mode: str = "direct") -> EvalReport:
+    """Ask every question through the full handler chain, as a DM would, and score the replies."""
+    index = qa_index(desk)
+    results = []
+    for item in items:
+        reply = await desk.handle(Request(text=item.question, mode=mode))  # type: ignore[arg-type]
+        match = index.match(item.question)
+        candidate = ""
+        if match.docs:
+            candidate = answer_reply(desk.library, match, today=Request(text="").today()).text
+        right = item.answerable and bool(candidate) and patterns_match(item, candidate)
+        if item.answerable:
+            correct = reply.kind != "no_answer" and reply.kind != "error" and patterns_match(item, reply.text)
+        else:
+            correct = reply.kind == "no_answer"
+        first = next((ln for ln in reply.text.splitlines() if ln.strip()), reply.title)
+        if reply.kind == "answer" and reply.summary:
+            first = f"{first} | {reply.summary}"
+        confidence = reply.confidence if reply.confidence is not None else match.confidence
+        results.append(EvalResult(item, reply.kind, confidence, first[:200], correct, right))
+    return EvalReport(results)

@@ -23,6 +23,7 @@ from aiohttp import web
 from bot.config import Settings
 from content.loader import load_library
 from handlers import Desk
+from handlers.qa import QAIndex
 
 log = logging.getLogger("chinadesk.app")
 
@@ -37,7 +38,9 @@ def build_desk(settings: Settings | None = None, *, store=None) -> Desk:
     """Load content, build indexes; everything slow happens here, once, not per request."""
     settings = settings or Settings.from_env()
     library = load_library()
-    return Desk(library=library, store=store, settings={"stale_days": settings.stale_days})
+    desk = Desk(library=library, store=store, settings={"stale_days": settings.stale_days})
+    desk.qa = QAIndex.build(library)  # channel Q&A retrieval index: built once, here, not per question
+    return desk
 
 
 def platforms_on(settings: Settings) -> list[str]:

@@ -66,8 +66,11 @@ def filler_library(base: Library, factor: int, seed: int = 7) -> Library:
             return Fact(text=sentence(rng.randint(15, 35)), source=_source, as_of=_as_of,
                         keywords=rng.choices(vocab, k=3))
 
-        sections = {s: [fact() for _ in range(rng.randint(1, 2))]
-                    for s in list(SECTION_LABELS[model.kind])[1:6]}
+        # As many facts per section as the real topic it stands in for, so 100x topics is ~100x facts.
+        sections = {s: [fact() for _ in facts] for s, facts in model.sections.items()}
+        sections.setdefault(list(SECTION_LABELS[model.kind])[1], [fact()])
+        sections.setdefault("background", []).extend(fact() for _ in range(len(model.all_facts()) - 1 - sum(
+            len(f) for f in model.sections.values())))
         tid = f"filler-{i}"
         topics[tid] = Topic(id=tid, kind=model.kind, title=sentence(3)[:-1], aliases=[f"filler {i}", vocab[i]],
                             summary=fact(), sections=sections)

@@ -67,7 +67,7 @@ WATCH_BAR = 0.75
 # the section label ("Review time") helps short questions; topic fields decide *which topic*.
 FIELD_WEIGHTS: dict[str, float] = {"text": 1.0, "keywords": 0.8, "section": 0.5, "names": 1.0, "topic": 0.4}
 NAME_BOOST = 0.5  # topic-level score of a topic the question names (by title or alias)
-NAME_DISCOUNT = 0.3  # fact-level weight of a question word that is the named topic's own name
+RESIDUAL_WEIGHT = 1.0  # extra fact-level weight of the question's words that are not a named topic's name
 INTENT_BOOST = 0.6  # a fact in the section the question asks for ("how long" -> review time)
 SYNONYM_WEIGHT = 0.6  # query weight of a synonym's words: evidence, but weaker than the user's own word
 SYNONYM_CREDIT = 0.9  # how far a synonym counts as covering the user's word, for confidence
@@ -81,8 +81,8 @@ EVIDENCE_SCALE = 4.0  # IDF mass at which matched evidence counts as 63% "strong
 # (which also prints the reliability of the fit on the checking half).
 CONFIDENCE_FEATURES = ("answer_coverage", "fact_coverage", "elsewhere", "anchor", "evidence", "matched_words")
 CONFIDENCE_COEF: dict[str, float] = {
-    "bias": -6.26, "answer_coverage": 2.43, "fact_coverage": 2.29, "elsewhere": -4.00, "anchor": 2.16,
-    "evidence": 1.46, "matched_words": 2.23,
+    "bias": -6.02, "answer_coverage": 2.38, "fact_coverage": 2.22, "elsewhere": -4.00, "anchor": 2.20,
+    "evidence": 1.50, "matched_words": 2.01,
 }
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -118,6 +118,8 @@ class Lexicon:
     question_cues: tuple[str, ...]
     domain_terms: tuple[str, ...]
     elsewhere: tuple[str, ...] = ()  # places and laws outside mainland China
+    home: tuple[str, ...] = ()  # words that put a question in China
+    protected: frozenset[str] = frozenset()  # never stemmed
 
     @classmethod
     def load(cls, path: Path | str = SYNONYMS_PATH) -> Lexicon:
@@ -139,6 +141,8 @@ class Lexicon:
             question_cues=words(cues.get("en")) + words(cues.get("zh")),
             domain_terms=words(raw.get("domain_terms")),
             elsewhere=words(raw.get("elsewhere")),
+            home=words(raw.get("home")),
+            protected=frozenset(words(raw.get("protected"))),
         )
 
 
@@ -245,11 +249,15 @@ class Analyzer:
         return not (len(word) == 1 and word.isascii() and not word.isdigit())
 
     def tokens(self, text: str) -> list[str]:
-        return [stem(w) for w in self.words(text) if self.keep(w)]
+        return [self.stem(w) for w in self.words(text) if self.keep(w)]
 
     def phrase(self, text: str) -> tuple[str, ...]:
         """One token per unit, as a question's words are matched against names and synonyms."""
-        return tuple(stem(unit[0]) for unit in self.units(text) if self.keep(unit[0]))
+        return tuple(self.stem(unit[0]) for unit in self.units(text) if self.keep(unit[0]))
+
+    def stem(self, word: str) -> str:
+        # Protected words are acronyms the stemmer would turn into other words (VATS -> vat).
+        return word if word in self.lexicon.protected else stem(word)
 
 
 # -------------------------------------------------------------------------------------------- index
@@ -383,12 +391,12 @@ class QAIndex:
                                     (f"{label} {sec.replace('_', ' ')} {extra}", section)):
                     words = an.words(source)
                     raw_words.update(w for w in words if an.keep(w))
-                    out.append([stem(w) for w in words if an.keep(w)])
+                    out.append([an.stem(w) for w in words if an.keep(w)])
         names = []
         for topic in topics:
             words = an.words("; ".join([*library.names_of(topic), topic.id.replace("-", " ")]))
             raw_words.update(w for w in words if an.keep(w))
-            names.append([stem(w) for w in words if an.keep(w)])
+            names.append([an.stem(w) for w in words if an.keep(w)])
         self.doc_topic = np.asarray(doc_topic, dtype=np.int32)
         self.name_tokens = [frozenset(n) for n in names]
         whole = [list(names[ti]) for ti in range(len(topics))]
@@ -525,7 +533,7 @@ class QAIndex:
         seen: set[str] = set()
         for unit in self._join(an.units(text)):
             w = unit[0]
-            token = stem(w)
+            token = an.stem(w)
             fuzzy: tuple[str, float] | None = None
             # Only words of six letters or more: one edit in a shorter word is as likely another
             # English word ("lunch", not "launch") as a typo.
@@ -542,12 +550,12 @@ class QAIndex:
             credit = {token: 1.0}
             primary = token
             if fuzzy:
-                primary = stem(fuzzy[0])
+                primary = an.stem(fuzzy[0])
                 forms[primary] = credit[primary] = fuzzy[1]
             for alt in unit[1:]:  # a compound's parts, a Chinese word's shorter words
                 if an.keep(alt):
-                    forms.setdefault(stem(alt), 1.0)
-                    credit.setdefault(stem(alt), 0.8)
+                    forms.setdefault(an.stem(alt), 1.0)
+                    credit.setdefault(an.stem(alt), 0.8)
             if primary in seen:
                 continue  # "BYD vs NIO vs Li Auto": a repeated word is one word
             seen.add(primary)
@@ -622,17 +630,17 @@ class QAIndex:
         n_docs, n_topics = len(self.docs), len(self.topics)
         total = self._fact_scores(weights)
         if query.named:
-            # Within a topic the question names, the name has done its work (it picked the topic);
-            # the question's other words pick the fact ("positive list" among the CBEC facts, not the
-            # summary that repeats "cross-border e-commerce" most often).
+            # A topic's name in the question picks the topic; the question's *other* words pick the
+            # fact ("positive list" among the CBEC facts, not the summary that repeats "cross-border
+            # e-commerce" most often). So those words count twice.
             names = frozenset().union(*(self.name_tokens[ti] for ti in query.named))
             residual: dict[str, float] = {}
             for c in query.concepts:
-                factor = NAME_DISCOUNT if c.primary in names else 1.0
+                if c.primary in names:
+                    continue
                 for token, w in c.forms.items():
-                    residual[token] = max(residual.get(token, 0.0), w * factor)
-            inside = np.isin(self.doc_topic, np.fromiter(query.named, dtype=np.int32))
-            total = np.where(inside, self._fact_scores(residual), total)
+                    residual[token] = max(residual.get(token, 0.0), w)
+            total += RESIDUAL_WEIGHT * self._fact_scores(residual)
         topic_total = np.zeros(n_topics, dtype=np.float32)
         for f in self.topic_fields.values():
             topic_total += f.weight * f.scores(weights, n_topics)
@@ -662,6 +670,16 @@ class QAIndex:
             got += c.idf * max((w for t, w in c.credit.items() if t in tokens), default=0.0)
         return got / total
 
+    def _elsewhere(self, query: Query, answer_tokens: frozenset[str]) -> bool:
+        """The question is about another jurisdiction: it names a place outside China and not China,
+        and either names none of our topics or the answer never mentions that place."""
+        if not query.elsewhere or any(_has_cue(query.text, w) for w in self.lexicon.home):
+            return False
+        if not query.named:
+            return True
+        return any(not any(answer_tokens.issuperset(alt) for alt in self.elsewhere_alts[place])
+                   for place in query.elsewhere)
+
     def _anchored(self, query: Query) -> bool:
         """A word of the user's own (not a typo guess) is a domain term or a synonym of a topic name."""
         if any(not c.fuzzy and (c.primary in self.domain_tokens or c.expanded) for c in query.concepts):
@@ -690,10 +708,7 @@ class QAIndex:
             "answer_coverage": self.coverage(query, answer_tokens, best),
             "names_topic": float(ti in query.named),
             # The question is about another jurisdiction that the answer's facts do not mention.
-            "elsewhere": float(any(
-                not any(answer_tokens.issuperset(alt) for alt in self.elsewhere_alts[place])
-                for place in query.elsewhere
-            )),
+            "elsewhere": float(self._elsewhere(query, answer_tokens)),
             # The question uses the packs' own domain language: names a topic, or uses a word of a
             # synonym group or a domain term. Everyday questions ("is the stock market open today")
             # can touch pack words by accident, but rarely this vocabulary.

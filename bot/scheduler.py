@@ -161,20 +161,15 @@ class SlackDeliverer:
         return self.default_token
 
     def _client(self, token: str) -> Any:
-        from slack_sdk.http_retry.builtin_async_handlers import (
-            AsyncConnectionErrorRetryHandler,
-            AsyncRateLimitErrorRetryHandler,
-        )
         from slack_sdk.web.async_client import AsyncWebClient
+
+        from bot.observability import slack_retry_handlers  # the adapter's handlers: retries are counted
 
         client = self._clients.get(token)
         if client is None:
             client = self._clients[token] = AsyncWebClient(
                 token=token, base_url=self.api_url, timeout=self.timeout,
-                retry_handlers=[
-                    AsyncRateLimitErrorRetryHandler(max_retry_count=self.rate_limit_retries),
-                    AsyncConnectionErrorRetryHandler(max_retry_count=2),
-                ],
+                retry_handlers=slack_retry_handlers(rate_limit_retries=self.rate_limit_retries, connection_retries=2),
             )
         return client
 
@@ -192,9 +187,11 @@ class SlackDeliverer:
         """On a re-offer: the ts of our own earlier message for this post, if Slack has it (crash after send)."""
         try:
             oldest = (item.post.due_at - dt.timedelta(days=1)).timestamp()
-            resp = await client.conversations_history(
-                channel=item.channel, oldest=f"{oldest:.6f}", limit=200, include_all_metadata=True,
-            )
+            # POST (form) rather than the SDK's GET helper: Slack accepts both, and proxies/stand-ins
+            # that only route POST /api/<method> keep working.
+            resp = await client.api_call("conversations.history", data={
+                "channel": item.channel, "oldest": f"{oldest:.6f}", "limit": 200, "include_all_metadata": "true",
+            })
         except Exception as exc:  # no history scope, network...: post, accepting the small risk
             log.info("could not check for an earlier post of %s: %s", item.post.key, exc)
             return None
@@ -379,6 +376,9 @@ class Scheduler:
         self.last_pass = report
         for name in ("due", "posted", "late", "retried", "paused", "failed", "expired"):
             setattr(self, name, getattr(self, name) + getattr(report, name))
+        from bot.observability import count_reminder_pass  # Prometheus chinadesk_reminders_total
+
+        count_reminder_pass(report)
 
     async def _refresh_subscriptions(self, now: dt.datetime) -> int:
         from handlers.reminders import materialise_subscription
@@ -521,8 +521,10 @@ def build_scheduler(store: Store, desk: Any, *, env: Mapping[str, str] | None = 
 # ------------------------------------------------------------------------------------ operations
 
 
-async def run_worker(store: Store, desk: Any, *, interval: float = 30.0, env: Mapping[str, str] | None = None) -> None:
-    """``chinadesk worker``: the scheduler loop until SIGTERM/SIGINT, then a clean stop."""
+async def run_worker(store: Store, desk: Any, *, interval: float = 30.0, env: Mapping[str, str] | None = None,
+                     stop_grace: float = 60.0) -> None:
+    """``chinadesk worker``: the scheduler loop until SIGTERM/SIGINT, then a clean stop (the pass in
+    flight gets ``stop_grace`` seconds to finish; what it had not posted is re-offered after the lease)."""
     import signal
 
     scheduler = build_scheduler(store, desk, env=env, interval=interval)
@@ -540,7 +542,7 @@ async def run_worker(store: Store, desk: Any, *, interval: float = 30.0, env: Ma
     try:
         await stop.wait()
     finally:
-        await scheduler.stop()
+        await scheduler.stop(stop_grace)
         log.info("reminder worker stopped")
 
 

@@ -1,0 +1,444 @@
+"""The scheduler against a real local Slack-compatible server, on SQLite and on PostgreSQL.
+
+Exactly once: each reminder reaches the channel once, in order, whatever the number of concurrent
+passes or processes; a crash between claim and post is re-offered after the lease, never repeated
+once posted. Delivery: 429 + Retry-After delays and retries; a removed channel pauses and is listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import signal
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+import pytest
+from aiohttp import web
+
+from bot.scheduler import DeliveryResult, Outgoing, Scheduler, SlackDeliverer, TextDeliverer
+from bot.store import Store, open_store
+from content.calendar import ChinaCalendar
+from content.loader import Library
+from handlers import Desk, Request
+from tests.slack_server import FakeSlack, _Rule
+from tests.test_reminders import CHINADESK, cli_env
+from tests.test_store import fresh_pg_schema
+
+SET_AT = dt.datetime(2025, 9, 22, 2, 0, tzinfo=dt.UTC)
+# facial-recognition from 2025-09-20 is due Thu 6 Nov 2025; reminders at 09:00 Shanghai (01:00 UTC) on:
+R10, R5, R1, R0 = (dt.datetime(2025, m, d, 1, tzinfo=dt.UTC) for m, d in ((10, 23), (10, 30), (11, 5), (11, 6)))
+SECOND = dt.timedelta(seconds=1)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db_url(request, tmp_path) -> AsyncIterator[str]:
+    """A database URL each test may open several stores on (separate connections, like replicas)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'sched.sqlite3'}"
+    else:
+        async with fresh_pg_schema() as url:
+            yield url
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    s = open_store(db_url)
+    await s.open()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack() as api:
+        yield api
+
+
+@pytest.fixture
+def sdesk(library: Library, store: Store) -> Desk:
+    return Desk(library=library, store=store, calendar=ChinaCalendar(overrides_path=None))
+
+
+def make_scheduler(store: Store, desk: Desk, slack: FakeSlack, **kw) -> Scheduler:
+    deliverer = SlackDeliverer(store, default_token=slack.bot_token, api_url=slack.api_url)
+    return Scheduler(store, desk, {"slack": deliverer}, **kw)
+
+
+async def remind(desk: Desk, channel: str = "C1", start: str = "2025-09-20", note: str = "board pack",
+                 now: dt.datetime = SET_AT):
+    reply = await desk.handle(Request(text=f"/china-filing remind facial-recognition from {start} {note}",
+                                      platform="slack", channel=channel, workspace="T0001", now=now))
+    assert reply.kind == "reminder", reply.text
+    return reply
+
+
+def posted_keys(slack: FakeSlack) -> list[str]:
+    out = []
+    for call in slack.calls_to("chat.postMessage"):
+        meta = call.params.get("metadata")
+        meta = __import__("json").loads(meta) if isinstance(meta, str) else meta
+        out.append(meta["event_payload"]["key"])
+    return out
+
+
+# --------------------------------------------------------------------------- each reminder once
+
+
+async def test_reminders_posted_once_in_order_in_the_right_channel(store, sdesk, slack):
+    await remind(sdesk, "C1")
+    await remind(sdesk, "C2", start="2025-09-22", note="other team")  # a different channel, later dates
+    sched = make_scheduler(store, sdesk, slack)
+    # Advance the clock across every reminder time (and a few instants in between), passes repeated.
+    instants = [SET_AT, R10 - SECOND, R10, R10 + SECOND, R10 + dt.timedelta(minutes=5), R5, R5, R1, R0,
+                R0 + dt.timedelta(hours=3), dt.datetime(2025, 12, 1, tzinfo=dt.UTC)]
+    instants += [p.due_at for p in await store.list_posts("slack", "C2")]
+    for now in sorted(instants):
+        await sched.run_due(now)
+    c1 = [c for c in slack.calls_to("chat.postMessage") if c.params["channel"] == "C1"]
+    assert len(c1) == 4  # each once
+    texts = [c.dumps() for c in c1]
+    for text, left in zip(texts, ("10", "5", "1", "0 (due today)"), strict=True):
+        assert "Facial recognition technology application filing" in text  # what is due
+        assert "Thu 6 Nov 2025" in text  # when
+        assert f"Working days left*\\n{left}" in text or f"Working days left: {left}" in text  # how many left
+        assert "Next step" in text  # the next step
+        assert "hainanjubao.cn" in text  # the source (the CAC announcement)
+        assert "board pack" in text and "Late" not in text
+    assert "Prepare the filing documents" in texts[0] and "File by Thu 6 Nov 2025" in texts[2]
+    # In order, and the posted refs are Slack's ts.
+    posts = await store.list_posts("slack", "C1")
+    assert [p.payload["offset"] for p in posts] == [10, 5, 1, 0]
+    refs = [p.posted_ref for p in posts]
+    assert all(refs) and len(set(refs)) == 4  # Slack's ts of each message
+    assert all(p.status == "posted" and not p.late for p in posts)
+    assert [k.split(":", 1)[1] for k in posted_keys(slack)[:1]] == ["rem10"]
+    assert sched.posted == len(slack.calls_to("chat.postMessage")) and sched.late == 0
+    c2 = [c for c in slack.calls_to("chat.postMessage") if c.params["channel"] == "C2"]
+    assert len(c2) == 4 and all("other team" in c.dumps() for c in c2)
+
+
+async def test_late_after_downtime_then_expired(store, sdesk, slack):
+    await remind(sdesk)
+    sched = make_scheduler(store, sdesk, slack)
+    # Down from before the first reminder until the day before the due day, 10:30.
+    report = await sched.run_due(R1 + dt.timedelta(hours=1, minutes=30))
+    assert (report.posted, report.late) == (3, 3)
+    calls = slack.calls_to("chat.postMessage")
+    assert ["Late reminder" in c.dumps() for c in calls] == [True, True, True]
+    assert "due Thu 23 Oct 2025 09:00" in calls[0].dumps()  # says when it should have come
+    # Down again until after the deadline: the due-day reminder is pointless now, so it is never posted.
+    report = await sched.run_due(R0 + dt.timedelta(days=1))
+    assert report.posted == 0 and report.expired == 1
+    assert len(slack.calls_to("chat.postMessage")) == 3
+    statuses = [p.status for p in await store.list_posts("slack", "C1")]
+    assert statuses == ["posted", "posted", "posted", "expired"]
+
+
+async def test_late_only_past_the_grace(store, sdesk, slack):
+    await remind(sdesk)
+    sched = make_scheduler(store, sdesk, slack, late_after=dt.timedelta(minutes=15))
+    await sched.run_due(R10 + dt.timedelta(minutes=10))
+    await sched.run_due(R5 + dt.timedelta(minutes=20))
+    assert [p.late for p in (await store.list_posts("slack", "C1"))[:2]] == [False, True]
+
+
+# ------------------------------------------------------------------------------- concurrency
+
+
+async def test_two_schedulers_one_database_post_each_exactly_once(db_url, store, sdesk, slack, library):
+    for i in range(15):
+        await remind(sdesk, f"C{i}", note=f"n{i}")
+    second = open_store(db_url)
+    await second.open()
+    try:
+        other_desk = Desk(library=library, store=second, calendar=sdesk.calendar)
+        a = make_scheduler(store, sdesk, slack, batch_size=7)
+        b = make_scheduler(second, other_desk, slack, batch_size=5)
+        for now in (R10, R5, R0 + dt.timedelta(hours=2)):
+            ra, rb = await asyncio.gather(a.run_due(now), b.run_due(now))
+            assert ra.posted + rb.posted > 0
+    finally:
+        await second.close()
+    keys = posted_keys(slack)
+    assert len(keys) == 15 * 4 and Counter(keys).most_common(1)[0][1] == 1
+    assert a.posted + b.posted == 60
+    # Each channel still saw its own reminders once each.
+    per_channel = Counter(c.params["channel"] for c in slack.calls_to("chat.postMessage"))
+    assert set(per_channel.values()) == {4}
+
+
+async def test_crash_between_claim_and_post_is_reoffered_after_the_lease(store, sdesk, slack):
+    await remind(sdesk)
+    # A process claims the first reminder and dies before posting it.
+    [claimed] = await store.claim_due(R10, lease_seconds=60)
+    sched = make_scheduler(store, sdesk, slack)
+    assert (await sched.run_due(R10 + dt.timedelta(seconds=30))).posted == 0  # still leased: not taken
+    assert slack.calls_to("chat.postMessage") == []
+    report = await sched.run_due(R10 + dt.timedelta(seconds=61))  # lease over: re-offered
+    assert report.posted == 1 and len(slack.calls_to("chat.postMessage")) == 1
+    # The dead process's claim cannot mark it again, and later passes never repeat it.
+    assert not await store.mark_posted(claimed.id, claimed.claim_token, ref="x", late=False)
+    for now in (R10 + dt.timedelta(minutes=10), R10 + dt.timedelta(hours=5)):
+        await sched.run_due(now)
+    assert len(slack.calls_to("chat.postMessage")) == 1
+    post = await store.get_post(claimed.id)
+    assert post.status == "posted" and post.attempts == 2
+
+
+async def test_crash_after_slack_accepted_is_not_repeated(store, sdesk, slack):
+    """Slack took the message but the process died before recording it: the re-offer finds it, posts nothing."""
+    await remind(sdesk)
+    [claimed] = await store.claim_due(R10, lease_seconds=60)
+    earlier = {"ts": "1700000000.999999", "metadata": {"event_type": "chinadesk_reminder",
+                                                        "event_payload": {"key": claimed.key}}}
+    slack._rules.append(_Rule("conversations.history", None,
+                              lambda call: web.json_response({"ok": True, "messages": [earlier]})))
+    sched = make_scheduler(store, sdesk, slack)
+    report = await sched.run_due(R10 + dt.timedelta(seconds=61))
+    assert report.posted == 1
+    assert slack.calls_to("chat.postMessage") == []
+    assert (await store.get_post(claimed.id)).posted_ref == "1700000000.999999"
+
+
+async def test_stop_finishes_the_pass_in_flight(store, sdesk, slack):
+    await remind(sdesk)
+    clock = [R10 - SECOND]
+    sched = make_scheduler(store, sdesk, slack, interval=0.05, jitter=0.0, clock=lambda: clock[0])
+    await sched.start()
+    assert sched.running
+    await asyncio.sleep(0.15)
+    assert slack.calls_to("chat.postMessage") == []
+    clock[0] = R10 + SECOND
+    await slack.wait_for("chat.postMessage", 1)
+    await sched.stop()
+    assert not sched.running
+    assert sched.passes >= 2 and sched.posted == 1
+    assert (await store.list_posts("slack", "C1"))[0].status == "posted"
+
+
+# ---------------------------------------------------------------------------------- delivery
+
+
+async def test_429_delays_and_retries(store, sdesk, slack):
+    await remind(sdesk)
+    slack.rate_limit("chat.postMessage", retry_after=1)
+    sched = make_scheduler(store, sdesk, slack)
+    report = await sched.run_due(R10)
+    assert report.posted == 1 and report.retried == 0
+    first, second = slack.calls_to("chat.postMessage")
+    assert second.at - first.at >= 0.9  # Retry-After honoured
+    assert (await store.list_posts("slack", "C1"))[0].status == "posted"
+
+
+async def test_persistent_429_backs_off_then_posts(store, sdesk, slack):
+    await remind(sdesk)
+    slack.rate_limit("chat.postMessage", times=4, retry_after=0)  # more than the client's own retries
+    sched = make_scheduler(store, sdesk, slack)
+    report = await sched.run_due(R10)
+    assert (report.posted, report.retried) == (0, 1)
+    post = (await store.list_posts("slack", "C1"))[0]
+    assert post.status == "pending" and post.last_error == "ratelimited" and post.lease_until > R10
+    assert (await sched.run_due(R10)).posted == 0  # not before the back-off
+    assert (await sched.run_due(post.lease_until)).posted == 1
+    assert len([c for c in slack.calls_to("chat.postMessage") if c.params["channel"] == "C1"]) == 5
+
+
+@pytest.mark.parametrize("error", ["channel_not_found", "not_in_channel", "account_inactive"])
+async def test_removed_channel_pauses_and_is_reported(store, sdesk, slack, error):
+    await remind(sdesk, "C1")
+    await remind(sdesk, "C2")
+    await sdesk.handle(Request(text="/china-filing subscribe 618", platform="slack", channel="C1",
+                               workspace="T0001", now=SET_AT))
+    slack.fail("chat.postMessage", error, when=lambda call: call.params.get("channel") == "C1")
+    paused_calls = []
+
+    async def hook(post, reason):
+        paused_calls.append((post.channel, reason))
+
+    sched = make_scheduler(store, sdesk, slack)
+    sched.on_paused.append(hook)
+    report = await sched.run_due(R10)
+    assert (report.paused, report.posted) == (1, 1)  # C1 paused, C2 still posted
+    assert paused_calls == [("C1", error)]
+    [item] = await store.list_paused("slack", "T0001")
+    assert (item.kind, item.channel, item.reason) == ("deadline", "C1", error)
+    # The channel's listing says so; later passes post nothing there.
+    listing = await sdesk.handle(Request(text="/china-filing reminders", platform="slack", channel="C1", now=R10))
+    assert f"PAUSED: {error}" in listing.text
+    await sched.run_due(R5)
+    assert [c.params["channel"] for c in slack.calls_to("chat.postMessage")].count("C1") == 1  # the failed try
+    # Re-invited: resuming re-offers what is still useful, once.
+    assert await store.resume("deadline", item.id)
+    report = await sched.run_due(R5 + SECOND)
+    assert report.posted == 2  # the missed 10-day reminder (late) and the 5-day one, in order
+    c1 = [c for c in slack.calls_to("chat.postMessage") if c.params["channel"] == "C1"]
+    assert "Late reminder" in c1[1].dumps() and "Late reminder" not in c1[2].dumps()
+
+
+async def test_uninstalled_workspace_without_token_pauses(store, sdesk, slack):
+    await remind(sdesk)
+    sched = Scheduler(store, sdesk, {"slack": SlackDeliverer(store, default_token=None, api_url=slack.api_url)})
+    report = await sched.run_due(R10)
+    assert report.paused == 1 and slack.calls_to("chat.postMessage") == []
+
+
+async def test_installation_token_is_used_per_workspace(store, sdesk, slack):
+    from tests.slack_server import Workspace
+
+    slack.add_workspace(Workspace(team_id="T0001"), "xoxb-installed")
+    await store.save_installation("slack", "T0001", {"bot": {"bot_token": "xoxb-installed"}})
+    await remind(sdesk)
+    await make_scheduler(store, sdesk, slack).run_due(R10)
+    [call] = slack.calls_to("chat.postMessage")
+    assert call.token == "xoxb-installed"
+
+
+async def test_deliverer_exception_and_render_failure_do_not_lose_posts(store, sdesk, slack):
+    await remind(sdesk)
+
+    class Flaky:
+        calls = 0
+
+        async def deliver(self, item: Outgoing) -> DeliveryResult:
+            Flaky.calls += 1
+            if Flaky.calls == 1:
+                raise RuntimeError("boom")
+            return DeliveryResult.posted("ok-1")
+
+    sched = Scheduler(store, sdesk, {"slack": Flaky()})
+    assert (await sched.run_due(R10)).retried == 1
+    post = (await store.list_posts("slack", "C1"))[0]
+    assert (await sched.run_due(post.lease_until)).posted == 1
+
+
+async def test_posts_for_platforms_without_a_deliverer_wait(store, sdesk):
+    await remind(sdesk)
+    sched = Scheduler(store, sdesk, {"text": TextDeliverer()})  # this process cannot post to Slack
+    assert (await sched.run_due(R10)).due == 0
+    assert (await store.list_posts("slack", "C1"))[0].status == "pending"
+
+
+# ------------------------------------------------------------------------------ subscriptions
+
+
+async def test_subscription_posts_each_event_once(store, sdesk, slack):
+    now = dt.datetime(2026, 1, 1, 2, tzinfo=dt.UTC)
+    for topic in ("618", "all"):
+        await sdesk.handle(Request(text=f"/china-filing subscribe {topic}", platform="slack", channel="C1",
+                                   workspace="T0001", now=now))
+    sched = make_scheduler(store, sdesk, slack)
+    at = dt.datetime(2026, 4, 19, 1, tzinfo=dt.UTC)  # 60 days before 618
+    for t in (at - SECOND, at, at + SECOND, at + dt.timedelta(hours=1)):
+        await sched.run_due(t)
+    six18 = [c for c in slack.calls_to("chat.postMessage") if "618 shopping festival" in c.dumps()]
+    assert len(six18) == 1
+    assert "Thu 18 Jun 2026" in six18[0].dumps() and "in 60 days" in six18[0].dumps()
+    assert "caixin" in six18[0].dumps()  # the source
+
+
+async def test_subscriptions_are_topped_up_as_time_passes(store, sdesk, slack):
+    now = dt.datetime(2026, 1, 1, 2, tzinfo=dt.UTC)
+    await sdesk.handle(Request(text="/china-filing subscribe 618", platform="slack", channel="C1",
+                               workspace="T0001", now=now))
+    sched = make_scheduler(store, sdesk, slack)
+    later = now + dt.timedelta(days=380)  # inside the refresh window: the next year's 618 gets planned
+    report = await sched.run_due(later)
+    assert report.materialised >= 3
+    dates = {p.payload["date"] for p in await store.list_posts("slack", "C1")}
+    assert "2027-06-18" in dates
+    again = await sched.run_due(later + SECOND)
+    assert again.materialised == 0
+
+
+# ---------------------------------------------------------------------------- real processes
+
+
+async def _spawn(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        CHINADESK, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_two_processes_run_due_at_the_same_instant_post_once(db_url, store, sdesk, slack):
+    for i in range(12):
+        await remind(sdesk, f"C{i}")
+    env = cli_env(DATABASE_URL=db_url, SLACK_BOT_TOKEN=slack.bot_token, SLACK_API_URL=slack.api_url)
+    for now in ("2025-10-23T01:00:00Z", "2025-11-06T02:00:00Z"):
+        procs = [await _spawn("reminders", "run-due", "--now", now, env=env) for _ in range(2)]
+        results = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), 90)
+        for proc, (_out, err) in zip(procs, results, strict=True):
+            assert proc.returncode == 0, err.decode()
+    keys = posted_keys(slack)
+    assert len(keys) == 12 * 4 and len(set(keys)) == len(keys)
+
+
+async def test_process_killed_mid_run_loses_nothing_and_duplicates_nothing(store, sdesk, slack):
+    """A worker dies while Slack is not answering: its claims are re-offered after the lease, once."""
+    await remind(sdesk, "C1")
+    await remind(sdesk, "C2")
+    received = asyncio.Event()
+
+    async def hang(request: web.Request) -> web.Response:
+        received.set()
+        await asyncio.sleep(3600)
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/api/{method}", hang)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)  # don't wait for the hung request at cleanup
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(runner.cleanup)
+        env = cli_env(DATABASE_URL=store.url, SLACK_BOT_TOKEN=slack.bot_token,
+                      SLACK_API_URL=f"http://127.0.0.1:{port}/api/")
+        proc = await _spawn("reminders", "run-due", "--now", "2025-10-23T01:00:00Z", "--lease", "120", env=env)
+        await asyncio.wait_for(received.wait(), 60)
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    claimed = await store.list_posts(status="claimed")
+    assert claimed, "the killed process had claimed posts"
+    # Before the lease ends nobody else takes them; after it, one pass posts each once.
+    env = cli_env(DATABASE_URL=store.url, SLACK_BOT_TOKEN=slack.bot_token, SLACK_API_URL=slack.api_url)
+    proc = await _spawn("reminders", "run-due", "--now", "2025-10-23T01:01:00Z", env=env)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert "posted=0" in out.decode()
+    proc = await _spawn("reminders", "run-due", "--now", "2025-10-23T01:03:00Z", env=env)
+    out, err = await proc.communicate()
+    assert "posted=2" in out.decode(), err.decode()
+    keys = posted_keys(slack)
+    assert sorted(c.params["channel"] for c in slack.calls_to("chat.postMessage")) == ["C1", "C2"]
+    assert len(set(keys)) == 2
+    assert {p.status for p in await store.list_posts(status=None) if p.payload["offset"] == 10} == {"posted"}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="signals")
+async def test_worker_process_posts_and_stops_on_sigterm(tmp_path, slack, library):
+    url = f"sqlite:///{tmp_path / 'worker.sqlite3'}"
+    s = open_store(url)
+    await s.open()
+    desk = Desk(library=library, store=s, calendar=ChinaCalendar(overrides_path=None))
+    # A deadline whose first reminder is already due (but not yet expired) in real time.
+    now = dt.datetime.now(dt.UTC)
+    await remind(desk, "CW", start=(now - dt.timedelta(days=35)).date().isoformat(),
+                 now=now - dt.timedelta(days=35))
+    due_now = [p for p in await s.list_posts("slack", "CW") if p.due_at <= now < p.expires_at]
+    await s.close()
+    env = cli_env(DATABASE_URL=url, SLACK_BOT_TOKEN=slack.bot_token, SLACK_API_URL=slack.api_url)
+    proc = await _spawn("worker", "--interval", "0.2", env=env)
+    try:
+        if due_now:
+            await slack.wait_for("chat.postMessage", count=len(due_now), within=30)
+        else:
+            await asyncio.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()  # a clean stop on SIGTERM
+    assert len(slack.calls_to("chat.postMessage")) == len(due_now)

@@ -3,6 +3,7 @@
     python bench/bench_qa.py                 # latency: real packs, then 10x and 100x with filler topics
     python bench/bench_qa.py --scales 1 10   # fewer sizes
     python bench/bench_qa.py --calibrate     # fit the confidence model on half 1, check it on half 2
+    python bench/bench_qa.py --calibrate --fit-on all   # the final model, fitted on both halves
 
 Latency is per question over every question of tests/qa_questions.yaml, through the whole handler
 chain (``Desk.handle``: analysis, retrieval, confidence, template rendering), after the index is built.
@@ -196,14 +197,16 @@ def report_fit(name: str, x: np.ndarray, y: np.ndarray, items: list[qa.EvalItem]
           f"{float(p[(y == 1)].min()) if (y == 1).any() else 0:.2f}")
 
 
-def calibrate(l2: float) -> None:
+def calibrate(l2: float, fit_on: str) -> None:
     desk = Desk(library=load_library())
     items = qa.load_questions(QUESTIONS)
     tune, check = qa.half(items, 1), qa.half(items, 2)
     xt, yt = collect(desk, tune)
     names = ("bias", *qa.CONFIDENCE_FEATURES)
-    w = fit_logistic(xt, yt, l2=l2, fixed={names.index(k): v for k, v in FIXED.items()})
-    print("Fitted on half 1:", "{" + ", ".join(f'"{n}": {v:.2f}' for n, v in zip(names, w, strict=True)) + "}")
+    xf, yf = (xt, yt) if fit_on == "half1" else collect(desk, items)
+    w = fit_logistic(xf, yf, l2=l2, fixed={names.index(k): v for k, v in FIXED.items()})
+    fitted = "{" + ", ".join(f'"{n}": {v:.2f}' for n, v in zip(names, w, strict=True)) + "}"
+    print(f"Fitted on {'half 1' if fit_on == 'half1' else 'both halves'}: {fitted}")
     current = np.asarray([qa.CONFIDENCE_COEF[n] for n in names])
     xc, yc = collect(desk, check)
     for label, coef in (("fitted", w), ("in handlers/qa.py", current)):
@@ -218,9 +221,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="passes over the question set per scale")
     parser.add_argument("--calibrate", action="store_true")
     parser.add_argument("--l2", type=float, default=0.5, help="regularisation of the calibration fit")
+    parser.add_argument("--fit-on", choices=["half1", "all"], default="half1",
+                        help="fit on the tuning half (to check on half 2), or on everything (final model)")
     args = parser.parse_args()
     if args.calibrate:
-        calibrate(args.l2)
+        calibrate(args.l2, args.fit_on)
         return
     base = load_library()
     questions = [it.question for it in qa.load_questions(QUESTIONS)]

@@ -57,16 +57,18 @@ log = logging.getLogger("chinadesk.qa")
 
 SYNONYMS_PATH = CONTENT_DIR / "synonyms.yaml"
 
-# Bars on the calibrated confidence. Mentions, DMs and the CLI answer at ANSWER_BAR, above even odds
-# because a confident wrong answer costs more than an honest "I don't know"; ambient messages in a
-# watched channel interrupt people who did not ask the bot, so they need a clearly higher bar.
-ANSWER_BAR = 0.6
-WATCH_BAR = 0.75
+# Bars on the calibrated confidence (the estimated chance that the top fact answers the question).
+# A confident wrong answer costs far more than an honest "I don't know": at about four times the cost,
+# answering pays only when that chance is at least 0.8. Ambient messages in a watched channel
+# interrupt people who did not ask the bot, so they need a clearly higher bar.
+ANSWER_BAR = 0.8
+WATCH_BAR = 0.9
 
 # Field weights of the BM25 score. Fact text is the evidence; keywords are editor-chosen paraphrases;
 # the section label ("Review time") helps short questions; topic fields decide *which topic*.
 FIELD_WEIGHTS: dict[str, float] = {"text": 1.0, "keywords": 0.8, "section": 0.5, "names": 1.0, "topic": 0.4}
 NAME_BOOST = 0.5  # topic-level score of a topic the question names (by title or alias)
+OUTSIDE_NAMED = 0.8  # score factor for facts outside the topics a question names
 RESIDUAL_WEIGHT = 1.0  # extra fact-level weight of the question's words that are not a named topic's name
 INTENT_BOOST = 0.6  # a fact in the section the question asks for ("how long" -> review time)
 SYNONYM_WEIGHT = 0.6  # query weight of a synonym's words: evidence, but weaker than the user's own word
@@ -81,8 +83,8 @@ EVIDENCE_SCALE = 4.0  # IDF mass at which matched evidence counts as 63% "strong
 # (which also prints the reliability of the fit on the checking half).
 CONFIDENCE_FEATURES = ("answer_coverage", "fact_coverage", "elsewhere", "anchor", "evidence", "matched_words")
 CONFIDENCE_COEF: dict[str, float] = {
-    "bias": -6.02, "answer_coverage": 2.38, "fact_coverage": 2.22, "elsewhere": -4.00, "anchor": 2.20,
-    "evidence": 1.50, "matched_words": 2.01,
+    "bias": -6.81, "answer_coverage": 2.41, "fact_coverage": 2.33, "elsewhere": -4.00, "anchor": 2.44,
+    "evidence": 1.87, "matched_words": 2.66,
 }
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -647,6 +649,11 @@ class QAIndex:
         for ti in query.named:  # a topic the question names outright
             topic_total[ti] *= 1.0 + NAME_BOOST
         total += topic_total[self.doc_topic]
+        if query.named and OUTSIDE_NAMED < 1.0:
+            # The user named a topic: its facts are preferred unless another topic's fact fits much
+            # better (a named topic's aliases are often absent from its own fact texts: "DPO").
+            inside = np.isin(self.doc_topic, np.fromiter(query.named, dtype=np.int32))
+            total *= np.where(inside, 1.0, OUTSIDE_NAMED).astype(np.float32)
         if query.intents:
             # Additive: a fact that answers two of the question's intents ("when is a PIPIA required":
             # a date, or the circumstances) beats one that answers one.
@@ -702,6 +709,7 @@ class QAIndex:
         ti = int(self.doc_topic[best])
         support = self._support(scores, best, ti, top)
         answer_tokens = self.doc_tokens[best].union(*(self.doc_tokens[i] for i in support))
+        named_tokens = frozenset().union(*(self.name_tokens[t] for t in query.named))  # "618" is a name
         features = {
             "topic_coverage": self.coverage(query, self.topic_tokens[ti], best),
             "fact_coverage": self.coverage(query, self.doc_tokens[best], best),
@@ -716,10 +724,12 @@ class QAIndex:
             # How much distinctive evidence the fact itself matched (IDF mass, saturating).
             "evidence": self.evidence(query, self.doc_tokens[best]),
             # How many of the question's words (not bare numbers) the answer matched, up to three: one
-            # word that happens to be in the packs ("channel", "7") is not a question we can answer.
+            # word that happens to be in the packs ("channel", "7") is not a question we can answer;
+            # a number counts only as a topic's name ("618").
             "matched_words": min(3, sum(
                 1 for c in query.concepts
-                if not c.primary.replace(".", "").isdigit() and any(t in answer_tokens for t in c.credit)
+                if (not c.primary.replace(".", "").isdigit() or c.primary in named_tokens)
+                and any(t in answer_tokens for t in c.credit)
             )) / 3,
             "concepts": float(len(query.concepts)),
         }

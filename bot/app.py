@@ -4,23 +4,33 @@
 drive it over HTTP. It holds:
 
 * the store (opened on start-up, closed on shutdown) and the Desk (content loaded once);
-* ``GET /healthz``;
-* the platform setups, in :func:`setup_platforms` (Slack now; Teams' ``setup_teams``);
+* operations: ``GET /healthz`` (the process answers), ``GET /readyz`` (database reachable, content
+  loaded, not shutting down), ``GET /metrics`` (Prometheus), and :func:`bot.observability.http_middleware`
+  (request ids, per-route counts and latency) around every route;
+* the platform setups, in :func:`setup_platforms` (Slack; Teams' ``setup_teams``);
 * background services (the reminder scheduler) in :func:`background_services`.
 
-Later additions (``/readyz``, ``/metrics``, more platforms) plug into those named spots.
+Graceful shutdown (``chinadesk serve`` on SIGTERM, see :mod:`bot.server`): the listening socket closes
+first; :func:`begin_drain` (``on_shutdown``) turns ``/readyz`` to 503 and tells the scheduler to stop
+after the pass in flight, while aiohttp lets in-flight requests finish; then the scheduler is awaited,
+the Slack adapter's background answers are drained, and the store is closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import hmac
 import logging
+import os
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from bot.config import Settings
+from bot.observability import READY, http_middleware, metrics_endpoint, metrics_middleware
 from content.loader import load_library
 from handlers import Desk
 from handlers.qa import QAIndex
@@ -33,14 +43,41 @@ STORE_KEY: web.AppKey[Any] = web.AppKey("chinadesk.store", object)
 SLACK_KEY: web.AppKey[Any] = web.AppKey("chinadesk.slack", object)  # bot.slack.SlackAdapter when Slack is on
 BACKGROUND_KEY: web.AppKey[bool] = web.AppKey("chinadesk.background", bool)
 
+# Shutdown budget (seconds), inside the 10 s a platform usually allows between SIGTERM and SIGKILL:
+# in-flight HTTP requests get HTTP_GRACE (bot.server), the scheduler's pass in flight SCHEDULER_GRACE
+# (from SIGTERM, concurrently), then the Slack adapter's background answers SLACK_GRACE.
+HTTP_GRACE = 4.0
+SCHEDULER_GRACE = 5.0
+SLACK_GRACE = 3.0
+
+
+@dataclass
+class Lifecycle:
+    """What the operations endpoints and the shutdown sequence share."""
+
+    draining: bool = False
+    scheduler: Any = None  # bot.scheduler.Scheduler while it runs
+    scheduler_stopping: asyncio.Task | None = None
+
+
+LIFECYCLE_KEY: web.AppKey[Lifecycle] = web.AppKey("chinadesk.lifecycle", Lifecycle)
+
 
 def build_desk(settings: Settings | None = None, *, store=None) -> Desk:
     """Load content, build indexes; everything slow happens here, once, not per request."""
     settings = settings or Settings.from_env()
     library = load_library()
-    desk = Desk(library=library, store=store, settings={"stale_days": settings.stale_days})
+    desk = Desk(library=library, store=store, settings={"stale_days": settings.stale_days},
+                middleware=[metrics_middleware])
     desk.qa = QAIndex.build(library)  # channel Q&A retrieval index: built once, here, not per question
     return desk
+
+
+def with_metrics(desk: Desk) -> Desk:
+    """``desk`` with :func:`bot.observability.metrics_middleware` in its chain (added once)."""
+    if metrics_middleware in desk.middleware:
+        return desk
+    return dataclasses.replace(desk, middleware=[metrics_middleware, *desk.middleware])
 
 
 def platforms_on(settings: Settings) -> list[str]:
@@ -60,6 +97,38 @@ def platforms_on(settings: Settings) -> list[str]:
 async def healthz(_request: web.Request) -> web.Response:
     """Liveness: the process answers HTTP. (Readiness, with the database, is ``/readyz``'s job.)"""
     return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: 200 when the database answers and the content is loaded, 503 otherwise (and from
+    the moment a graceful shutdown begins, so that a load balancer stops sending new work)."""
+    app = request.app
+    desk, store, lifecycle = app[DESK_KEY], app[STORE_KEY], app[LIFECYCLE_KEY]
+    topics = len(desk.library.topics) if desk.library is not None else 0
+    content = topics > 0
+    database = await store.ping()
+    ready = content and database and not lifecycle.draining
+    READY.set(1 if ready else 0)
+    body = {
+        "status": "ready" if ready else ("draining" if lifecycle.draining else "not ready"),
+        "database": database, "content": content, "topics": topics, "qa_index": desk.qa is not None,
+        "scheduler": lifecycle.scheduler is not None and lifecycle.scheduler.running,
+    }
+    return web.json_response(body, status=200 if ready else 503)
+
+
+def metrics_route(token: str | None):
+    """``GET /metrics``; with ``METRICS_TOKEN`` set, only for ``Authorization: Bearer <token>``."""
+    if not token:
+        return metrics_endpoint
+    expected = f"Bearer {token}".encode()
+
+    async def guarded(request: web.Request) -> web.Response:
+        if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected):
+            return web.json_response({"error": "unauthorized"}, status=401)
+        return await metrics_endpoint(request)
+
+    return guarded
 
 
 def setup_platforms(app: web.Application, settings: Settings, desk: Desk, store: Any) -> None:
@@ -98,27 +167,46 @@ async def background_services(app: web.Application) -> AsyncIterator[None]:
     slack = app.get(SLACK_KEY)
     if slack is not None and slack.settings.socket_mode:
         await slack.start_socket_mode()
+    lifecycle = app[LIFECYCLE_KEY]
     scheduler = None
     factory = _scheduler_factory() if app[BACKGROUND_KEY] else None
     if factory is not None:
         scheduler = factory(app[STORE_KEY], app[DESK_KEY])
         await scheduler.start()
+        lifecycle.scheduler = scheduler
     try:
         yield
     finally:
         if scheduler is not None:
-            await scheduler.stop()
+            # Usually begun by begin_drain at SIGTERM (concurrently with in-flight requests); await it here.
+            stopping = lifecycle.scheduler_stopping or asyncio.ensure_future(scheduler.stop(SCHEDULER_GRACE))
+            await stopping
+            lifecycle.scheduler = None
+
+
+async def begin_drain(app: web.Application) -> None:
+    """``on_shutdown``: the listening socket is already closed. Turn ``/readyz`` to 503, and ask the
+    scheduler to stop after the pass in flight, while aiohttp lets in-flight requests finish."""
+    lifecycle = app[LIFECYCLE_KEY]
+    lifecycle.draining = True
+    READY.set(0)
+    if lifecycle.scheduler is not None and lifecycle.scheduler_stopping is None:
+        lifecycle.scheduler_stopping = asyncio.ensure_future(lifecycle.scheduler.stop(SCHEDULER_GRACE))
+    log.info("shutting down: finishing in-flight work", extra={"scheduler": lifecycle.scheduler is not None})
 
 
 def create_app(
     settings: Settings | None = None, desk: Desk | None = None, store: Any = None, *, background: bool = True,
+    metrics_token: str | None = None,
 ) -> web.Application:
-    """The aiohttp application: health, the platforms, storage and background services.
+    """The aiohttp application: operations endpoints, the platforms, storage and background services.
 
     ``store``: an *opened* store the caller owns (tests); by default one is opened from
     ``settings.database_url`` on start-up and closed on shutdown. ``desk``: a built Desk to reuse
     (tests share one); it is copied so that this app's store does not leak into the caller's Desk.
-    ``background=False`` leaves the reminder scheduler off (tests that drive it themselves).
+    ``background=False`` leaves the reminder scheduler off (tests that drive it themselves; web
+    replicas when a separate ``chinadesk worker`` runs it). ``metrics_token``: require it as a bearer
+    token on ``/metrics`` (default: ``METRICS_TOKEN`` from the environment; unset means open).
     """
     from bot.store import open_store
 
@@ -126,13 +214,19 @@ def create_app(
     owns_store = store is None
     store = store if store is not None else open_store(settings.database_url)
     desk = dataclasses.replace(desk, store=store) if desk is not None else build_desk(settings, store=store)
+    desk = with_metrics(desk)
+    if metrics_token is None:
+        metrics_token = os.environ.get("METRICS_TOKEN", "").strip() or None
 
-    app = web.Application()
+    app = web.Application(middlewares=[http_middleware])
     app[SETTINGS_KEY] = settings
     app[DESK_KEY] = desk
     app[STORE_KEY] = store
     app[BACKGROUND_KEY] = background
+    app[LIFECYCLE_KEY] = Lifecycle()
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_route(metrics_token))
     setup_platforms(app, settings, desk, store)
 
     async def storage(app: web.Application) -> AsyncIterator[None]:
@@ -144,11 +238,13 @@ def create_app(
         try:
             yield
         finally:
+            READY.set(0)
             if slack is not None:
-                await slack.close()  # finish in-flight answers while the store is still open
+                await slack.close(SLACK_GRACE)  # finish in-flight answers while the store is still open
             if owns_store:
                 await store.close()
 
     app.cleanup_ctx.append(storage)
     app.cleanup_ctx.append(background_services)
+    app.on_shutdown.append(begin_drain)
     return app

@@ -118,6 +118,21 @@ def cmd_reminders_run_due(args: argparse.Namespace) -> int:
     return 0
 
 
+WORKER_STOP_GRACE = 8.0  # SIGTERM -> exit within 10 s: the pass in flight gets this long to finish
+
+
+def _switch(env, name: str, default: bool) -> bool:
+    """An on/off environment variable (1/true/yes/on, 0/false/no/off); anything else is an error."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be on or off, not {raw!r}")
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     """The scheduler alone (a Procfile ``worker:`` process): polls until SIGTERM/SIGINT."""
     from bot.app import build_desk
@@ -126,11 +141,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _core_settings()
     configure_logging(settings.log_level, settings.log_format)
+    metrics_port = args.metrics_port if args.metrics_port is not None else _int(os.environ, "METRICS_PORT", 0)
+    if metrics_port:
+        # The worker serves no HTTP otherwise; this exposes its reminder and retry counters for scraping.
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(metrics_port, addr=args.metrics_host)
+        except OSError as exc:
+            where = f"{args.metrics_host}:{metrics_port}"
+            raise CliUsageError(f"cannot serve metrics on {where}: {exc.strerror or exc}") from None
 
     async def run() -> None:
         store = await _open_store()
         try:
-            await run_worker(store, build_desk(settings, store=store), interval=args.interval)
+            await run_worker(store, build_desk(settings, store=store), interval=args.interval,
+                             stop_grace=WORKER_STOP_GRACE)
         finally:
             await store.close()
 
@@ -153,9 +179,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(socket_mode=True if args.socket_mode else None)
     configure_logging(settings.log_level, settings.log_format)
-    port = args.port if args.port is not None else int(os.environ.get("PORT", "") or 8080)
+    port = args.port if args.port is not None else _int(os.environ, "PORT", 8080)
+    background = not args.no_scheduler and _switch(os.environ, "SCHEDULER", True)
     try:
-        serve(settings, host=args.host, port=port)
+        serve(settings, host=args.host, port=port, background=background)
     except StoreError as exc:
         raise ConfigError(str(exc)) from None
     except OSError as exc:  # address in use, permission denied...
@@ -225,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="port (default $PORT, else 8080)")
     serve.add_argument("--socket-mode", action="store_true",
                        help="connect to Slack over Socket Mode (needs SLACK_APP_TOKEN) instead of a public URL")
+    serve.add_argument("--no-scheduler", action="store_true",
+                       help="do not run the reminder scheduler here (a `chinadesk worker` does; env SCHEDULER=off)")
     serve.set_defaults(func=cmd_serve)
 
     reminders = sub.add_parser("reminders", help="tracked deadlines and subscriptions: list, run due posts")
@@ -242,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run the reminder scheduler alone (a separate Procfile process)")
     worker.add_argument("--interval", type=float, default=30.0, help="seconds between passes (default 30)")
+    worker.add_argument("--metrics-port", type=int, default=None,
+                        help="serve Prometheus /metrics on this port (default $METRICS_PORT; unset: none)")
+    worker.add_argument("--metrics-host", default="0.0.0.0", help="address for --metrics-port (default 0.0.0.0)")
     worker.set_defaults(func=cmd_worker)
 
     content = sub.add_parser("content", help="content pack tools")

@@ -4,6 +4,11 @@ Metrics are defined once here so that names stay consistent; the core's Desk mid
 request by platform/command/outcome, the HTTP middleware times every endpoint, and the scheduler and
 Web API clients count their own events. Logs carry a request id (from ``X-Request-Id`` or generated)
 and never a secret or a user's message at info level: we log its length and the command only.
+
+Wiring (see :mod:`bot.app`): :func:`http_middleware` is the aiohttp app's middleware,
+:func:`metrics_middleware` is in every Desk's middleware list, ``GET /metrics`` is
+:func:`metrics_endpoint`; the scheduler reports each pass through :func:`count_reminder_pass`; every
+Slack Web API client gets its retry handlers from :func:`slack_retry_handlers`, which count retries.
 """
 
 from __future__ import annotations
@@ -11,16 +16,35 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 
-from handlers.request import Reply, Request
-from handlers.router import split_command
+from handlers.request import Reply, Request, UserError
+from handlers.router import COMMANDS, split_command
+
+disable_created_metrics()  # no ``*_created`` series: half the scrape size, nothing a dashboard needs
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -39,11 +63,26 @@ REMINDERS = Counter("chinadesk_reminders_total", "Reminder posts by what happene
 WEB_API_RETRIES = Counter("chinadesk_web_api_retries_total", "Retried platform API calls", ["platform", "reason"])
 READY = Gauge("chinadesk_ready", "1 when content is loaded and the database answers")
 
+REMINDER_EVENTS = ("due", "posted", "late", "retried", "paused", "failed", "expired")
+# Series that exist from start-up (at 0), so that dashboards and rate() see them before the first event.
+for _event in REMINDER_EVENTS:
+    REMINDERS.labels(_event)
+for _result in ("answered", "abstained"):
+    QA_RESULTS.labels(_result)
+for _reason in ("rate_limited", "connection_error"):
+    WEB_API_RETRIES.labels("slack", _reason)
+
+
+_KNOWN_COMMANDS = frozenset(COMMANDS)
+_requests_log = logging.getLogger("chinadesk.requests")
+
 
 def command_label(request: Request) -> str:
-    """A low-cardinality label for a request: the slash command, or ``qa`` for questions."""
+    """A low-cardinality label for a request: one of the slash commands, ``qa`` for questions,
+    ``unknown`` for anything else (so that arbitrary input can never mint new metric series)."""
     if request.command:
-        return "/" + request.command.lstrip("/").casefold()[:32]
+        name = "/" + request.command.lstrip("/").casefold()
+        return name if name in _KNOWN_COMMANDS else "unknown"
     try:
         command, _args, _explicit = split_command(request.text[:200])
     except Exception:  # an unknown "/something": still a command attempt
@@ -52,26 +91,105 @@ def command_label(request: Request) -> str:
 
 
 async def metrics_middleware(request: Request, desk, call_next: Callable[[Request], Awaitable[Reply]]) -> Reply:
-    """Desk middleware: count and time every request through the core."""
+    """Desk middleware: count and time every request through the core, and log it (never its text).
+
+    Runs inside the router's ``user_errors_to_replies``, so a user mistake reaches it as an exception:
+    it is counted with outcome ``error`` (the kind of the friendly reply it becomes), a bug as ``failed``.
+    """
     label = command_label(request)
     started = time.perf_counter()
-    reply = await call_next(request)
-    REQUEST_SECONDS.labels(request.platform, label).observe(time.perf_counter() - started)
-    REQUESTS.labels(request.platform, label, reply.kind).inc()
-    if reply.kind in ("answer", "no_answer"):
-        QA_RESULTS.labels("answered" if reply.kind == "answer" else "abstained").inc()
-    logging.getLogger("chinadesk.requests").info(
-        "answered",
-        extra={"platform": request.platform, "command": label, "kind": reply.kind,
-               "chars": len(request.text), "ms": round((time.perf_counter() - started) * 1000, 2)},
-    )
-    return reply
+    outcome = "failed"
+    try:
+        reply = await call_next(request)
+        outcome = reply.kind
+        return reply
+    except UserError:
+        outcome = "error"
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        REQUEST_SECONDS.labels(request.platform, label).observe(elapsed)
+        REQUESTS.labels(request.platform, label, outcome).inc()
+        if outcome in ("answer", "no_answer"):
+            QA_RESULTS.labels("answered" if outcome == "answer" else "abstained").inc()
+        if _requests_log.isEnabledFor(logging.INFO):
+            _requests_log.info(
+                "answered",
+                extra={"platform": request.platform, "command": label, "kind": outcome, "mode": request.mode,
+                       "chars": len(request.text), "ms": round(elapsed * 1000, 2)},
+            )
+
+
+def count_reminder_pass(report: Any) -> None:
+    """The scheduler's hook: add one pass's counts (a ``bot.scheduler.PassReport``) to the metrics."""
+    for event in REMINDER_EVENTS:
+        n = getattr(report, event, 0)
+        if n:
+            REMINDERS.labels(event).inc(n)
+
+
+# ------------------------------------------------------------------------------ Web API retries
+
+_retry_log = logging.getLogger("chinadesk.webapi")
+
+
+class CountingRateLimitHandler(AsyncRateLimitErrorRetryHandler):
+    """slack_sdk's 429 handler (waits ``Retry-After``, then retries), counting each retry."""
+
+    def __init__(self, max_retry_count: int = 1, *, platform: str = "slack", **kwargs: Any) -> None:
+        super().__init__(max_retry_count=max_retry_count, **kwargs)
+        self.platform = platform
+
+    async def prepare_for_next_attempt_async(
+        self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        WEB_API_RETRIES.labels(self.platform, "rate_limited").inc()
+        _retry_log.warning("rate limited: retrying after Retry-After",
+                           extra={"platform": self.platform, "method": request.url.rsplit("/", 1)[-1]})
+        await super().prepare_for_next_attempt_async(state=state, request=request, response=response, error=error)
+
+
+class CountingConnectionErrorHandler(AsyncConnectionErrorRetryHandler):
+    """slack_sdk's connection-error handler (reset, refused...), counting each retry."""
+
+    def __init__(self, max_retry_count: int = 1, *, platform: str = "slack", **kwargs: Any) -> None:
+        super().__init__(max_retry_count=max_retry_count, **kwargs)
+        self.platform = platform
+
+    async def prepare_for_next_attempt_async(
+        self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        WEB_API_RETRIES.labels(self.platform, "connection_error").inc()
+        _retry_log.warning("connection error: retrying", extra={"platform": self.platform,
+                                                                 "method": request.url.rsplit("/", 1)[-1],
+                                                                 "error": type(error).__name__})
+        await super().prepare_for_next_attempt_async(state=state, request=request, response=response, error=error)
+
+
+def slack_retry_handlers(*, rate_limit_retries: int = 3, connection_retries: int = 1) -> list[AsyncRetryHandler]:
+    """The retry handlers every Slack ``AsyncWebClient`` in the project uses (the adapter's and the
+    scheduler's): HTTP 429 waited out after ``Retry-After``, connection errors retried; each retry counted
+    in ``chinadesk_web_api_retries_total``."""
+    return [
+        CountingRateLimitHandler(max_retry_count=rate_limit_retries),
+        CountingConnectionErrorHandler(max_retry_count=connection_retries),
+    ]
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 @web.middleware
 async def http_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """aiohttp middleware: a request id for the logs, and per-route counts and latency."""
-    rid = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
+    """aiohttp middleware: a request id for the logs, and per-route counts and latency.
+
+    An incoming ``X-Request-Id`` is kept when it is a short token (a load balancer's), otherwise a new
+    one is made: a client cannot put newlines or markup into our log lines through it.
+    """
+    incoming = request.headers.get("X-Request-Id", "")
+    rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex[:16]
     token = request_id_var.set(rid)
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     started = time.perf_counter()
@@ -145,7 +263,8 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Libraries log request bodies at DEBUG; keep them quieter than ours.
+    # Libraries log request bodies at DEBUG (and bm25s sets its own logger to DEBUG): keep them quieter.
     if level != "DEBUG":
-        for noisy in ("slack_bolt", "slack_sdk", "botbuilder", "msrest", "aiohttp.access"):
+        for noisy in ("slack_bolt", "slack_sdk", "botbuilder", "msrest", "aiohttp.access", "bm25s", "jieba",
+                      "asyncio", "urllib3", "azure"):
             logging.getLogger(noisy).setLevel(logging.WARNING)

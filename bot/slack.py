@@ -45,14 +45,6 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.async_handler import AsyncRetryHandler
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-)
-from slack_sdk.http_retry.request import HttpRequest
-from slack_sdk.http_retry.response import HttpResponse
-from slack_sdk.http_retry.state import RetryState
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.oauth.installation_store.models.bot import Bot
 from slack_sdk.oauth.installation_store.models.installation import Installation
@@ -60,6 +52,7 @@ from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import SLACK_DEFAULT_API_URL, SlackSettings
+from bot.observability import CountingRateLimitHandler, slack_retry_handlers  # noqa: F401  (re-exported)
 from bot.render.blockkit import (
     ACTION_COMMAND,
     ACTION_FEEDBACK_DOWN,
@@ -242,28 +235,10 @@ class StoreOAuthStateStore(AsyncOAuthStateStore):
 # ------------------------------------------------------------------------------------ Web API client
 
 
-class CountingRateLimitHandler(AsyncRateLimitErrorRetryHandler):
-    """Retry HTTP 429 after ``Retry-After`` seconds (slack_sdk's handler), and count each retry."""
-
-    async def prepare_for_next_attempt_async(
-        self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        log.warning("Slack rate limit: retrying after Retry-After", extra={"url": request.url.rsplit("/", 1)[-1]})
-        try:
-            from bot.observability import WEB_API_RETRIES
-
-            WEB_API_RETRIES.labels(PLATFORM, "rate_limited").inc()
-        except ImportError:  # metrics are optional for the adapter
-            pass
-        await super().prepare_for_next_attempt_async(state=state, request=request, response=response, error=error)
-
-
 def web_client(settings: SlackSettings, token: str | None = None) -> AsyncWebClient:
-    """The Web API client: ``SLACK_API_URL`` base, 429 + Retry-After and connection errors retried."""
-    handlers: list[AsyncRetryHandler] = [
-        CountingRateLimitHandler(max_retry_count=3), AsyncConnectionErrorRetryHandler(),
-    ]
+    """The Web API client: ``SLACK_API_URL`` base, 429 + Retry-After and connection errors retried
+    (and counted: :func:`bot.observability.slack_retry_handlers`, shared with the scheduler's client)."""
+    handlers = slack_retry_handlers(rate_limit_retries=3, connection_retries=1)
     return AsyncWebClient(token=token, base_url=settings.api_url, retry_handlers=handlers, timeout=10)
 
 

@@ -30,6 +30,7 @@ import datetime as dt
 import logging
 import os
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal, Protocol
@@ -314,6 +315,7 @@ class Scheduler:
         interval: float = 30.0, jitter: float = 0.2, lease_seconds: int = 300, batch_size: int = 200,
         late_after: dt.timedelta = dt.timedelta(minutes=15), max_attempts: int = 8, concurrency: int = 8,
         refresh_ahead: dt.timedelta = dt.timedelta(days=30), clock: Callable[[], dt.datetime] = utcnow,
+        max_batches: int = 100,
     ) -> None:
         self.store = store
         self.desk = desk
@@ -326,6 +328,7 @@ class Scheduler:
         self.max_attempts = max_attempts
         self.concurrency = concurrency
         self.refresh_ahead = refresh_ahead
+        self.max_batches = max_batches
         self.clock = clock
         self.on_paused: list[PauseHook] = []  # e.g. the Slack adapter republishing the App Home
         # Counters since start-up, for a metrics exporter to read.
@@ -353,7 +356,7 @@ class Scheduler:
             report.materialised = await self._refresh_subscriptions(now)
             report.expired = (await self.store.expire_overdue(now)).expired
             platforms = sorted(self.deliverers)
-            while True:
+            for _ in range(self.max_batches):  # bounded: a pass always ends, leftovers go to the next
                 batch = await self.store.claim_due(now, limit=self.batch_size, lease_seconds=self.lease_seconds,
                                                    platforms=platforms)
                 if not batch:
@@ -399,10 +402,17 @@ class Scheduler:
         for post in batch:
             by_channel.setdefault((post.platform, post.channel), []).append(post)
         gate = asyncio.Semaphore(self.concurrency)
+        # Stop delivering from this batch well before its lease ends (a slow channel, long 429 waits):
+        # past the lease another pass may claim the same rows. Released rows are re-claimed at once
+        # by the next batch, with a fresh lease.
+        deadline = time.monotonic() + self.lease_seconds * 0.8
 
         async def run(posts: list[ScheduledPost]) -> None:
             async with gate:
                 for post in posts:
+                    if time.monotonic() > deadline:
+                        await self.store.release(post.id, post.claim_token or "")
+                        continue
                     await self._deliver_one(post, now, report)
 
         await asyncio.gather(*(run(posts) for posts in by_channel.values()))

@@ -86,7 +86,7 @@ class PostgresStore(Store):
                 conn = await asyncpg.connect(self._dsn, timeout=10)
                 try:
                     await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-                except asyncpg.UniqueViolationError:
+                except (asyncpg.UniqueViolationError, asyncpg.DuplicateSchemaError):
                     pass  # created concurrently by another replica
                 finally:
                     await conn.close()

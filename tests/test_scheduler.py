@@ -314,6 +314,23 @@ async def test_deliverer_exception_and_render_failure_do_not_lose_posts(store, s
     assert (await sched.run_due(post.lease_until)).posted == 1
 
 
+async def test_slow_delivery_gives_back_posts_before_the_lease_ends(store, sdesk):
+    await remind(sdesk)
+    seen: list[str] = []
+
+    class Slow:
+        async def deliver(self, item: Outgoing) -> DeliveryResult:
+            seen.append(item.post.key)
+            await asyncio.sleep(0.5)
+            return DeliveryResult.posted(f"ts-{len(seen)}")
+
+    sched = Scheduler(store, sdesk, {"slack": Slow()}, lease_seconds=1)
+    report = await sched.run_due(R0)
+    # 0.8 s into a 1 s lease the rest of the batch is released, then re-claimed with a fresh lease.
+    assert report.posted == 4 and len(seen) == 4 and len(set(seen)) == 4
+    assert [p.attempts for p in await store.list_posts("slack", "C1")] == [1, 1, 1, 1]
+
+
 async def test_posts_for_platforms_without_a_deliverer_wait(store, sdesk):
     await remind(sdesk)
     sched = Scheduler(store, sdesk, {"text": TextDeliverer()})  # this process cannot post to Slack

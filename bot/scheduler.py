@@ -2,8 +2,8 @@
 
 A pass (:meth:`Scheduler.run_due`) does, at one instant ``now``:
 
-1. tops up calendar subscriptions whose posts are materialised less than a month ahead (idempotent:
-   every post has a unique key);
+1. tops up calendar subscriptions to a 400-day horizon, each about once a day, so new dates in the
+   content packs are picked up (idempotent: every post has a unique key);
 2. marks due posts whose deadline/event has already passed ``expired`` (never posted);
 3. claims due posts in batches with a lease (:meth:`bot.store.Store.claim_due`: ``FOR UPDATE SKIP
    LOCKED`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so concurrent passes split the work;
@@ -314,7 +314,8 @@ class Scheduler:
         self, store: Store, desk: Any, deliverers: Mapping[str, Deliverer], *,
         interval: float = 30.0, jitter: float = 0.2, lease_seconds: int = 300, batch_size: int = 200,
         late_after: dt.timedelta = dt.timedelta(minutes=15), max_attempts: int = 8, concurrency: int = 8,
-        refresh_ahead: dt.timedelta = dt.timedelta(days=30), clock: Callable[[], dt.datetime] = utcnow,
+        refresh_ahead: dt.timedelta = dt.timedelta(days=399), refresh_limit: int = 50,
+        clock: Callable[[], dt.datetime] = utcnow,
         max_batches: int = 100,
     ) -> None:
         self.store = store
@@ -327,7 +328,11 @@ class Scheduler:
         self.late_after = late_after
         self.max_attempts = max_attempts
         self.concurrency = concurrency
+        # Subscriptions are topped up to the 400-day horizon about once a day (materialised < now+399d),
+        # so events added to the content packs are picked up within a day; at most refresh_limit per pass
+        # keeps a pass's cost bounded however many channels subscribe.
         self.refresh_ahead = refresh_ahead
+        self.refresh_limit = refresh_limit
         self.max_batches = max_batches
         self.clock = clock
         self.on_paused: list[PauseHook] = []  # e.g. the Slack adapter republishing the App Home
@@ -387,7 +392,7 @@ class Scheduler:
         from handlers.reminders import materialise_subscription
 
         total = 0
-        for sub in await self.store.subscriptions_to_refresh(now + self.refresh_ahead):
+        for sub in await self.store.subscriptions_to_refresh(now + self.refresh_ahead, limit=self.refresh_limit):
             settings = await self.store.get_channel_settings(sub.platform, sub.channel)
             try:
                 total += await materialise_subscription(self.desk.library, self.store, sub, tz=settings.timezone,

@@ -600,7 +600,8 @@ class Store(abc.ABC):
         async with self._tx() as c:
             rows = await c.fetch(
                 "SELECT * FROM subscriptions WHERE status = 'active' "
-                "AND (materialised_until IS NULL OR materialised_until < $1) ORDER BY id LIMIT $2",
+                "AND (materialised_until IS NULL OR materialised_until < $1) "
+                "ORDER BY materialised_until NULLS FIRST, id LIMIT $2",
                 _aware(before), limit,
             )
         return [_subscription(r) for r in rows]

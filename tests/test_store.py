@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.store import (
     ChannelSettings,
@@ -372,3 +374,56 @@ async def test_unreachable_postgres_is_a_clear_error():
     s = open_store("postgresql://postgres@127.0.0.1:1/test")
     with pytest.raises(StoreError, match="cannot connect to PostgreSQL"):
         await s.open()
+
+
+# ------------------------------------------------------------------- exactly once, as a property
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("claim"), st.integers(0, 2), st.integers(1, 4)),  # worker claims up to n
+        st.tuples(st.just("post"), st.integers(0, 2), st.just(0)),  # worker posts everything it holds
+        st.tuples(st.just("crash"), st.integers(0, 2), st.just(0)),  # worker dies, forgetting its claims
+        st.tuples(st.just("advance"), st.just(0), st.integers(1, 90)),  # the clock moves on (seconds)
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=_OPS)
+def test_any_interleaving_posts_each_exactly_once(ops):
+    """Workers claiming, posting, crashing and a clock moving past leases: nothing twice, nothing lost."""
+
+    async def scenario() -> None:
+        s = open_store("sqlite:///:memory:")
+        await s.open()
+        try:
+            await _track(s, n=6)
+            now = T0 + dt.timedelta(days=10)
+            held: dict[int, list] = {0: [], 1: [], 2: []}
+            delivered: list[int] = []
+            for op, worker, arg in ops:
+                if op == "claim":
+                    got = await s.claim_due(now, limit=arg, lease_seconds=60)
+                    assert not {p.id for p in got} & set(delivered)  # a posted row is never offered again
+                    held[worker] += got
+                elif op == "post":
+                    for p in held[worker]:
+                        if await s.mark_posted(p.id, p.claim_token, ref=f"ts{p.id}", late=False, now=now):
+                            delivered.append(p.id)
+                    held[worker] = []
+                elif op == "crash":
+                    held[worker] = []
+                else:
+                    now += dt.timedelta(seconds=arg)
+            # Recovery: after every lease has run out, one worker drains what is left.
+            now += dt.timedelta(seconds=61)
+            for p in await s.claim_due(now, limit=100, lease_seconds=60):
+                assert await s.mark_posted(p.id, p.claim_token, ref=f"ts{p.id}", late=False, now=now)
+                delivered.append(p.id)
+            assert len(delivered) == len(set(delivered)) == 6
+            assert {p.status for p in await s.list_posts()} == {"posted"}
+        finally:
+            await s.close()
+
+    asyncio.run(scenario())

@@ -216,10 +216,9 @@ async def _channel_tz(request: Request, desk: Desk) -> str:
     return settings.timezone or DEFAULT_TIMEZONE
 
 
-def _new_posts(planned: Sequence[PlannedPost]) -> list:
-    from bot.store import NewPost  # the store's row type; imported late so handlers load without bot/
-
-    return [NewPost(p.key, p.due_at, p.expires_at, p.payload, p.status) for p in planned]  # type: ignore[arg-type]
+def _new_posts(planned: Sequence[PlannedPost]) -> list[PlannedPost]:
+    """Posts for the store: PlannedPost has the fields of ``bot.store.NewPost`` (handlers import no bot/)."""
+    return list(planned)
 
 
 def _reply(library: Library, template: str, reply: Reply, **context) -> Reply:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import logging
 import math
 import re
@@ -61,7 +62,7 @@ SYNONYMS_PATH = CONTENT_DIR / "synonyms.yaml"
 # A confident wrong answer costs far more than an honest "I don't know": at about four times the cost,
 # answering pays only when that chance is at least 0.8. Ambient messages in a watched channel
 # interrupt people who did not ask the bot, so they need a clearly higher bar.
-ANSWER_BAR = 0.8
+ANSWER_BAR = 0.75
 WATCH_BAR = 0.9
 
 # Field weights of the BM25 score. Fact text is the evidence; keywords are editor-chosen paraphrases;
@@ -75,16 +76,19 @@ SYNONYM_WEIGHT = 0.6  # query weight of a synonym's words: evidence, but weaker 
 SYNONYM_CREDIT = 0.9  # how far a synonym counts as covering the user's word, for confidence
 FUZZY_CUTOFF = 80  # rapidfuzz ratio for typo correction (xiaohngshu -> xiaohongshu is 95)
 SUPPORT_RATIO = 0.6  # a supporting fact must score at least this share of the best one
+OTHER_TOPIC_RATIO = 0.9  # ...and one of another topic this share (it answers the question as well)
 MAX_FACTS = 3
 EVIDENCE_SCALE = 4.0  # IDF mass at which matched evidence counts as 63% "strong"
 
 # Confidence = sigmoid(bias + sum(coef * feature)), a logistic model of "the top fact answers the
 # question", fitted on the tuning half of tests/qa_questions.yaml by `python bench/bench_qa.py --calibrate`
 # (which also prints the reliability of the fit on the checking half).
-CONFIDENCE_FEATURES = ("answer_coverage", "fact_coverage", "elsewhere", "anchor", "evidence", "matched_words")
+CONFIDENCE_FEATURES = (
+    "answer_coverage", "fact_coverage", "elsewhere", "anchor", "evidence", "matched_words", "cohesion",
+)
 CONFIDENCE_COEF: dict[str, float] = {
-    "bias": -6.81, "answer_coverage": 2.41, "fact_coverage": 2.33, "elsewhere": -4.00, "anchor": 2.44,
-    "evidence": 1.87, "matched_words": 2.66,
+    "bias": -8.66, "answer_coverage": 2.65, "fact_coverage": 3.28, "elsewhere": -4.00, "anchor": 2.46,
+    "evidence": 2.80, "matched_words": 2.15, "cohesion": 0.78,
 }
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -320,6 +324,7 @@ class Query:
     concepts: list[Concept]
     intents: list[Intent]
     named: set[int]  # indexes of topics the question names
+    asks: bool = False  # it is phrased as a question (question mark, question word, or a known intent)
     elsewhere: list[tuple[str, ...]] = field(default_factory=list)  # phrases naming another jurisdiction
 
     def weights(self) -> dict[str, float]:
@@ -419,8 +424,13 @@ class QAIndex:
         self.doc_tokens = [frozenset(text[i] + keywords[i] + section[i]) | frozenset(names[doc_topic[i]])
                            for i in range(len(self.docs))]
         self.vocab = frozenset(t for ws in whole for t in ws)
+        # Word weights count what topics *say* (facts, keywords, names), not their section labels:
+        # "Review time" on every filing card does not make "time" a common word of the packs.
+        said = [set(names[ti]) for ti in range(len(topics))]
+        for di, ti in enumerate(doc_topic):
+            said[ti].update(text[di] + keywords[di])
         df: dict[str, int] = {}
-        for tokens in self.topic_tokens:
+        for tokens in said:
             for t in tokens:
                 df[t] = df.get(t, 0) + 1
         n = len(topics)
@@ -461,6 +471,27 @@ class QAIndex:
                 if has_cjk(name):
                     self.name_cjk.append((_fold(name), ti))
 
+        # Word pairs that occur side by side in the packs (facts, keywords, names, synonyms): a question
+        # whose neighbouring words never do ("time zones", "driving licence") is likely about something
+        # else that merely shares words with the packs.
+        pairs: set[tuple[str, str]] = set()
+        for text_ in (*(d.fact.text for d in self.docs), *(k for d in self.docs for k in d.fact.keywords),
+                      *(n for t in topics for n in library.names_of(t)), *(m for g in lexicon.synonyms for m in g)):
+            phrase = an.phrase(text_)
+            pairs.update(itertools.pairwise(phrase))
+        self.pairs = frozenset(pairs | {(b, a) for a, b in pairs})
+        # Names editors gave facts as keywords (capitalised: a company, a programme, a law) that belong
+        # to at most three topics: "SMIC", "Alibaba", "ByteDance".
+        keyword_df: dict[str, set[int]] = {}
+        for di, doc in enumerate(self.docs):
+            for keyword in doc.fact.keywords:
+                for word in re.findall(r"[A-Za-z][A-Za-z0-9.&'-]*", keyword):
+                    if any(ch.isupper() for ch in word):
+                        for token in an.tokens(word):
+                            keyword_df.setdefault(token, set()).add(doc_topic[di])
+        self.entity_tokens = frozenset(
+            t for t, ts in keyword_df.items() if len(ts) <= 3 and not t.replace(".", "").isdigit() and len(t) > 2
+        )
         # Synonym groups that hold a topic's name or alias: using one of their words names the topic.
         names = {an.phrase(n) for t in topics for n in library.names_of(t)}
         self.name_groups = frozenset(
@@ -618,8 +649,10 @@ class QAIndex:
             for c in concepts:
                 if c.primary in cue_tokens:
                     c.intents.add(intent.name)
+        first = folded.split()[0] if folded.split() else ""
+        asks = bool(_QUESTION_MARK.search(folded)) or bool(intents) or first in self.lexicon.question_cues
         return Query(text=folded, words=[w for u in an.units(text) for w in u], concepts=concepts,
-                     intents=intents, named=named, elsewhere=elsewhere)
+                     intents=intents, named=named, elsewhere=elsewhere, asks=asks)
 
     def _fact_scores(self, weights: dict[str, float]) -> np.ndarray:
         total = np.zeros(len(self.docs), dtype=np.float32)
@@ -688,10 +721,20 @@ class QAIndex:
                    for place in query.elsewhere)
 
     def _anchored(self, query: Query) -> bool:
-        """A word of the user's own (not a typo guess) is a domain term or a synonym of a topic name."""
-        if any(not c.fuzzy and (c.primary in self.domain_tokens or c.expanded) for c in query.concepts):
+        """A word of the user's own (not a typo guess) is a domain term or a synonym of a topic name, or
+        the message is a question about a distinctive search term editors gave a fact ("What is SMIC?")."""
+        own = [c for c in query.concepts if not c.fuzzy]
+        if any(c.primary in self.domain_tokens or c.expanded for c in own):
             return True
-        return any(_has_cue(query.text, term) for term in self.lexicon.domain_terms)
+        if any(_has_cue(query.text, term) for term in self.lexicon.domain_terms):
+            return True
+        return query.asks and any(c.primary in self.entity_tokens for c in own)
+
+    def cohesion(self, query: Query) -> float:
+        """Share of the question's neighbouring content words that also stand together in the packs."""
+        primaries = [c.primary for c in query.concepts]
+        pairs = list(itertools.pairwise(primaries))
+        return sum(p in self.pairs for p in pairs) / len(pairs) if pairs else 1.0
 
     def evidence(self, query: Query, tokens: frozenset[str]) -> float:
         mass = sum(c.idf * max((w for t, w in c.credit.items() if t in tokens), default=0.0) for c in query.concepts)
@@ -731,6 +774,7 @@ class QAIndex:
                 if (not c.primary.replace(".", "").isdigit() or c.primary in named_tokens)
                 and any(t in answer_tokens for t in c.credit)
             )) / 3,
+            "cohesion": self.cohesion(query),
             "concepts": float(len(query.concepts)),
         }
         confidence = calibrated(features)
@@ -751,6 +795,15 @@ class QAIndex:
             if text not in seen and not any(_similar(text, other) for other in seen):
                 seen.add(text)
                 out.append(i)
+        # A fact of another topic that fits (almost) as well as the best one answers the question too
+        # (PIPL fines are stated under both the SCC and the data-export topics): show it as well.
+        k = min(len(scores), 8)
+        for i in np.argpartition(-scores, k - 1)[:k] if k else ():
+            i = int(i)
+            text = self.docs[i].fact.text
+            if (self.doc_topic[i] != ti and scores[i] >= OTHER_TOPIC_RATIO * top and text not in seen
+                    and not any(_similar(text, other) for other in seen)):
+                return [*out[: MAX_FACTS - 2], i]
         return out
 
 
@@ -824,7 +877,7 @@ def answer_reply(library: Library, match: Match, *, today: Any) -> Reply:
     topic = match.docs[0].topic
     sources = SourceList(library, topic)
     facts = [d.fact for d in match.docs]
-    lines = [sources.cite(f) for f in facts]
+    lines = [sources.cite(d.fact, d.topic) for d in match.docs]
     command = topic_command(topic)
     first = match.docs[0]
     ref = f"{topic.id}#{first.section}"
@@ -837,7 +890,7 @@ def answer_reply(library: Library, match: Match, *, today: Any) -> Reply:
         fields=[ReplyField(label=d.label, value=line, unverified=not d.fact.verified)
                 for d, line in zip(match.docs, lines, strict=True)],
         sources=sources.refs,
-        caveats=caveats_for(facts, regulatory=topic.kind == "filing", today=today),
+        caveats=caveats_for(facts, regulatory=any(d.topic.kind == "filing" for d in match.docs), today=today),
         related=[command],
         actions=[
             Action(kind="command", label="Full card", value=command),

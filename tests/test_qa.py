@@ -40,6 +40,11 @@ async def test_public_dev_set_meets_the_bars(desk: Desk) -> None:
     _assert_bars(await qa.evaluate(desk, qa.load_questions(DEV_SET)))
 
 
+@pytest.mark.xfail(reason="known misses of the lexical method, kept in view (see the file's comments)", strict=False)
+async def test_known_misses(desk: Desk) -> None:
+    _assert_bars(await qa.evaluate(desk, qa.load_questions(Path(__file__).parent / "qa_known_misses.yaml")))
+
+
 def test_eval_report_counts_failures_both_ways() -> None:
     item = qa.EvalItem("q", any=("x",))
     oos = qa.EvalItem("o", answerable=False)

@@ -18,12 +18,15 @@ Questions additionally get typo correction against the index vocabulary (rapidfu
 (``how long`` -> deadline/review-time sections...), which boosts the facts that answer that kind of
 question.
 
-Confidence is a logistic function of how much of the question the answer accounts for: the
-IDF-weighted share of the question's content words found in the answering topic and in the fact
-itself, and whether the question names the topic. Its coefficients were fitted on the tuning half of
-``tests/qa_questions.yaml`` (``python bench/bench_qa.py --calibrate``) so that it reads as the chance
-the top fact answers the question. Below :data:`ANSWER_BAR` the bot says it does not know; in
-watch mode the bar is :data:`WATCH_BAR` and the message must also look like a question about China.
+Confidence is a logistic model of "the top fact answers the question" over a few features: how much
+of the question (IDF-weighted) the answer's facts account for, whether the question uses the packs'
+own vocabulary (a topic name, a synonym of one, a domain term, or a company editors keyed), how much
+distinctive evidence matched, how many of its words, whether its neighbouring words also stand together
+in the packs, and whether it asks about another jurisdiction. ``python bench/bench_qa.py --calibrate``
+fits it on the tuning half of ``tests/qa_questions.yaml`` and reports reliability on the other half;
+the coefficients here are the final fit on both halves (``--fit-on all``). Below :data:`ANSWER_BAR` the
+bot says it does not know; in watch mode the bar is :data:`WATCH_BAR` and the message must also look
+like a question about the packs' topics.
 """
 
 from __future__ import annotations
@@ -59,9 +62,9 @@ log = logging.getLogger("chinadesk.qa")
 SYNONYMS_PATH = CONTENT_DIR / "synonyms.yaml"
 
 # Bars on the calibrated confidence (the estimated chance that the top fact answers the question).
-# A confident wrong answer costs far more than an honest "I don't know": at about four times the cost,
-# answering pays only when that chance is at least 0.8. Ambient messages in a watched channel
-# interrupt people who did not ask the bot, so they need a clearly higher bar.
+# A confident wrong answer costs more than an honest "I don't know" (about three times as much), so
+# the bot answers only from 0.75. Ambient messages in a watched channel interrupt people who did not
+# ask the bot, so they need a clearly higher bar.
 ANSWER_BAR = 0.75
 WATCH_BAR = 0.9
 
@@ -81,8 +84,9 @@ MAX_FACTS = 3
 EVIDENCE_SCALE = 4.0  # IDF mass at which matched evidence counts as 63% "strong"
 
 # Confidence = sigmoid(bias + sum(coef * feature)), a logistic model of "the top fact answers the
-# question", fitted on the tuning half of tests/qa_questions.yaml by `python bench/bench_qa.py --calibrate`
-# (which also prints the reliability of the fit on the checking half).
+# question". `python bench/bench_qa.py --calibrate` fits it on the tuning half of tests/qa_questions.yaml
+# and prints its reliability on the checking half; these values are the final fit on both halves
+# (`--fit-on all`). "elsewhere" is fixed by hand (see bench/bench_qa.py FIXED).
 CONFIDENCE_FEATURES = (
     "answer_coverage", "fact_coverage", "elsewhere", "anchor", "evidence", "matched_words", "cohesion",
 )

@@ -32,9 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
+import hmac
 import logging
 import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -43,6 +46,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
@@ -77,6 +81,9 @@ REDIRECT_PATH = "/slack/oauth_redirect"
 ACK_BUDGET_SECONDS = 2.0  # Slack allows 3 s; keep a second for the network
 EVENT_CLAIM_TTL = 86400  # Slack retries within minutes; a day leaves room for slow redeliveries
 OAUTH_STATE_SECONDS = 600
+SIGNATURE_MAX_AGE = 300  # seconds: older signed requests are refused (replays), as bolt does
+ERROR_CONTEXT_KEY = "chinadesk_error"  # where record_bolt_error leaves what bolt caught
+SHAPE_ERRORS = (KeyError, TypeError, AttributeError, IndexError, ValueError)  # a payload not shaped like Slack's
 
 # The one list of what this adapter handles. Registration below iterates these, and
 # tests/test_slack_manifest.py checks slack/manifest.yml against them in both directions.
@@ -347,10 +354,52 @@ class SlackAdapter:
     # ---- aiohttp endpoints
 
     async def handle_events(self, request: web.Request) -> web.Response:
-        """``POST /slack/events``: commands, events and interactivity on one URL (bolt dispatches)."""
-        bolt_request = await to_bolt_request(request)
-        bolt_response: BoltResponse = await self.bolt.async_dispatch(bolt_request)
+        """``POST /slack/events``: commands, events and interactivity on one URL (bolt dispatches).
+
+        bolt parses the body before it checks the signature, and assumes Slack's shapes: a body that is
+        not UTF-8, not JSON, a JSON array, ``payload=`` that is not an object, an ``event`` that is not
+        an object... would raise, i.e. a 500 for anyone who can reach the URL. Such bodies are answered
+        401 when their signature is not valid (the same answer bolt gives any unsigned request) and 400
+        when it is, without ever reaching a listener.
+        """
+        raw = await request.read()
+        try:
+            bolt_request = AsyncBoltRequest(body=raw.decode("utf-8"), query=request.query_string,
+                                            headers=request.headers)  # type: ignore[arg-type]
+            malformed = _malformed(bolt_request.body)
+        except (UnicodeDecodeError, ValueError, TypeError, AttributeError, KeyError, IndexError):
+            malformed = "unreadable body"
+        if malformed:
+            return self._refuse(request, raw, malformed)
+        try:
+            bolt_response: BoltResponse = await self.bolt.async_dispatch(bolt_request)
+        except Exception as exc:  # a shape bolt's internals did not expect: refuse it, never a 500
+            return self._refuse(request, raw, f"dispatch failed: {type(exc).__name__}")
+        error = bolt_request.context.get(ERROR_CONTEXT_KEY)
+        if bolt_response.status >= 500 and isinstance(error, SHAPE_ERRORS):
+            # bolt caught it (its listener matching indexes payloads freely: a block action without
+            # an action_id...). A database or network failure keeps its 500, so that Slack retries.
+            return self._refuse(request, raw, f"payload shape: {type(error).__name__}")
         return await to_aiohttp_response(bolt_response)
+
+    def _refuse(self, request: web.Request, raw: bytes, reason: str) -> web.Response:
+        if not self._signed(request, raw):
+            return web.json_response({"error": "invalid request"}, status=401)
+        log.warning("malformed Slack request refused", extra={"reason": reason, "bytes": len(raw)})
+        return web.json_response({"error": "malformed request"}, status=400)
+
+    def _signed(self, request: web.Request, raw: bytes) -> bool:
+        """Slack's v0 signature over the raw bytes, within five minutes (never raises, whatever the headers)."""
+        secret = self.settings.signing_secret
+        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        signature = request.headers.get("X-Slack-Signature", "")
+        if secret is None or not timestamp.isascii() or not timestamp.isdigit() or not signature.isascii():
+            return False
+        if abs(time.time() - int(timestamp)) > SIGNATURE_MAX_AGE:
+            return False
+        base = b"v0:" + timestamp.encode() + b":" + raw
+        expected = "v0=" + hmac.new(secret.get_secret_value().encode(), base, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected.encode(), signature.encode())
 
     async def handle_install(self, request: web.Request) -> web.Response:
         assert self.bolt.oauth_flow is not None
@@ -402,6 +451,23 @@ class SlackAdapter:
         return response.data if isinstance(response.data, dict) else {}
 
 
+def _malformed(body: Any) -> str | None:
+    """Why a parsed Slack body cannot be one of Slack's payloads (None: it can)."""
+    if not isinstance(body, dict):
+        return "body is not an object"
+    for key in ("event", "team", "user", "channel", "container", "authorizations"):
+        value = body.get(key)
+        if value is not None and not isinstance(value, dict | str | list):
+            return f"{key} has the wrong type"
+    event = body.get("event")
+    if event is not None and not isinstance(event, dict):
+        return "event is not an object"
+    actions = body.get("actions")
+    if actions is not None and (not isinstance(actions, list) or not all(isinstance(a, dict) for a in actions)):
+        return "actions is not a list of objects"
+    return None
+
+
 def _authorization_url(api_url: str) -> str | None:
     """Slack's authorize page lives beside its API; follow SLACK_API_URL for local demos."""
     if api_url == SLACK_DEFAULT_API_URL:
@@ -421,6 +487,16 @@ async def ignore_bot_messages(body: dict, ack: Callable[..., Awaitable[BoltRespo
         if event.get("bot_id") or event.get("subtype") == "bot_message" or event.get("bot_profile"):
             return await ack()
     return await next()
+
+
+async def record_bolt_error(error: Exception, request: Any) -> None:
+    """bolt's error handler: keep what failed for :meth:`SlackAdapter.handle_events` to judge (4xx or 5xx)."""
+    if isinstance(error, SHAPE_ERRORS):
+        log.warning("Slack payload bolt could not process", extra={"error": type(error).__name__})
+    else:
+        log.error("Slack request failed", exc_info=error)
+    if request is not None:
+        request.context[ERROR_CONTEXT_KEY] = error
 
 
 def dedupe_events(adapter: SlackAdapter) -> Callable[..., Awaitable[Any]]:
@@ -460,6 +536,7 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
     """Every Slack entry point, in one place (commands, events, actions) plus the cross-cutting middleware."""
     app.middleware(ignore_bot_messages)
     app.middleware(dedupe_events(adapter))
+    app.error(record_bolt_error)
 
     # ---- slash commands
 

@@ -408,6 +408,9 @@ class TeamsEndpoint:
             return web.json_response({"error": "not a Bot Framework Activity"}, status=400)
         if not activity.type:
             return web.json_response({"error": "activity has no type"}, status=400)
+        if activity.conversation is None or not activity.conversation.id or not activity.service_url:
+            # The Bot Framework always sends both; without them no reply could be addressed.
+            return web.json_response({"error": "activity has no conversation or serviceUrl"}, status=400)
 
         # Authenticate before anything runs or is sent. botbuilder raises PermissionError for a missing
         # or rejected token, but a garbled one surfaces as a PyJWT error and an unreachable key

@@ -7,6 +7,7 @@ from the due date, so a team sees the whole timeline, not just the first date.
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import re
 from zoneinfo import ZoneInfo
@@ -55,8 +56,8 @@ def parse_start(text: str, tz: str, today: dt.date) -> dt.date | dt.datetime:
         value = isoparse(raw.replace(" ", "T", 1))
     except ValueError:
         y, m, *_ = (int(p) for p in re.findall(r"\d+", raw)[:3])
-        if 1 <= m <= 12 and 1 <= y:
-            days = (dt.date(y + (m == 12), m % 12 + 1, 1) - dt.timedelta(days=1)).day
+        if 1 <= m <= 12 and 1 <= y <= 9999:  # dt.date's range: 9999-12-99 must not overflow into year 10000
+            days = calendar.monthrange(y, m)[1]
             raise BadDateError(
                 f"{echo(raw, 30)} is not a real date: {dt.date(y, m, 1):%B %Y} has {days} days."
             ) from None

@@ -280,8 +280,13 @@ def _actions(reply: Reply, feedback: FeedbackContext | None) -> list[dict[str, A
 
 
 def fallback_text(reply: Reply) -> str:
-    """The plain-text rendering, cut for the activity summary and the card's fallbackText."""
-    return shorten(render_text(reply), FALLBACK_MAX)
+    """The plain-text rendering, cut for the activity summary and the card's fallbackText.
+
+    ``fallbackText`` "may contain Markdown" (the Adaptive Cards schema), so a client that falls back to
+    it could turn ``[x](https://evil)`` typed by a user into a link: a zero-width space between ``]``
+    and ``(`` keeps it plain text everywhere and looks the same (our own sources are never Markdown here).
+    """
+    return shorten(render_text(reply).replace("](", "]\u200b("), FALLBACK_MAX)
 
 
 def render_card(reply: Reply, *, feedback: FeedbackContext | None = None) -> dict[str, Any]:

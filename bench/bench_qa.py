@@ -4,6 +4,10 @@
     python bench/bench_qa.py --scales 1 10   # fewer sizes
     python bench/bench_qa.py --calibrate     # fit the confidence model on half 1, check it on half 2
     python bench/bench_qa.py --calibrate --fit-on all   # the final model, fitted on both halves
+    python bench/bench_qa.py --calibrate --exclude qa_blind.yaml:2   # keep a blind half out entirely
+
+Calibration uses every question set: tests/qa_questions.yaml, tests/qa_blind*.yaml and the public dev
+set (shared/dev_questions.yaml), each split into its two halves (even / odd positions).
 
 Latency is per question over every question of tests/qa_questions.yaml, through the whole handler
 chain (``Desk.handle``: analysis, retrieval, confidence, template rendering), after the index is built.
@@ -38,6 +42,7 @@ from handlers import (  # noqa: E402
 )
 
 QUESTIONS = ROOT / "tests" / "qa_questions.yaml"
+DEV_SET = ROOT.parent / "shared" / "dev_questions.yaml"
 
 
 # ------------------------------------------------------------------------------------------ corpus
@@ -197,18 +202,37 @@ def report_fit(name: str, x: np.ndarray, y: np.ndarray, items: list[qa.EvalItem]
           f"{float(p[(y == 1)].min()) if (y == 1).any() else 0:.2f}")
 
 
-def calibrate(l2: float, fit_on: str) -> None:
+def calibration_sets(exclude: tuple[str, ...] = ()) -> dict[str, list[qa.EvalItem]]:
+    """Every question set there is (ours, the blind batches, the public dev set); ``exclude`` names
+    sets, or halves of sets ("qa_blind.yaml:2"), kept out while they are held out."""
+    paths = [QUESTIONS, *sorted((ROOT / "tests").glob("qa_blind*.yaml"))]
+    if DEV_SET.exists():
+        paths.append(DEV_SET)
+    out: dict[str, list[qa.EvalItem]] = {}
+    for path in paths:
+        items = qa.load_questions(path)
+        for which in (1, 2):
+            name = f"{path.name}:{which}"
+            if path.name not in exclude and name not in exclude:
+                out[name] = qa.half(items, which)
+    return out
+
+
+def calibrate(l2: float, fit_on: str, exclude: tuple[str, ...] = ()) -> None:
+    """Fit on half 1 of every set and report on half 2 of every set (or fit on everything)."""
     desk = Desk(library=load_library())
-    items = qa.load_questions(QUESTIONS)
-    tune, check = qa.half(items, 1), qa.half(items, 2)
+    sets = calibration_sets(exclude)
+    tune = [it for name, items in sets.items() if name.endswith(":1") for it in items]
+    check = [it for name, items in sets.items() if name.endswith(":2") for it in items]
+    print("sets:", ", ".join(f"{name} ({len(items)})" for name, items in sets.items()))
     xt, yt = collect(desk, tune)
+    xc, yc = collect(desk, check)
     names = ("bias", *qa.CONFIDENCE_FEATURES)
-    xf, yf = (xt, yt) if fit_on == "half1" else collect(desk, items)
+    xf, yf = (xt, yt) if fit_on == "half1" else (np.vstack([xt, xc]), np.concatenate([yt, yc]))
     w = fit_logistic(xf, yf, l2=l2, fixed={names.index(k): v for k, v in FIXED.items()})
     fitted = "{" + ", ".join(f'"{n}": {v:.2f}' for n, v in zip(names, w, strict=True)) + "}"
-    print(f"Fitted on {'half 1' if fit_on == 'half1' else 'both halves'}: {fitted}")
+    print(f"Fitted on {'half 1 of every set' if fit_on == 'half1' else 'every set'}: {fitted}")
     current = np.asarray([qa.CONFIDENCE_COEF[n] for n in names])
-    xc, yc = collect(desk, check)
     for label, coef in (("fitted", w), ("in handlers/qa.py", current)):
         print(f"\n-- coefficients {label}")
         report_fit("half 1 (tuning)", xt, yt, tune, coef)
@@ -223,9 +247,11 @@ def main() -> None:
     parser.add_argument("--l2", type=float, default=0.5, help="regularisation of the calibration fit")
     parser.add_argument("--fit-on", choices=["half1", "all"], default="half1",
                         help="fit on the tuning half (to check on half 2), or on everything (final model)")
+    parser.add_argument("--exclude", nargs="*", default=[],
+                        help="sets or halves held out of calibration, e.g. qa_blind.yaml:2")
     args = parser.parse_args()
     if args.calibrate:
-        calibrate(args.l2, args.fit_on)
+        calibrate(args.l2, args.fit_on, tuple(args.exclude))
         return
     base = load_library()
     questions = [it.question for it in qa.load_questions(QUESTIONS)]

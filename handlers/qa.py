@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import io
 import itertools
 import logging
 import math
@@ -74,10 +75,12 @@ FIELD_WEIGHTS: dict[str, float] = {"text": 1.0, "keywords": 0.8, "section": 0.5,
 NAME_BOOST = 0.5  # topic-level score of a topic the question names (by title or alias)
 OUTSIDE_NAMED = 0.8  # score factor for facts outside the topics a question names
 RESIDUAL_WEIGHT = 1.0  # extra fact-level weight of the question's words that are not a named topic's name
+RESIDUAL_OUTSIDE = 0.5  # ...for facts of other topics (the name may be an alias of a broader topic)
 INTENT_BOOST = 0.6  # a fact in the section the question asks for ("how long" -> review time)
 SYNONYM_WEIGHT = 0.6  # query weight of a synonym's words: evidence, but weaker than the user's own word
 SYNONYM_CREDIT = 0.9  # how far a synonym counts as covering the user's word, for confidence
 FUZZY_CUTOFF = 80  # rapidfuzz ratio for typo correction (xiaohngshu -> xiaohongshu is 95)
+SHORT_WORD = 7  # up to this length a one-letter substitution is not taken for a typo (patent != parent)
 SUPPORT_RATIO = 0.6  # a supporting fact must score at least this share of the best one
 OTHER_TOPIC_RATIO = 0.9  # ...and one of another topic this share (it answers the question as well)
 MAX_FACTS = 3
@@ -88,11 +91,12 @@ EVIDENCE_SCALE = 4.0  # IDF mass at which matched evidence counts as 63% "strong
 # and prints its reliability on the checking half; these values are the final fit on both halves
 # (`--fit-on all`). "elsewhere" is fixed by hand (see bench/bench_qa.py FIXED).
 CONFIDENCE_FEATURES = (
-    "answer_coverage", "fact_coverage", "elsewhere", "anchor", "evidence", "matched_words", "cohesion",
+    "answer_coverage", "fact_coverage", "elsewhere", "anchor", "evidence", "matched_words", "cohesion", "unmatched",
+    "margin",
 )
 CONFIDENCE_COEF: dict[str, float] = {
-    "bias": -8.66, "answer_coverage": 2.65, "fact_coverage": 3.28, "elsewhere": -4.00, "anchor": 2.46,
-    "evidence": 2.80, "matched_words": 2.15, "cohesion": 0.78,
+    "bias": -8.66, "answer_coverage": 2.24, "fact_coverage": 3.30, "elsewhere": -4.00, "anchor": 1.68,
+    "evidence": 2.73, "matched_words": 2.20, "cohesion": 0.57, "unmatched": -1.44, "margin": 3.13,
 }
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -129,14 +133,19 @@ class Lexicon:
     domain_terms: tuple[str, ...]
     elsewhere: tuple[str, ...] = ()  # places and laws outside mainland China
     home: tuple[str, ...] = ()  # words that put a question in China
+    china_terms: tuple[str, ...] = ()  # China's own institutions, laws, platforms and companies
+    identity: tuple[str, ...] = ()  # "UK <company>": the asker's own place, not the question's
+    frames: tuple[str, ...] = ()  # "<under> GDPR", "<in> the UK": the place whose rules the question asks
     protected: frozenset[str] = frozenset()  # never stemmed
+    abbreviations: tuple[tuple[str, str], ...] = ()  # chat shorthand -> the words it stands for
 
     @classmethod
     def load(cls, path: Path | str = SYNONYMS_PATH) -> Lexicon:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        # Every value is a word: the base loader keeps "on", "no", "618" and "11.11" as the strings they
+        # are (the safe loader reads the stop words "on" and "no" as booleans, 618 as a number).
+        raw = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=yaml.BaseLoader) or {}
 
         def words(items: Iterable[Any]) -> tuple[str, ...]:
-            # YAML reads 618 and 11.11 as numbers; they are words here.
             return tuple(_fold(str(w)) for w in items or ())
 
         stop = raw.get("stopwords") or {}
@@ -152,7 +161,11 @@ class Lexicon:
             domain_terms=words(raw.get("domain_terms")),
             elsewhere=words(raw.get("elsewhere")),
             home=words(raw.get("home")),
+            china_terms=words(raw.get("china_terms")),
+            identity=words(raw.get("identity")),
+            frames=words(raw.get("frames")),
             protected=frozenset(words(raw.get("protected"))),
+            abbreviations=tuple((_fold(k), _fold(v)) for k, v in (raw.get("abbreviations") or {}).items()),
         )
 
 
@@ -199,13 +212,25 @@ def stem(word: str) -> str:
     return word
 
 
+# jieba's dictionary holds 349,000 words, most of them rare (frequency under 10) and in no question about
+# China market entry; loading it all takes about half a second, a third of start-up. The words of the
+# packs and of content/synonyms.yaml are added on top, and jieba's HMM still segments words it lacks.
+_JIEBA_LINE = re.compile(rb"^[^ \n]+ [1-9][0-9]+(?: [^\n]*)?$", re.M)  # "word freq [tag]" with freq >= 10
+
+
 @functools.lru_cache(maxsize=1)
 def _base_jieba() -> jieba.Tokenizer:
-    # One dictionary load per process (about half a second); own instance so that our added words do
-    # not change segmentation for any other code using the global jieba.
+    # One dictionary load per process; own instance so that our added words do not change segmentation
+    # for any other code using the global jieba.
     jieba.setLogLevel(logging.WARNING)
     tokenizer = jieba.Tokenizer()
-    tokenizer.initialize()
+    try:
+        data = Path(jieba.__file__).with_name("dict.txt").read_bytes()
+    except OSError:  # an unusual install: jieba's own loader finds (and caches) its dictionary
+        tokenizer.initialize()
+        return tokenizer
+    tokenizer.FREQ, tokenizer.total = tokenizer.gen_pfdict(io.BytesIO(b"\n".join(_JIEBA_LINE.findall(data))))
+    tokenizer.initialized = True
     return tokenizer
 
 
@@ -288,15 +313,28 @@ class _Field:
     bm25: bm25s.BM25
     weight: float
 
-    def scores(self, query: dict[str, float], size: int) -> np.ndarray:
+    def scores(self, concepts: Sequence[dict[str, float]], size: int) -> np.ndarray:
+        """BM25 of a question given as concepts, each a set of alternative tokens with weights.
+
+        A concept contributes its *best* form, not the sum of them: a fact that says "application",
+        "registration" and "filed" answers "filing" once, not three times (synonym groups are long).
+        """
         out = np.zeros(size, dtype=np.float32)
-        groups: dict[float, list[int]] = {}
         vocab = self.bm25.vocab_dict
-        for token, weight in query.items():
-            if token in vocab:
-                groups.setdefault(weight, []).append(vocab[token])
-        for weight, ids in groups.items():
-            out += weight * self.bm25.get_scores_from_ids(ids)
+        data, indices, indptr = (self.bm25.scores[k] for k in ("data", "indices", "indptr"))
+        for forms in concepts:
+            ids = [(vocab[t], w) for t, w in forms.items() if t in vocab]
+            if len(ids) == 1:
+                tid, w = ids[0]
+                sl = slice(indptr[tid], indptr[tid + 1])
+                out[indices[sl]] += w * data[sl]
+            elif ids:
+                best = np.zeros(size, dtype=np.float32)
+                for tid, w in ids:
+                    sl = slice(indptr[tid], indptr[tid + 1])
+                    idx = indices[sl]
+                    best[idx] = np.maximum(best[idx], w * data[sl])
+                out += best
         return out
 
 
@@ -321,6 +359,15 @@ class Concept:
     expanded: bool = False  # the word is a synonym of a topic's name ("semiconductor" for chips)
 
 
+@dataclass(frozen=True)
+class Place:
+    """A place or law outside mainland China named in a question, and how it is used."""
+
+    phrase: tuple[str, ...]
+    framed: bool = False  # "under GDPR", "in the UK": the question asks about that place's rules
+    identity: bool = False  # "a UK company", "British brands": who is asking, not where
+
+
 @dataclass
 class Query:
     text: str
@@ -329,7 +376,9 @@ class Query:
     intents: list[Intent]
     named: set[int]  # indexes of topics the question names
     asks: bool = False  # it is phrased as a question (question mark, question word, or a known intent)
-    elsewhere: list[tuple[str, ...]] = field(default_factory=list)  # phrases naming another jurisdiction
+    elsewhere: list[Place] = field(default_factory=list)  # mentions of another jurisdiction
+    home: bool = False  # names China itself ("China", "PRC", "中国")
+    china: bool = False  # ...or one of China's own institutions, laws or platforms (CAC, PIPL, WeChat)
 
     def weights(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -387,6 +436,9 @@ class QAIndex:
         cjk = [n for t in topics for n in library.names_of(t) if has_cjk(n)]
         cjk += [k for t in topics for _, _, f in _topic_docs(t) for k in f.keywords if has_cjk(k)]
         cjk += [w for group in lexicon.synonyms for w in group if has_cjk(w)]
+        # Chinese stop words and cues too, so that "多长时间" or "什么时候" stays one (stop) word.
+        cjk += [w for w in lexicon.stopwords if has_cjk(w)]
+        cjk += [c for i in lexicon.intents for c in i.cues if has_cjk(c) and "*" not in c]
         self.analyzer = an = Analyzer(lexicon, cjk)
 
         self.docs: list[Doc] = []
@@ -409,6 +461,8 @@ class QAIndex:
             raw_words.update(w for w in words if an.keep(w))
             names.append([an.stem(w) for w in words if an.keep(w)])
         self.doc_topic = np.asarray(doc_topic, dtype=np.int32)
+        # Facts are stored topic by topic: where each topic's facts start (every topic has a summary).
+        self.topic_starts = np.searchsorted(self.doc_topic, np.arange(len(topics))).astype(np.intp)
         self.name_tokens = [frozenset(n) for n in names]
         whole = [list(names[ti]) for ti in range(len(topics))]
         for di, ti in enumerate(doc_topic):
@@ -447,6 +501,10 @@ class QAIndex:
         targets |= {w for w in lexicon.stopwords if w.isascii()}
         targets |= {w for i in lexicon.intents for c in i.cues for w in an.words(c)}
         self.raw_vocab = frozenset(w for w in targets if w.isascii() and w.isalpha())
+        self._abbrev_map = dict(lexicon.abbreviations)
+        self._abbrev = re.compile(
+            r"(?<![\w.])(" + "|".join(re.escape(k) for k in sorted(self._abbrev_map, key=len, reverse=True))
+            + r")(?![\w])") if self._abbrev_map else None
         self._by_length: dict[int, list[str]] = {}
         for w in self.raw_vocab:
             self._by_length.setdefault(len(w), []).append(w)
@@ -514,13 +572,29 @@ class QAIndex:
                 alts = {phrase} | {p for g in member_phrases if phrase in g for p in g if p}
                 self.elsewhere_alts[phrase] = sorted(alts)
 
+        # How a foreign place is used in a question: framed ("under GDPR", "in the UK") or as who is
+        # asking ("a UK company", "EU-based brands").
+        places = "|".join(re.escape(p) for p in sorted(lexicon.elsewhere, key=len, reverse=True))
+        frames = "|".join(re.escape(f) for f in sorted(lexicon.frames, key=len, reverse=True))
+        nouns = "|".join(re.escape(n) for n in sorted(lexicon.identity, key=len, reverse=True))
+        self._framed_re = (re.compile(rf"(?<![a-z0-9])(?:{frames})\s+(?:the\s+)?({places})(?![a-z0-9])")
+                           if places and frames else None)
+        self._identity_re = (re.compile(rf"(?<![a-z0-9])({places})(?:-based|\s+based)?\s+(?:{nouns})(?![a-z0-9])")
+                             if places and nouns else None)
+        # Platforms are China's own: naming one puts a question in China's market.
+        self.china_topics = frozenset(ti for ti, t in enumerate(topics) if t.kind == "platform")
+
         # Which documents answer each intent: by section, or by a cue among the fact's own keywords.
         self.intent_docs: dict[str, np.ndarray] = {}
+        folded_keywords = [[_fold(k) for k in doc.fact.keywords] for doc in self.docs]
         for intent in lexicon.intents:
+            # One pattern per intent, any of its cues (faster than a search per cue and keyword).
+            any_cue = (re.compile("|".join(f"(?:{_cue_pattern(c).pattern})" for c in intent.cues))
+                       if intent.cues else None)
             mask = np.zeros(len(self.docs), dtype=bool)
             for di, doc in enumerate(self.docs):
-                kws = [_fold(k) for k in doc.fact.keywords]
-                mask[di] = doc.section in intent.sections or any(_has_cue(k, c) for k in kws for c in intent.cues)
+                mask[di] = doc.section in intent.sections or (
+                    any_cue is not None and any(any_cue.search(k) for k in folded_keywords[di]))
             self.intent_docs[intent.name] = mask
 
     @classmethod
@@ -538,9 +612,13 @@ class QAIndex:
             bucket = self._by_length.get(length)
             if not bucket:
                 continue
-            found = process.extractOne(word, bucket, scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF)
-            if found and (best is None or found[1] > best[1]):
-                best = (found[0], found[1] / 100)
+            for target, score, _ in process.extract(word, bucket, scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF,
+                                                    limit=3):
+                if n <= SHORT_WORD and _substitution(word, target):
+                    continue
+                if best is None or score > best[1] * 100:
+                    best = (target, score / 100)
+                break
         return best
 
     def _join(self, units: list[list[str]]) -> list[list[str]]:
@@ -563,9 +641,18 @@ class QAIndex:
             i += 1
         return out
 
+    def expand(self, text: str) -> str:
+        """The question with chat shorthand written out ("regs" -> "regulations", "ppl" -> "people"),
+        so that the words, the synonyms and the intent cues ("how many people") all see the full form."""
+        folded = _fold(text)
+        if self._abbrev is None or not folded:
+            return folded
+        return self._abbrev.sub(lambda m: self._abbrev_map[m[0]], folded)
+
     def analyse(self, text: str) -> Query:
         an = self.analyzer
-        folded = normalise_numbers(_fold(text))
+        text = self.expand(text)
+        folded = normalise_numbers(text)
         concepts: list[Concept] = []
         seen: set[str] = set()
         for unit in self._join(an.units(text)):
@@ -621,6 +708,14 @@ class QAIndex:
                     if token not in c.forms:
                         c.forms[token] = SYNONYM_WEIGHT
                         c.credit[token] = SYNONYM_CREDIT
+        for c in concepts:
+            # A word the packs never use whose synonyms they do ("外国" for foreign, "kicks in" for takes
+            # effect) is a domain word in other words: it weighs as its commonest synonym, not as a word
+            # from outside the packs.
+            if c.primary not in self.vocab and c.idf > 0:
+                known = [self.idf[t] for t in c.forms if t != c.primary and t in self.idf]
+                if known:
+                    c.idf = min(c.idf, min(known))
 
         named: set[int] = set()
         for i, token in enumerate(primaries):
@@ -631,58 +726,61 @@ class QAIndex:
             if name in folded:
                 named.add(ti)
 
+        framed = {self.analyzer.phrase(m[1]) for m in self._framed_re.finditer(folded)} if self._framed_re else set()
+        identity = ({self.analyzer.phrase(m[1]) for m in self._identity_re.finditer(folded)}
+                    if self._identity_re else set())
         elsewhere = []
         for i, token in enumerate(primaries):
             for phrase in self.elsewhere_phrases.get(token, ()):
                 if tuple(primaries[i : i + len(phrase)]) == phrase:
-                    elsewhere.append(phrase)
+                    elsewhere.append(Place(phrase, framed=phrase in framed, identity=phrase in identity))
+        home = any(_has_cue(folded, w) for w in self.lexicon.home)
+        china = home or bool(named & self.china_topics) or any(_has_cue(folded, w) for w in self.lexicon.china_terms)
 
         # The question's form ("how long", "fine", "how old") is answered by a fact of the right kind;
         # its words are marked so that such a fact counts them as accounted for.
         # A cue inside a longer cue of another intent gives way to it: in "when do the rules start
         # applying", "when do * apply" (a date) wins over "when do" (the circumstances).
-        found = [(m.start(), m.end(), intent) for intent in self.lexicon.intents for cue in intent.cues
+        found = [(m.start(), m.end(), intent, cue) for intent in self.lexicon.intents for cue in intent.cues
                  for m in _cue_pattern(cue).finditer(folded)]
         kept = [f for f in found if not any(o[0] <= f[0] and f[1] <= o[1] and (o[1] - o[0]) > (f[1] - f[0])
                                             and o[2] is not f[2] for o in found)]
         intents: list[Intent] = []
-        for start, end, intent in kept:
+        for _start, _end, intent, cue in kept:
             if intent not in intents:
                 intents.append(intent)
-            cue_tokens = set(an.tokens(folded[start:end]))
+            # Only the cue's own words are the question's form: in "how long does * take" the words the
+            # "*" stands for ("a USPTO trademark") are what the question is about, and must be matched.
+            cue_tokens = set(an.tokens(cue.replace("*", " ")))
             for c in concepts:
                 if c.primary in cue_tokens:
                     c.intents.add(intent.name)
         first = folded.split()[0] if folded.split() else ""
         asks = bool(_QUESTION_MARK.search(folded)) or bool(intents) or first in self.lexicon.question_cues
         return Query(text=folded, words=[w for u in an.units(text) for w in u], concepts=concepts,
-                     intents=intents, named=named, elsewhere=elsewhere, asks=asks)
+                     intents=intents, named=named, elsewhere=elsewhere, asks=asks, home=home, china=china)
 
-    def _fact_scores(self, weights: dict[str, float]) -> np.ndarray:
+    def _fact_scores(self, concepts: Sequence[dict[str, float]]) -> np.ndarray:
         total = np.zeros(len(self.docs), dtype=np.float32)
         for f in self.doc_fields.values():
-            total += f.weight * f.scores(weights, len(self.docs))
+            total += f.weight * f.scores(concepts, len(self.docs))
         return total
 
     def scores(self, query: Query) -> np.ndarray:
-        weights = query.weights()
+        concepts = [c.forms for c in query.concepts]
         n_docs, n_topics = len(self.docs), len(self.topics)
-        total = self._fact_scores(weights)
+        total = self._fact_scores(concepts)
         if query.named:
             # A topic's name in the question picks the topic; the question's *other* words pick the
             # fact ("positive list" among the CBEC facts, not the summary that repeats "cross-border
             # e-commerce" most often). So those words count twice.
             names = frozenset().union(*(self.name_tokens[ti] for ti in query.named))
-            residual: dict[str, float] = {}
-            for c in query.concepts:
-                if c.primary in names:
-                    continue
-                for token, w in c.forms.items():
-                    residual[token] = max(residual.get(token, 0.0), w)
-            total += RESIDUAL_WEIGHT * self._fact_scores(residual)
+            residual = [c.forms for c in query.concepts if c.primary not in names]
+            inside = np.isin(self.doc_topic, np.fromiter(query.named, dtype=np.int32))
+            total += RESIDUAL_WEIGHT * self._fact_scores(residual) * np.where(inside, 1.0, RESIDUAL_OUTSIDE)
         topic_total = np.zeros(n_topics, dtype=np.float32)
         for f in self.topic_fields.values():
-            topic_total += f.weight * f.scores(weights, n_topics)
+            topic_total += f.weight * f.scores(concepts, n_topics)
         for ti in query.named:  # a topic the question names outright
             topic_total[ti] *= 1.0 + NAME_BOOST
         total += topic_total[self.doc_topic]
@@ -715,14 +813,27 @@ class QAIndex:
         return got / total
 
     def _elsewhere(self, query: Query, answer_tokens: frozenset[str]) -> bool:
-        """The question is about another jurisdiction: it names a place outside China and not China,
-        and either names none of our topics or the answer never mentions that place."""
-        if not query.elsewhere or any(_has_cue(query.text, w) for w in self.lexicon.home):
+        """The question is about another jurisdiction's rules or market, not China's.
+
+        Not when it names China itself. A place that says who is asking ("a UK company", "British
+        brands") is context when the question is about one of China's own institutions, laws or
+        platforms ("can a UK company open a WeChat service account"). A place framed as the one whose
+        rules are asked about ("under GDPR", "in the UK") is elsewhere unless the question is about
+        something of China's ("do we need an ICP filing if we host in HK") and the answer speaks of
+        that place. Any other place is elsewhere unless the question names a topic whose answer
+        mentions it ("Is PIPL similar to GDPR?")."""
+        if not query.elsewhere or query.home:
             return False
-        if not query.named:
-            return True
-        return any(not any(answer_tokens.issuperset(alt) for alt in self.elsewhere_alts[place])
-                   for place in query.elsewhere)
+        for place in query.elsewhere:
+            if place.identity and query.china:
+                continue
+            if place.framed and not query.china:
+                return True
+            if not query.named:
+                return True
+            if not any(answer_tokens.issuperset(alt) for alt in self.elsewhere_alts[place.phrase]):
+                return True
+        return False
 
     def _anchored(self, query: Query) -> bool:
         """A word of the user's own (not a typo guess) is a domain term or a synonym of a topic name, or
@@ -739,6 +850,25 @@ class QAIndex:
         primaries = [c.primary for c in query.concepts]
         pairs = list(itertools.pairwise(primaries))
         return sum(p in self.pairs for p in pairs) / len(pairs) if pairs else 1.0
+
+    def margin(self, scores: np.ndarray, ti: int, top: float) -> float:
+        """How clearly the best topic wins: 1 minus the runner-up topic's best score over the best one.
+        A question about something the packs do not cover matches generic words of many topics alike."""
+        per_topic = np.maximum.reduceat(scores, self.topic_starts)
+        per_topic[ti] = 0.0
+        return float(max(0.0, 1.0 - per_topic.max() / top)) if len(per_topic) > 1 else 1.0
+
+    def unmatched(self, query: Query, tokens: frozenset[str], doc: int) -> float:
+        """How distinctive the most distinctive word is that the answer does not account for at all
+        (IDF over the largest IDF there is): "zones" in "how many time zones does China have", "WFOE",
+        "visa". A question that everything but one rare word of matches is still about that word."""
+        worst = 0.0
+        for c in query.concepts:
+            if c.idf <= 0 or any(self.intent_docs[name][doc] for name in c.intents):
+                continue
+            if max((w for t, w in c.credit.items() if t in tokens), default=0.0) <= 0:
+                worst = max(worst, c.idf)
+        return worst / self.max_idf
 
     def evidence(self, query: Query, tokens: frozenset[str]) -> float:
         mass = sum(c.idf * max((w for t, w in c.credit.items() if t in tokens), default=0.0) for c in query.concepts)
@@ -779,6 +909,8 @@ class QAIndex:
                 and any(t in answer_tokens for t in c.credit)
             )) / 3,
             "cohesion": self.cohesion(query),
+            "unmatched": self.unmatched(query, answer_tokens, best),
+            "margin": self.margin(scores, ti, top),
             "concepts": float(len(query.concepts)),
         }
         confidence = calibrated(features)
@@ -809,6 +941,13 @@ class QAIndex:
                     and not any(_similar(text, other) for other in seen)):
                 return [*out[: MAX_FACTS - 2], i]
         return out
+
+
+def _substitution(a: str, b: str) -> bool:
+    """``b`` is ``a`` with one letter replaced: in a short word that is as likely another real word
+    ("patent" / "parent", "policy" / "police") as a typo, so it is not corrected. Swapped, missing or
+    doubled letters ("facail", "xiaohngshu") are typos."""
+    return len(a) == len(b) and sum(x != y for x, y in zip(a, b, strict=True)) == 1
 
 
 def _similar(a: str, b: str) -> bool:
@@ -951,7 +1090,8 @@ async def watch(request: Request, desk: Desk, args: str) -> Reply:
                 "in a thread. Turn it off with /china-filing watch off.")
     else:
         text = "Question watching is off in this channel. You can still mention me or send me a direct message."
-    return Reply(kind="answer", title="Question watching " + ("on" if on else "off"), text=text, ephemeral=False)
+    # A channel setting, like reminders and subscriptions: kind "reminder", not a Q&A answer.
+    return Reply(kind="reminder", title="Question watching " + ("on" if on else "off"), text=text, ephemeral=False)
 
 
 # ----------------------------------------------------------------------------------------- evaluation

@@ -205,9 +205,10 @@ async def test_watch_command_stores_the_setting(library) -> None:
     store = _Store()
     desk = Desk(library=library, store=store)
     reply = await desk.handle(Request(text="/china-filing watch on", platform="slack", workspace="T1", channel="C1"))
-    assert reply.kind != "error" and "on" in reply.text
+    assert reply.kind == "reminder" and "on" in reply.text  # a channel setting, like reminders
     assert store.calls == [("slack", "T1", "C1", True)]
     reply = await desk.handle(Request(text="/china-filing watch off", platform="slack", workspace="T1", channel="C1"))
+    assert reply.kind == "reminder"
     assert store.calls[-1] == ("slack", "T1", "C1", False) and "off" in reply.text
 
 

@@ -11,9 +11,11 @@ document. BM25 (``bm25s``) scores it on five fields, combined with weights:
   every fact of the topic, so a question that names a topic finds it even in other words).
 
 Text is analysed the same way for facts and questions: NFKC + case-folding, numbers normalised
-(``100k`` = ``100,000`` = ``10万``), English stemmed (Snowball), Chinese segmented with jieba (topic
-names and Chinese keywords added to its dictionary so ``小红书`` stays whole), stop words dropped.
-Questions additionally get typo correction against the index vocabulary (rapidfuzz), joined compounds
+(``100k`` = ``100,000`` = ``10万``), English stemmed (Snowball), Chinese segmented with jieba (its common
+words, plus topic names, Chinese keywords, synonyms, stop words and cues, so ``小红书`` stays whole), stop
+words dropped. Questions additionally get chat shorthand written out (``regs``, ``ppl``, ``mau``), typo
+correction against the index vocabulary (rapidfuzz; not a one-letter substitution in a short word, which
+is as likely another real word: "patent" is not "parent"), joined compounds
 (``red note`` -> ``rednote``), synonym expansion from ``content/synonyms.yaml`` and intent detection
 (``how long`` -> deadline/review-time sections...), which boosts the facts that answer that kind of
 question.
@@ -22,9 +24,11 @@ Confidence is a logistic model of "the top fact answers the question" over a few
 of the question (IDF-weighted) the answer's facts account for, whether the question uses the packs'
 own vocabulary (a topic name, a synonym of one, a domain term, or a company editors keyed), how much
 distinctive evidence matched, how many of its words, whether its neighbouring words also stand together
-in the packs, and whether it asks about another jurisdiction. ``python bench/bench_qa.py --calibrate``
-fits it on the tuning half of ``tests/qa_questions.yaml`` and reports reliability on the other half;
-the coefficients here are the final fit on both halves (``--fit-on all``). Below :data:`ANSWER_BAR` the
+in the packs, how distinctive the most distinctive word is that the answer lacks entirely ("visa", "WFOE"),
+how clearly the best topic beats the runner-up, and whether it asks about another jurisdiction (a place
+framed as the one asked about, "under GDPR", "in the UK", unlike one saying who asks, "a UK company").
+``python bench/bench_qa.py --calibrate`` fits it on half 1 of every question set and reports reliability
+on the halves 2 (see :data:`CONFIDENCE_COEF` for the shipped fit). Below :data:`ANSWER_BAR` the
 bot says it does not know; in watch mode the bar is :data:`WATCH_BAR` and the message must also look
 like a question about the packs' topics.
 """
@@ -87,9 +91,11 @@ MAX_FACTS = 3
 EVIDENCE_SCALE = 4.0  # IDF mass at which matched evidence counts as 63% "strong"
 
 # Confidence = sigmoid(bias + sum(coef * feature)), a logistic model of "the top fact answers the
-# question". `python bench/bench_qa.py --calibrate` fits it on the tuning half of tests/qa_questions.yaml
-# and prints its reliability on the checking half; these values are the final fit on both halves
-# (`--fit-on all`). "elsewhere" is fixed by hand (see bench/bench_qa.py FIXED).
+# question". `python bench/bench_qa.py --calibrate` fits it on half 1 of every question set (ours, the
+# blind batches, the public dev set) and prints its reliability on the halves 2. These values are the
+# fit on every set but the held-out half of blind batch A (`--fit-on all --exclude qa_blind.yaml:2`),
+# made before that half was scored; refitting on it as well moved no out-of-scope question below the
+# bar and cost a point of accuracy on our set, so it was kept. "elsewhere" is fixed by hand (FIXED).
 CONFIDENCE_FEATURES = (
     "answer_coverage", "fact_coverage", "elsewhere", "anchor", "evidence", "matched_words", "cohesion", "unmatched",
     "margin",

@@ -35,6 +35,14 @@ async def test_our_question_set_meets_the_bars(desk: Desk) -> None:
     _assert_bars(await qa.evaluate(desk, items))
 
 
+@pytest.mark.parametrize("name", ["qa_blind.yaml", "qa_blind_b.yaml"])
+async def test_blind_batches_meet_the_bars(desk: Desk, name: str) -> None:
+    """Batches written blind (before the tuning they were then used for), folded in once scored."""
+    items = qa.load_questions(Path(__file__).parent / name)
+    assert sum(it.answerable for it in items) >= 40 and sum(not it.answerable for it in items) >= 15
+    _assert_bars(await qa.evaluate(desk, items))
+
+
 @pytest.mark.skipif(not DEV_SET.exists(), reason=f"public dev set not found at {DEV_SET}")
 async def test_public_dev_set_meets_the_bars(desk: Desk) -> None:
     _assert_bars(await qa.evaluate(desk, qa.load_questions(DEV_SET)))

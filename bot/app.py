@@ -29,6 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.channel_cache import CachedSettingsStore
 from bot.config import Settings
 from bot.observability import READY, http_middleware, metrics_endpoint, metrics_middleware
 from content.loader import load_library
@@ -213,7 +214,9 @@ def create_app(
     settings = settings or Settings.from_env()
     owns_store = store is None
     store = store if store is not None else open_store(settings.database_url)
-    desk = dataclasses.replace(desk, store=store) if desk is not None else build_desk(settings, store=store)
+    # The core and the Slack adapter read channel settings on every request: cached (bot.channel_cache).
+    cached = CachedSettingsStore(store)
+    desk = dataclasses.replace(desk, store=cached) if desk is not None else build_desk(settings, store=cached)
     desk = with_metrics(desk)
     if metrics_token is None:
         metrics_token = os.environ.get("METRICS_TOKEN", "").strip() or None
@@ -234,7 +237,7 @@ def create_app(
             await store.open()
         slack = app.get(SLACK_KEY)
         if slack is not None:
-            slack.attach(desk, store)
+            slack.attach(desk, cached)
         try:
             yield
         finally:

@@ -1,0 +1,108 @@
+"""A per-process read-through cache of channel settings in front of the store.
+
+The Slack adapter reads a channel's settings (its time zone, whether it is watched) for *every* slash
+command and every channel message. On SQLite that read is a transaction on the store's one connection,
+through aiosqlite's worker thread: under concurrent requests they queue on that connection and on the
+GIL, and the benchmark showed it cost more than everything else a slash command does together
+(``bench/RESULTS.md``). Settings change rarely (``/china-filing timezone``, ``watch on|off``,
+uninstalling), so :class:`CachedSettingsStore` keeps them for :data:`TTL_SECONDS`:
+
+* a write made through this process (the three setters below) invalidates the entry at once;
+* a write made by another replica is seen within :data:`TTL_SECONDS` at most;
+* concurrent misses for one channel share one query.
+
+Everything else is delegated to the wrapped store unchanged; ``unwrap()`` gives the store back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+TTL_SECONDS = 5.0
+MAX_ENTRIES = 50_000  # channels; past it the oldest half is dropped (bounded memory on huge installs)
+
+
+class CachedSettingsStore:
+    """The store, with ``get_channel_settings`` cached and the settings writers invalidating it."""
+
+    def __init__(self, store: Any, *, ttl: float = TTL_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self._store = store
+        self._ttl = ttl
+        self._clock = clock
+        self._entries: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._loading: dict[tuple[str, str], asyncio.Future] = {}
+        self._generation = 0  # bumped by every invalidation: a read that raced a write is not cached
+        self.hits = 0
+        self.misses = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def unwrap(self) -> Any:
+        return self._store
+
+    async def get_channel_settings(self, platform: str, channel: str) -> Any:
+        key = (platform, channel)
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > self._clock():
+            self.hits += 1
+            return entry[1]
+        loading = self._loading.get(key)
+        if loading is not None:
+            self.hits += 1
+            return await asyncio.shield(loading)
+        self.misses += 1
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        generation = self._generation
+        try:
+            value = await self._store.get_channel_settings(platform, channel)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else needs to
+            raise
+        else:
+            future.set_result(value)
+            if generation == self._generation:
+                if len(self._entries) >= MAX_ENTRIES:
+                    for old in list(self._entries)[: MAX_ENTRIES // 2]:
+                        del self._entries[old]
+                self._entries[key] = (self._clock() + self._ttl, value)
+            return value
+        finally:
+            del self._loading[key]
+
+    def invalidate(self, platform: str | None = None, channel: str | None = None) -> None:
+        """Forget one channel, one platform's channels, or everything."""
+        self._generation += 1
+        if platform is None:
+            self._entries.clear()
+        elif channel is None:
+            for key in [k for k in self._entries if k[0] == platform]:
+                del self._entries[key]
+        else:
+            self._entries.pop((platform, channel), None)
+
+    async def set_channel_timezone(self, platform: str, workspace: str | None, channel: str, tz: str) -> None:
+        try:
+            await self._store.set_channel_timezone(platform, workspace, channel, tz)
+        finally:
+            self.invalidate(platform, channel)
+
+    async def set_channel_watch(self, platform: str, workspace: str | None, channel: str, on: bool) -> None:
+        try:
+            await self._store.set_channel_watch(platform, workspace, channel, on)
+        finally:
+            self.invalidate(platform, channel)
+
+    async def delete_workspace(self, platform: str, workspace: str) -> None:
+        try:
+            await self._store.delete_workspace(platform, workspace)
+        finally:
+            self.invalidate(platform)  # which channels were the workspace's is the store's business

@@ -203,7 +203,8 @@ def harness(tmp_path_factory, library) -> Iterator[Harness]:
 
     class Errors(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            if record.name.startswith("chinadesk") and record.levelno >= logging.ERROR:
+            if record.name.startswith("chinadesk") and record.levelno >= logging.ERROR \
+                    and not connector_refused(record):
                 h.errors.append(record)
 
     handler = Errors(level=logging.ERROR)
@@ -213,6 +214,14 @@ def harness(tmp_path_factory, library) -> Iterator[Harness]:
     finally:
         logging.getLogger().removeHandler(handler)
         h.close()
+
+
+def connector_refused(record: logging.LogRecord) -> bool:
+    """A reply the Bot Connector stand-in refused (a fuzzed activity id makes a reply URL it cannot route):
+    a failed delivery, logged by the turn-error handler as designed, not a failure of ours."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return record.getMessage() == "Teams turn failed" and exc is not None and \
+        type(exc).__module__.split(".")[0] in ("azure", "msrest", "aiohttp", "botframework")
 
 
 def assert_no_internal_errors(h: Harness) -> None:
@@ -586,3 +595,65 @@ def test_teams_never_sends_a_live_mention_or_link(harness: Harness, inj: str):
     for item in sent:
         assert_inert_teams(item.body)
     assert_no_internal_errors(harness)
+
+
+# ------------------------------------------------------------------------- Block Kit serialisation
+
+
+def _sdk_objects(text: str) -> list[Any]:
+    from slack_sdk.models.blocks import (
+        ActionsBlock,
+        ButtonElement,
+        ContextBlock,
+        DividerBlock,
+        HeaderBlock,
+        MarkdownTextObject,
+        PlainTextObject,
+        SectionBlock,
+    )
+
+    short = text[:70] or "x"
+    return [
+        HeaderBlock(text=PlainTextObject(text=short, emoji=True)),
+        SectionBlock(text=MarkdownTextObject(text=text or "x")),
+        SectionBlock(fields=[MarkdownTextObject(text=f"*{i}*\n{short}") for i in range(3)]),
+        ContextBlock(elements=[MarkdownTextObject(text=short), PlainTextObject(text=short)]),
+        DividerBlock(),
+        ActionsBlock(elements=[ButtonElement(text=short, action_id="a1", value=short, style="primary"),
+                               ButtonElement(text=short, action_id="a2", value="v")]),
+    ]
+
+
+@FAST
+@given(st.text(min_size=0, max_size=300))
+def test_the_fast_block_serialiser_is_the_sdk_serialiser(text: str):
+    from bot.render.blockkit import to_dict
+
+    for block in _sdk_objects(text):
+        assert to_dict(block) == block.to_dict()
+
+
+def test_the_fast_block_serialiser_still_enforces_slack_limits():
+    from slack_sdk.errors import SlackObjectFormationError
+    from slack_sdk.models.blocks import ButtonElement, HeaderBlock, PlainTextObject, SectionBlock
+
+    from bot.render.blockkit import to_dict
+
+    for broken in (HeaderBlock(text=PlainTextObject(text="x" * 151)), SectionBlock(text="x" * 3001),
+                   ButtonElement(text="x" * 76, action_id="a"), SectionBlock(fields=["x"] * 11)):
+        with pytest.raises(SlackObjectFormationError):
+            broken.to_dict()
+        with pytest.raises(SlackObjectFormationError):
+            to_dict(broken)
+
+
+@FUZZ
+@given(text=texts, command=st.sampled_from(COMMANDS), share=st.booleans())
+def test_every_rendered_reply_is_exactly_what_the_sdk_would_send(harness: Harness, text: str, command: str,
+                                                                 share: bool):
+    from bot.render.blockkit import FeedbackRef, render_reply, validate_blocks
+
+    reply = harness.run(harness.desk.handle(Request(text=text, command=command, platform="slack")))
+    message = render_reply(reply, share=share, shared_by="U1" if share else None,
+                           feedback=FeedbackRef(topic=reply.topic, question=text[:50]))
+    assert validate_blocks(message.blocks) == message.blocks  # the SDK's own round trip is a fixpoint

@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -152,15 +154,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
             where = f"{args.metrics_host}:{metrics_port}"
             raise CliUsageError(f"cannot serve metrics on {where}: {exc.strerror or exc}") from None
 
+    # A SIGTERM/SIGINT while the worker is still starting (loading content, migrating) is a stop request
+    # too: remembered here, honoured before the loop starts (run_worker installs its own handlers).
+    stopping: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: stopping.append(signum))
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    logging.getLogger("chinadesk.worker").info("reminder worker starting: loading content")
+
     async def run() -> None:
         store = await _open_store()
         try:
-            await run_worker(store, build_desk(settings, store=store), interval=args.interval,
-                             stop_grace=WORKER_STOP_GRACE)
+            desk = build_desk(settings, store=store)
+            if not stopping:
+                await run_worker(store, desk, interval=args.interval, stop_grace=WORKER_STOP_GRACE)
         finally:
             await store.close()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 

@@ -642,3 +642,63 @@ async def test_a_timezone_set_in_slack_applies_to_the_next_command(desk: Desk, s
         await command("timezone Europe/London")
         await command("reminders")
     assert [r.timezone for r in seen] == ["Asia/Shanghai", "Asia/Shanghai", "Europe/London"]
+
+
+async def test_the_worker_serves_its_metrics_and_stops_on_sigterm_within_10_s(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a free port for the worker's metrics
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MICROSOFT_APP", "DATABASE_URL"))}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'worker.sqlite3'}", LOG_FORMAT="json")
+    proc = await asyncio.create_subprocess_exec(
+        CHINADESK, "worker", "--interval", "0.2", "--metrics-port", str(port), "--metrics-host", "127.0.0.1",
+        env=env, cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        text = ""
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):  # bounded: the worker loads the content first
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                        text = await response.text()
+                        if "chinadesk_reminders_total" in text:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        assert 'chinadesk_reminders_total{event="posted"}' in text
+        assert proc.stderr is not None
+        log = b""
+        while b"reminder worker started" not in log:  # then a few passes run
+            log += await asyncio.wait_for(proc.stderr.readline(), 60)
+        await asyncio.sleep(0.5)
+        signalled = asyncio.get_running_loop().time()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = await asyncio.wait_for(proc.communicate(), 15)
+        assert proc.returncode == 0, (log + err).decode()[-2000:]
+        assert asyncio.get_running_loop().time() - signalled < 10
+        assert "reminder worker stopped" in err.decode()
+
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_a_worker_told_to_stop_while_starting_exits_cleanly(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MICROSOFT_APP", "DATABASE_URL"))}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'worker.sqlite3'}", LOG_FORMAT="json")
+    proc = await asyncio.create_subprocess_exec(
+        CHINADESK, "worker", env=env, cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    log = b""
+    while b"reminder worker starting" not in log:  # handlers in place; content still loading
+        log += await asyncio.wait_for(proc.stderr.readline(), 60)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, (log + err).decode()[-2000:]
+    assert b"reminder worker started" not in log + err  # it never began polling

@@ -56,7 +56,8 @@ REQUESTS = Counter(
 REQUEST_SECONDS = Histogram(
     "chinadesk_request_seconds", "Time the core took to answer", ["platform", "command"], buckets=_LATENCY_BUCKETS
 )
-QA_RESULTS = Counter("chinadesk_qa_total", "Channel Q&A outcomes", ["result"])  # answered | abstained
+# result: answered | abstained; mode: mention | direct | watch (ambient messages in watched channels) | command
+QA_RESULTS = Counter("chinadesk_qa_total", "Channel Q&A outcomes", ["result", "mode"])
 HTTP_REQUESTS = Counter("chinadesk_http_requests_total", "HTTP requests", ["route", "status"])
 HTTP_SECONDS = Histogram("chinadesk_http_request_seconds", "HTTP latency", ["route"], buckets=_LATENCY_BUCKETS)
 REMINDERS = Counter("chinadesk_reminders_total", "Reminder posts by what happened", ["event"])  # due posted late failed
@@ -68,7 +69,8 @@ REMINDER_EVENTS = ("due", "posted", "late", "retried", "paused", "failed", "expi
 for _event in REMINDER_EVENTS:
     REMINDERS.labels(_event)
 for _result in ("answered", "abstained"):
-    QA_RESULTS.labels(_result)
+    for _mode in ("mention", "direct", "watch"):
+        QA_RESULTS.labels(_result, _mode)
 for _reason in ("rate_limited", "connection_error"):
     WEB_API_RETRIES.labels("slack", _reason)
 
@@ -111,7 +113,7 @@ async def metrics_middleware(request: Request, desk, call_next: Callable[[Reques
         REQUEST_SECONDS.labels(request.platform, label).observe(elapsed)
         REQUESTS.labels(request.platform, label, outcome).inc()
         if outcome in ("answer", "no_answer"):
-            QA_RESULTS.labels("answered" if outcome == "answer" else "abstained").inc()
+            QA_RESULTS.labels("answered" if outcome == "answer" else "abstained", request.mode).inc()
         if _requests_log.isEnabledFor(logging.INFO):
             _requests_log.info(
                 "answered",

@@ -129,8 +129,8 @@ async def test_metrics_count_requests_latency_and_qa_outcomes(desk: Desk, store:
         "error": sample("chinadesk_requests_total", platform="slack", command="/china-filing", outcome="error"),
         "http": sample("chinadesk_http_requests_total", route="/slack/events", status="200"),
         "latency": sample("chinadesk_request_seconds_count", platform="slack", command="/china-filing"),
-        "answered": sample("chinadesk_qa_total", result="answered"),
-        "abstained": sample("chinadesk_qa_total", result="abstained"),
+        "answered": sample("chinadesk_qa_total", result="answered", mode="mention"),
+        "abstained": sample("chinadesk_qa_total", result="abstained", mode="mention"),
         "unmatched": sample("chinadesk_http_requests_total", route="unmatched", status="404"),
     }
     async with serving(slack_settings(slack_api), desk, store) as client:
@@ -163,8 +163,8 @@ async def test_metrics_count_requests_latency_and_qa_outcomes(desk: Desk, store:
     assert sample("chinadesk_request_seconds_count", platform="slack",
                   command="/china-filing") == before["latency"] + 2
     assert sample("chinadesk_http_requests_total", route="/slack/events", status="200") == before["http"] + 4
-    assert sample("chinadesk_qa_total", result="answered") == before["answered"] + 1
-    assert sample("chinadesk_qa_total", result="abstained") == before["abstained"] + 1
+    assert sample("chinadesk_qa_total", result="answered", mode="mention") == before["answered"] + 1
+    assert sample("chinadesk_qa_total", result="abstained", mode="mention") == before["abstained"] + 1
     assert sample("chinadesk_http_requests_total", route="unmatched", status="404") == before["unmatched"] + 1
     # The exposition itself: histograms with buckets, every family the issue names.
     for family in ("chinadesk_requests_total", "chinadesk_request_seconds_bucket", "chinadesk_qa_total",

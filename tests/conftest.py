@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import AsyncIterator
 
 import pytest
+from slack_server import FakeSlack
 
+from bot.store import Store, open_store
 from content.loader import Library, load_library
 from handlers import Desk, Request
 
@@ -38,3 +41,21 @@ def ask(desk: Desk):
 def postgres_url() -> str | None:
     """The PostgreSQL URL tests may use, or None when no server answers (tests then skip, saying why)."""
     return os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+async def slack_api() -> AsyncIterator[FakeSlack]:
+    """A local Slack-compatible Web API on 127.0.0.1 that records what the bot sends."""
+    async with FakeSlack() as api:
+        yield api
+
+
+@pytest.fixture
+async def store(tmp_path) -> AsyncIterator[Store]:
+    """An opened SQLite store in a fresh file (suites that need other backends override this)."""
+    s = open_store(f"sqlite:///{tmp_path}/chinadesk.sqlite3")
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()

@@ -54,22 +54,6 @@ def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-@pytest.fixture
-async def slack_api() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as api:
-        yield api
-
-
-@pytest.fixture
-async def store(tmp_path) -> AsyncIterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path}/ops.sqlite3")
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
 @asynccontextmanager
 async def serving(settings: Settings, desk: Desk, store: Store, **kw: Any) -> AsyncIterator[TestClient]:
     app = create_app(settings, desk, store, background=False, **kw)

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from slack_server import FakeSlack, SlackSender, Workspace, load_fixture
+from slack_server import SlackSender, Workspace, load_fixture
 
 from bot.app import SLACK_KEY, create_app
 from bot.config import Settings
@@ -66,12 +66,6 @@ def block_texts(value: object) -> list[str]:
 async def pg_url() -> AsyncIterator[str]:
     async with fresh_pg_schema() as url:
         yield url
-
-
-@pytest.fixture
-async def slack_api() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as api:
-        yield api
 
 
 @asynccontextmanager

@@ -26,29 +26,13 @@ from bot.app import SLACK_KEY, create_app
 from bot.config import Settings
 from bot.render.blockkit import ACTION_FEEDBACK_DOWN, ACTION_FEEDBACK_UP, ACTION_SHARE, validate_blocks
 from bot.slack import SlackAdapter, slack_to_plain
-from bot.store import Store, open_store
+from bot.store import Store
 from handlers import Desk
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TEAM = "T0001"
 CHANNEL = "C2147483705"
 USER = "U2147483697"
-
-
-@pytest.fixture
-async def slack_api() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as api:
-        yield api
-
-
-@pytest.fixture
-async def store(tmp_path) -> AsyncIterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path}/chinadesk.sqlite3")
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 @dataclass

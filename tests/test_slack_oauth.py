@@ -30,22 +30,6 @@ ACME = Workspace(team_id="T0ACME", team_name="Acme Ltd", bot_user_id="UACMEBOT",
 
 
 @pytest.fixture
-async def slack_api() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as api:
-        yield api
-
-
-@pytest.fixture
-async def store(tmp_path) -> AsyncIterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path}/chinadesk.sqlite3")
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
-@pytest.fixture
 async def oauth_app(slack_api: FakeSlack, store: Store, desk: Desk) -> AsyncIterator[TestClient]:
     settings = Settings.from_env({
         "SLACK_SIGNING_SECRET": SECRET, "SLACK_CLIENT_ID": "1234.5678", "SLACK_CLIENT_SECRET": "client-secret",

@@ -15,24 +15,8 @@ from slack_server import FakeSlack, load_fixture
 from bot.app import SLACK_KEY, create_app
 from bot.config import Settings
 from bot.render.blockkit import validate_blocks
-from bot.store import Store, open_store
+from bot.store import Store
 from handlers import Desk
-
-
-@pytest.fixture
-async def slack_api() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as api:
-        yield api
-
-
-@pytest.fixture
-async def store(tmp_path) -> AsyncIterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path}/chinadesk.sqlite3")
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 @pytest.fixture

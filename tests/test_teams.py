@@ -140,14 +140,6 @@ async def connector() -> AsyncIterator[ConnectorServer]:
     await server.close()
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path / 'teams.sqlite3'}")
-    await s.open()
-    yield s
-    await s.close()
-
-
 async def _harness(desk: Desk, store: Store | None, connector: ConnectorServer, env: dict[str, str],
                    config: BotFrameworkConfig | None = None) -> TestServer:
     app = build_app(Settings.from_env(env), desk, store)

@@ -285,6 +285,29 @@ class Store(abc.ABC):
     def _tx(self) -> Any:
         """``async with self._tx() as conn``: one transaction on one connection."""
 
+    # Set by each backend: which migrations folder it reads, and its DDL for the versions table.
+    _backend: Literal["sqlite", "postgres"]
+    _migrations_table: str
+
+    async def _lock_migrations(self, conn: Conn) -> None:  # noqa: B027 (optional hook, not abstract)
+        """Serialise concurrent start-ups; a no-op where transactions are already exclusive (SQLite)."""
+
+    async def _migrate(self) -> None:
+        """Apply every migration not yet recorded, in one transaction, each exactly once."""
+        async with self._tx() as c:
+            await self._lock_migrations(c)
+            await c.execute(self._migrations_table)
+            done = {int(r["version"]) for r in await c.fetch("SELECT version FROM schema_migrations")}
+            for m in load_migrations(self._backend):
+                if m.version in done:
+                    continue
+                for statement in split_sql(m.sql):
+                    await c.execute(statement)
+                await c.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                    m.version, m.name, utcnow(),
+                )
+
     @abc.abstractmethod
     async def claim_due(
         self, now: dt.datetime, *, limit: int = 500, lease_seconds: int = 300,
@@ -953,24 +976,13 @@ class SqliteStore(Store):
             await self._db.execute("PRAGMA synchronous = NORMAL")
         await self._migrate()
 
-    async def _migrate(self) -> None:
-        # BEGIN IMMEDIATE takes the write lock first, so two processes starting together apply each
-        # migration once: the second waits, then sees the versions already recorded.
-        async with self._tx() as c:
-            await c.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-                "applied_at TEXT NOT NULL)"
-            )
-            done = {int(r["version"]) for r in await c.fetch("SELECT version FROM schema_migrations")}
-            for m in load_migrations("sqlite"):
-                if m.version in done:
-                    continue
-                for statement in split_sql(m.sql):
-                    await c.execute(statement)
-                await c.execute(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-                    m.version, m.name, utcnow(),
-                )
+    # BEGIN IMMEDIATE (see _tx) takes the write lock first, so two processes starting together apply
+    # each migration once: the second waits, then sees the versions already recorded.
+    _backend = "sqlite"
+    _migrations_table = (
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+        "applied_at TEXT NOT NULL)"
+    )
 
     async def close(self) -> None:
         if self._db is not None:

@@ -24,10 +24,7 @@ from bot.store import (
     _aware,
     _post,
     _post_order,
-    load_migrations,
     new_claim_token,
-    split_sql,
-    utcnow,
 )
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -107,26 +104,17 @@ class PostgresStore(Store):
         host = parts.hostname or "localhost"
         return f"{parts.scheme}://{host}:{parts.port or 5432}{parts.path}"
 
-    async def _migrate(self) -> None:
+    _backend = "postgres"
+    _migrations_table = (
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+        "applied_at timestamptz NOT NULL)"
+    )
+
+    async def _lock_migrations(self, conn: Conn) -> None:
+        # Transaction-scoped advisory lock: a second replica starting now waits here, then finds every
+        # version recorded and applies nothing.
         lock_key = zlib.crc32(f"chinadesk-migrations:{self.schema or 'public'}".encode())
-        async with self._tx() as c:
-            # Transaction-scoped advisory lock: a second replica starting now waits here, then finds
-            # every version recorded and applies nothing.
-            await c.execute("SELECT pg_advisory_xact_lock($1)", lock_key)
-            await c.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
-                "applied_at timestamptz NOT NULL)"
-            )
-            done = {r["version"] for r in await c.fetch("SELECT version FROM schema_migrations")}
-            for m in load_migrations("postgres"):
-                if m.version in done:
-                    continue
-                for statement in split_sql(m.sql):
-                    await c.execute(statement)
-                await c.execute(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-                    m.version, m.name, utcnow(),
-                )
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key)
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -135,39 +135,39 @@ def count_reminder_pass(report: Any) -> None:
 _retry_log = logging.getLogger("chinadesk.webapi")
 
 
-class CountingRateLimitHandler(AsyncRateLimitErrorRetryHandler):
+class _CountingRetries:
+    """Mixin for slack_sdk retry handlers: count and log each retry before the handler's own wait."""
+
+    reason = "retry"
+
+    def __init__(self, max_retry_count: int = 1, *, platform: str = "slack", **kwargs: Any) -> None:
+        super().__init__(max_retry_count=max_retry_count, **kwargs)  # type: ignore[call-arg]
+        self.platform = platform
+
+    async def prepare_for_next_attempt_async(
+        self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        WEB_API_RETRIES.labels(self.platform, self.reason).inc()
+        _retry_log.warning(f"{self.reason.replace('_', ' ')}: retrying", extra={
+            "platform": self.platform, "method": request.url.rsplit("/", 1)[-1],
+            "error": type(error).__name__ if error else None,
+        })
+        await super().prepare_for_next_attempt_async(  # type: ignore[misc]
+            state=state, request=request, response=response, error=error
+        )
+
+
+class CountingRateLimitHandler(_CountingRetries, AsyncRateLimitErrorRetryHandler):
     """slack_sdk's 429 handler (waits ``Retry-After``, then retries), counting each retry."""
 
-    def __init__(self, max_retry_count: int = 1, *, platform: str = "slack", **kwargs: Any) -> None:
-        super().__init__(max_retry_count=max_retry_count, **kwargs)
-        self.platform = platform
-
-    async def prepare_for_next_attempt_async(
-        self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        WEB_API_RETRIES.labels(self.platform, "rate_limited").inc()
-        _retry_log.warning("rate limited: retrying after Retry-After",
-                           extra={"platform": self.platform, "method": request.url.rsplit("/", 1)[-1]})
-        await super().prepare_for_next_attempt_async(state=state, request=request, response=response, error=error)
+    reason = "rate_limited"
 
 
-class CountingConnectionErrorHandler(AsyncConnectionErrorRetryHandler):
+class CountingConnectionErrorHandler(_CountingRetries, AsyncConnectionErrorRetryHandler):
     """slack_sdk's connection-error handler (reset, refused...), counting each retry."""
 
-    def __init__(self, max_retry_count: int = 1, *, platform: str = "slack", **kwargs: Any) -> None:
-        super().__init__(max_retry_count=max_retry_count, **kwargs)
-        self.platform = platform
-
-    async def prepare_for_next_attempt_async(
-        self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        WEB_API_RETRIES.labels(self.platform, "connection_error").inc()
-        _retry_log.warning("connection error: retrying", extra={"platform": self.platform,
-                                                                 "method": request.url.rsplit("/", 1)[-1],
-                                                                 "error": type(error).__name__})
-        await super().prepare_for_next_attempt_async(state=state, request=request, response=response, error=error)
+    reason = "connection_error"
 
 
 def slack_retry_handlers(*, rate_limit_retries: int = 3, connection_retries: int = 1) -> list[AsyncRetryHandler]:

@@ -320,8 +320,11 @@ class Store(abc.ABC):
         ``platforms``: only posts for these (a process without a Teams deliverer leaves Teams posts).
         """
 
-    @abc.abstractmethod
-    async def schema_version(self) -> int: ...
+    async def schema_version(self) -> int:
+        """The highest migration applied (tests and operators check upgrades with it)."""
+        async with self._tx() as c:
+            row = await c.fetchrow("SELECT MAX(version) AS v FROM schema_migrations")
+        return int(row["v"] or 0)
 
     async def __aenter__(self) -> Store:
         await self.open()
@@ -999,11 +1002,6 @@ class SqliteStore(Store):
             return True
         except Exception:
             return False
-
-    async def schema_version(self) -> int:
-        async with self._tx() as c:
-            row = await c.fetchrow("SELECT MAX(version) AS v FROM schema_migrations")
-        return int(row["v"] or 0)
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[Conn]:

@@ -130,11 +130,6 @@ class PostgresStore(Store):
         except Exception:
             return False
 
-    async def schema_version(self) -> int:
-        async with self._tx() as c:
-            row = await c.fetchrow("SELECT MAX(version) AS v FROM schema_migrations")
-        return int(row["v"] or 0)
-
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[Conn]:
         if self._pool is None:

@@ -117,6 +117,18 @@ class Reply(BaseModel):
     confidence: float | None = None
     ephemeral: bool = True  # slash-command answers are private until shared
 
+    @property
+    def is_structured(self) -> bool:
+        """Cards, deadlines and answers have structure to lay out; menus, help and errors are their text."""
+        return bool(self.summary or self.fields or self.deadline or self.steps)
+
+    def full_card_command(self) -> str | None:
+        """The command that shows this reply in full (where a shortened rendering points to)."""
+        for action in self.actions:
+            if action.kind == "share" and action.value:
+                return action.value
+        return self.related[0] if self.related else None
+
     def as_json(self) -> dict:
         """The CLI's ``--json`` object (and what tests and logs compare)."""
         out: dict = {

@@ -122,21 +122,9 @@ class FeedbackContext:
         }
 
 
-def full_card_command(reply: Reply) -> str | None:
-    for action in reply.actions:
-        if action.kind == "share" and action.value:
-            return action.value
-    return reply.related[0] if reply.related else None
-
-
 def _marker(reply: Reply) -> str:
-    command = full_card_command(reply)
+    command = reply.full_card_command()
     return f"… (full card: {md(command)})" if command else "… (shortened)"
-
-
-def is_structured(reply: Reply) -> bool:
-    """Cards, deadlines and answers have structure; menus, help and errors are their text."""
-    return bool(reply.summary or reply.fields or reply.deadline or reply.steps)
 
 
 def _lines(text: str, limit: int, marker: str, **props: Any) -> list[dict[str, Any]]:
@@ -295,7 +283,7 @@ def render_card(reply: Reply, *, feedback: FeedbackContext | None = None) -> dic
     body: list[dict[str, Any]] = [
         _text(shorten(md(reply.title), TITLE_MAX), weight="bolder", size="medium", style="heading"),
     ]
-    if is_structured(reply):
+    if reply.is_structured:
         if reply.summary:
             body += _lines(reply.summary, TEXT_MAX, marker)
         body += _fields(reply, marker)

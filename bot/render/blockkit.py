@@ -247,22 +247,9 @@ def _json_value(payload: dict[str, Any]) -> str:
     return out.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
-def full_card_command(reply: Reply) -> str | None:
-    """The command that shows this card in full (for the "… (full card: ...)" pointer)."""
-    for action in reply.actions:
-        if action.kind == "share" and action.value:
-            return action.value
-    return reply.related[0] if reply.related else None
-
-
 def _truncation_marker(reply: Reply) -> str:
-    command = full_card_command(reply)
+    command = reply.full_card_command()
     return f"… (full card: `{escape(command)}`)" if command else "… (shortened)"
-
-
-def _is_card(reply: Reply) -> bool:
-    """Structured replies (cards, deadlines, answers) get sections; menus, help and errors show their text."""
-    return bool(reply.summary or reply.fields or reply.deadline or reply.steps)
 
 
 def _field_blocks(reply: Reply, marker: str) -> list[Block]:
@@ -400,7 +387,7 @@ def render_reply(
         head.append(_context([f"Shared by <@{escape(shared_by)}>"]))
 
     body: list[Block] = []
-    if _is_card(reply):
+    if reply.is_structured:
         if reply.summary:
             summary = escape(reply.summary)
             if len(summary) > SECTION_MAX:

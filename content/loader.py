@@ -113,6 +113,7 @@ class Library:
             lstrip_blocks=True,
             keep_trailing_newline=False,
             autoescape=False,
+            auto_reload=False,  # loaded once per process, like the packs: no stat() of the file per render
         )
         env.filters["day"] = format_day
         return env

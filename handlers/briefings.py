@@ -16,6 +16,7 @@ from handlers.router import Desk, router
     summary="sector briefings: market size, players, policy, and the trading calendar",
     usages=[("/china-sector", "the menu of sectors and calendar briefings"),
             ("/china-sector <sector>", "a briefing, e.g. /china-sector semiconductors or /china-sector 618")],
+    read_only=True,
 )
 async def china_sector(request: Request, desk: Desk, args: str) -> Reply:
     if not args:
@@ -29,6 +30,7 @@ async def china_sector(request: Request, desk: Desk, args: str) -> Reply:
     summary="Chinese platforms (RED, Douyin, WeChat...) and how brands get on them",
     usages=[("/china-platform", "the menu of platforms"),
             ("/china-platform <platform>", "a briefing, e.g. /china-platform rednote")],
+    read_only=True,
 )
 async def china_platform(request: Request, desk: Desk, args: str) -> Reply:
     if not args:

@@ -193,6 +193,7 @@ def deadline_reply(
         ("/china-filing <filing>", "the filing card, e.g. /china-filing facial-recognition"),
         ("/china-filing <filing> from YYYY-MM-DD", "the deadline on China's working days (or: reached, since)"),
     ],
+    read_only=True,
 )
 async def china_filing(request: Request, desk: Desk, args: str) -> Reply:
     if not args:

@@ -98,7 +98,13 @@ class Action(BaseModel):
 
 
 class Reply(BaseModel):
-    """Everything a surface needs to render an answer; no platform markup inside."""
+    """Everything a surface needs to render an answer; no platform markup inside.
+
+    Frozen: a reply may be cached and shared between requests (see ``handlers.router.ReplyCache``);
+    change one with ``model_copy(update=...)``.
+    """
+
+    model_config = ConfigDict(frozen=True)
 
     kind: ReplyKind
     title: str

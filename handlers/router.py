@@ -14,11 +14,15 @@ around :meth:`Desk.handle`, not code in each handler.
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
 import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from cachetools import LRUCache
 
 from content.calendar import ChinaCalendar, china_calendar
 from content.loader import Library
@@ -47,6 +51,7 @@ _WORDS = {
     "sector": "/china-sector", "sectors": "/china-sector", "china-platform": "/china-platform",
     "china-platforms": "/china-platform", "platform": "/china-platform", "platforms": "/china-platform",
 }
+HELP_WORDS = ("help", "?", "usage")
 _LEAD = re.compile(r"^(?P<slash>/?)(?P<word>[a-z-]+)(?:\s+(?P<rest>.*))?$", re.IGNORECASE | re.DOTALL)
 
 
@@ -63,17 +68,25 @@ class Router:
     summaries: dict[str, str] = field(default_factory=dict)
     usages: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     subcommands: dict[str, dict[str, Subcommand]] = field(default_factory=dict)
+    read_only: set[str] = field(default_factory=set)
     fallback_handler: Fallback | None = None
 
     def command(
-        self, name: str, *, summary: str, usages: list[tuple[str, str]] | None = None
+        self, name: str, *, summary: str, usages: list[tuple[str, str]] | None = None, read_only: bool = False,
     ) -> Callable[[Handler], Handler]:
-        """Register the handler for ``name``; ``usages`` are (what to type, what it does) for the help."""
+        """Register the handler for ``name``; ``usages`` are (what to type, what it does) for the help.
+
+        ``read_only=True`` promises that the handler's reply depends only on its arguments, the
+        request's time zone and local day, and the content: it reads no store, no user and no clock
+        beyond the day. Such replies are cached (:class:`ReplyCache`). Sub-commands never are.
+        """
 
         def register(fn: Handler) -> Handler:
             self.commands[name] = fn
             self.summaries[name] = summary
             self.usages[name] = usages or []
+            if read_only:
+                self.read_only.add(name)
             return fn
 
         return register
@@ -124,6 +137,58 @@ def looks_binary(text: str) -> bool:
     return bad > max(8, len(sample) // 10)
 
 
+CacheKey = tuple[str, str, str, dt.date]
+
+
+class ReplyCache:
+    """Replies of read-only commands, per (command, arguments, time zone, local day).
+
+    Cards, menus and computed deadlines are pure functions of those and of the content, which is
+    loaded once per process; the same command typed again the same day gets the same :class:`Reply`
+    object (replies are frozen), so a surface can also render it once. A user mistake (an unknown
+    topic and its "did you mean") is kept as the error to raise again: suggestions cost more than cards.
+    Bounded (LRU), and arguments longer than :data:`MAX_KEY_CHARS` are never kept, so odd input
+    cannot fill memory.
+    """
+
+    MAX_KEY_CHARS = 200
+
+    def __init__(self, maxsize: int = 256) -> None:
+        # ~14 KB a deadline reply: a few MB at most, and the menus and popular cards stay in.
+        self._items: LRUCache[CacheKey, Reply | UserError] = LRUCache(maxsize)
+        self._errors: LRUCache[tuple[str, str, tuple[str, ...]], Reply] = LRUCache(128)
+        self.hits = self.misses = 0
+
+    async def get(self, key: CacheKey, compute: Callable[[], Awaitable[Reply]]) -> Reply:
+        if len(key[1]) > self.MAX_KEY_CHARS:
+            return await compute()
+        found = self._items.get(key)
+        if found is None:
+            self.misses += 1
+            try:
+                found = await compute()
+            except UserError as exc:
+                found = exc
+            self._items[key] = found
+        else:
+            self.hits += 1
+        if isinstance(found, UserError):
+            raise copy.copy(found).with_traceback(None)  # a fresh exception each time: tracebacks never pile up
+        return found
+
+    def error_reply(self, exc: UserError, build: Callable[[UserError], Reply]) -> Reply:
+        """The friendly reply for a user mistake, built once per distinct message (they repeat: typos)."""
+        key = (exc.message, exc.hint, tuple(exc.suggestions))
+        found = self._errors.get(key)
+        if found is None:
+            found = self._errors[key] = build(exc)
+        return found
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._errors.clear()
+
+
 @dataclass
 class Desk:
     """The services every handler may use: content, calendar, storage and the Q&A index."""
@@ -134,6 +199,26 @@ class Desk:
     qa: Any = None  # handlers.qa.QAIndex, built once at start-up
     middleware: list[Middleware] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    # Not an __init__ argument, so dataclasses.replace() (another library, calendar or store) starts empty.
+    replies: ReplyCache = field(default_factory=ReplyCache, init=False, repr=False)
+
+    def is_read_only(self, request: Request) -> bool:
+        """Whether this command's reply depends only on its text, time zone, local day and the content.
+
+        True for the help and for commands registered ``read_only`` (cards, menus, deadlines), when no
+        sub-command is named: the same request again the same day gets the same reply, so a surface may
+        keep and repeat its rendering. Anything that reads or writes the store is False.
+        """
+        if request.mode != "command" or not request.command:
+            return False
+        command = "/" + request.command.lstrip("/").casefold()
+        command = _WORDS.get(command.lstrip("/"), command)
+        if command not in router.commands:
+            return False
+        first = clean_input(request.text).partition(" ")[0].casefold()
+        if first in HELP_WORDS:
+            return True
+        return command in router.read_only and first not in router.subcommands.get(command, {})
 
     async def handle(self, request: Request) -> Reply:
         """Run one request through the middleware chain and the router."""
@@ -167,7 +252,7 @@ async def dispatch(request: Request, desk: Desk) -> Reply:
     if request.mode == "watch":  # ambient channel messages are only ever questions
         return await _fallback(request.model_copy(update={"text": text}), desk)
     if not request.command and text.casefold() in ("", "help", "?"):  # empty, only an @mention, or "help"
-        return help_reply(desk)
+        return await _cached_help(desk, None)
 
     if request.command:
         command = "/" + request.command.lstrip("/").casefold()
@@ -184,11 +269,15 @@ async def dispatch(request: Request, desk: Desk) -> Reply:
     first, _, rest = args.partition(" ")
     sub = router.subcommands.get(command, {}).get(first.casefold())
     try:
-        if first.casefold() in ("help", "?", "usage"):
-            return help_reply(desk, command)
+        if first.casefold() in HELP_WORDS:
+            return await _cached_help(desk, command)
         if sub is not None:
             return await sub.handler(request, desk, rest.strip())
-        return await router.commands[command](request, desk, args)
+        handler = router.commands[command]
+        if command in router.read_only:
+            key = (command, args, request.timezone, request.today())
+            return await desk.replies.get(key, lambda: handler(request, desk, args))
+        return await handler(request, desk, args)
     except UnknownTopicError:
         if explicit:
             raise
@@ -200,6 +289,15 @@ async def _fallback(request: Request, desk: Desk) -> Reply:
     if router.fallback_handler is None:
         raise UsageError("I answer /china-filing, /china-sector and /china-platform.")
     return await router.fallback_handler(request, desk)
+
+
+async def _cached_help(desk: Desk, command: str | None) -> Reply:
+    """The help never changes while the process runs: one Reply per command, whatever the day."""
+
+    async def build() -> Reply:
+        return help_reply(desk, command)
+
+    return await desk.replies.get(("help", command or "", "", dt.date.min), build)
 
 
 def help_reply(desk: Desk, command: str | None = None) -> Reply:
@@ -215,14 +313,17 @@ def help_reply(desk: Desk, command: str | None = None) -> Reply:
     return reply.model_copy(update={"text": text})
 
 
+def _error_reply(desk: Desk, exc: UserError) -> Reply:
+    reply = Reply(kind="error", title="I couldn't do that", text="", suggestions=exc.suggestions)
+    return reply.model_copy(update={"text": desk.library.render("error", message=exc.message, hint=exc.hint)})
+
+
 async def user_errors_to_replies(request: Request, desk: Desk, call_next) -> Reply:
     """The one place a user mistake (or our own failure) becomes a friendly reply."""
     try:
         return await call_next(request)
     except UserError as exc:
-        reply = Reply(kind="error", title="I couldn't do that", text="", suggestions=exc.suggestions)
-        text = desk.library.render("error", message=exc.message, hint=exc.hint)
-        return reply.model_copy(update={"text": text})
+        return desk.replies.error_reply(exc, lambda e: _error_reply(desk, e))
     except Exception:
         log.exception("handler failed", extra={"platform": request.platform})
         reply = Reply(kind="error", title="Something went wrong on our side", text="")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+import datetime as dt
 
+import pytest
+from conftest import NOW
+
+from handlers import Desk, Request
 from handlers.request import LEGAL_CAVEAT
 
 
@@ -102,3 +106,52 @@ async def test_unknown_slash_command_is_a_friendly_error(ask):
     reply = await ask("/china-weather beijing")
     assert reply.kind == "error"
     assert "/china-filing" in reply.text
+
+
+# ------------------------------------------------------------------------- cached replies (ReplyCache)
+
+
+async def test_a_deadline_from_today_follows_the_day_and_time_zone_it_is_asked_in(library):
+    """Read-only replies are cached per (command, text, time zone, local day): never a stale "today"."""
+    desk = Desk(library=library)
+    evening_utc = dt.datetime(2026, 11, 23, 20, 0, tzinfo=dt.UTC)  # already 24 Nov in Shanghai
+
+    async def due(now: dt.datetime, timezone: str) -> str:
+        reply = await desk.handle(Request(text="facial-recognition from today", command="/china-filing",
+                                          now=now, timezone=timezone))
+        return reply.as_json()["deadline"]
+
+    shanghai = await due(evening_utc, "Asia/Shanghai")
+    london = await due(evening_utc, "Europe/London")
+    assert london != shanghai  # 30 working days from 23 Nov vs from 24 Nov
+    assert await due(evening_utc + dt.timedelta(hours=1), "Europe/London") == london
+    assert await due(evening_utc + dt.timedelta(days=1), "Europe/London") == shanghai
+    assert desk.replies.hits >= 1
+
+
+async def test_a_repeated_card_is_the_same_answer_and_a_repeated_typo_the_same_friendly_error(library):
+    desk = Desk(library=library)
+    first = await desk.handle(Request(text="/china-filing facial-recognition", now=NOW))
+    again = await desk.handle(Request(text="/china-filing facial-recognition", now=NOW))
+    assert again.as_json() == first.as_json()
+    for _ in range(3):
+        typo = await desk.handle(Request(text="/china-platform xiaohngshu", now=NOW))
+        assert typo.kind == "error" and typo.suggestions[0] == "/china-platform xiaohongshu"
+    for _ in range(2):  # a bare word that names no topic is still a question, cached or not
+        reply = await desk.handle(Request(text="platform for live streaming in china?", mode="direct", now=NOW))
+        assert reply.kind in ("answer", "no_answer")
+
+
+@pytest.mark.parametrize("command, text, read_only", [
+    ("/china-filing", "", True),
+    ("/china-filing", "facial-recognition from 2025-09-20", True),
+    ("/china-sector", "ev", True),
+    ("/china-platform", "help", True),
+    ("/china-filing", "reminders", False),
+    ("/china-filing", "remind facial-recognition from 2025-09-20", False),
+    ("/china-filing", "watch on", False),
+    ("/china-filing", "timezone Europe/London", False),
+])
+def test_only_commands_that_read_nothing_but_content_are_read_only(desk, command, text, read_only):
+    assert desk.is_read_only(Request(text=text, command=command)) is read_only
+    assert not desk.is_read_only(Request(text=f"{command} {text}", mode="direct"))  # questions: never

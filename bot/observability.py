@@ -16,10 +16,10 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -109,17 +109,23 @@ async def metrics_middleware(request: Request, desk, call_next: Callable[[Reques
         outcome = "error"
         raise
     finally:
-        elapsed = time.perf_counter() - started
-        REQUEST_SECONDS.labels(request.platform, label).observe(elapsed)
-        REQUESTS.labels(request.platform, label, outcome).inc()
-        if outcome in ("answer", "no_answer"):
-            QA_RESULTS.labels("answered" if outcome == "answer" else "abstained", request.mode).inc()
-        if _requests_log.isEnabledFor(logging.INFO):
-            _requests_log.info(
-                "answered",
-                extra={"platform": request.platform, "command": label, "kind": outcome, "mode": request.mode,
-                       "chars": len(request.text), "ms": round(elapsed * 1000, 2)},
-            )
+        record_request(request.platform, label, outcome, request.mode, len(request.text),
+                       time.perf_counter() - started)
+
+
+def record_request(platform: str, command: str, outcome: str, mode: str, chars: int, seconds: float,
+                   **log_fields: Any) -> None:
+    """Count, time and log one answered request (the core's middleware, and Slack's replayed answers)."""
+    REQUEST_SECONDS.labels(platform, command).observe(seconds)
+    REQUESTS.labels(platform, command, outcome).inc()
+    if outcome in ("answer", "no_answer"):
+        QA_RESULTS.labels("answered" if outcome == "answer" else "abstained", mode).inc()
+    if _requests_log.isEnabledFor(logging.INFO):
+        _requests_log.info(
+            "answered",
+            extra={"platform": platform, "command": command, "kind": outcome, "mode": mode, "chars": chars,
+                   "ms": round(seconds * 1000, 2), **log_fields},
+        )
 
 
 def count_reminder_pass(report: Any) -> None:
@@ -191,7 +197,7 @@ async def http_middleware(request: web.Request, handler) -> web.StreamResponse:
     one is made: a client cannot put newlines or markup into our log lines through it.
     """
     incoming = request.headers.get("X-Request-Id", "")
-    rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex[:16]
+    rid = incoming if _REQUEST_ID.match(incoming) else os.urandom(8).hex()
     token = request_id_var.set(rid)
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     started = time.perf_counter()
@@ -265,6 +271,10 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Neither formatter prints the caller's file and line, thread or process: don't have every record
+    # walk the (deep, async) stack to find them. These are the logging docs' "Optimization" switches.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     # Libraries log request bodies at DEBUG (and bm25s sets its own logger to DEBUG): keep them quieter.
     if level != "DEBUG":
         for noisy in ("slack_bolt", "slack_sdk", "botbuilder", "msrest", "aiohttp.access", "bm25s", "jieba",

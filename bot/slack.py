@@ -17,14 +17,18 @@ Slack wants every request acknowledged within 3 seconds and re-sends events that
 * Slash commands compute the reply inline (the core answers in milliseconds) and ``ack()`` *with* the
   card. If the core has not answered within :data:`ACK_BUDGET_SECONDS`, they ``ack()`` empty and
   post the card through ``response_url`` when it is ready.
-* :func:`dedupe_events` (global middleware) claims ``slack:event:<event_id>`` in the store before any
+* :class:`EventGate` (global middleware) claims ``slack:event:<event_id>`` in the store before any
   listener runs: the retry, or a second delivery of the same event id, is acknowledged and dropped.
   The claim is in the database, so it holds across processes and restarts.
+* A slash command the core declares read-only (a card, a menu, a deadline: ``Desk.is_read_only``)
+  keeps its answer in :class:`CommandReplay`; the same signed command again, from the same workspace
+  and channel time zone on the same day, is answered from there without running bolt and the core
+  again (bolt's own per-request work costs more than the answer; see ``bench/RESULTS.md``).
 * An answer is also claimed per message (``slack:answer:<channel>:<ts>``), because one message can
   arrive as two different events (``app_mention`` and ``message.channels`` in a watched channel).
 
 Bolt's built-in middleware checks every HTTP request's signature and timestamp (older than 5
-minutes: 401) and drops the bot's own events; :func:`ignore_bot_messages` also drops other bots'
+minutes: 401) and drops the bot's own events; :class:`EventGate` also drops other bots'
 messages, so two bots can never talk to each other forever.
 """
 
@@ -34,17 +38,22 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
+import json
 import logging
 import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_plus
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from cachetools import LRUCache, TTLCache
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
@@ -53,10 +62,16 @@ from slack_sdk.oauth.installation_store.async_installation_store import AsyncIns
 from slack_sdk.oauth.installation_store.models.bot import Bot
 from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import SLACK_DEFAULT_API_URL, SlackSettings
-from bot.observability import CountingRateLimitHandler, slack_retry_handlers  # noqa: F401  (re-exported)
+from bot.observability import (  # noqa: F401  (CountingRateLimitHandler re-exported)
+    CountingRateLimitHandler,
+    command_label,
+    record_request,
+    slack_retry_handlers,
+)
 from bot.render.blockkit import (
     ACTION_COMMAND,
     ACTION_FEEDBACK_DOWN,
@@ -249,6 +264,88 @@ def web_client(settings: SlackSettings, token: str | None = None) -> AsyncWebCli
     return AsyncWebClient(token=token, base_url=settings.api_url, retry_handlers=handlers, timeout=10)
 
 
+# ------------------------------------------------------------------------------ repeated commands
+
+
+ReplayKey = tuple[str, str, str, str, dt.date]
+_KEY_FIELDS = re.compile(rb"(?:^|&)(team_id|enterprise_id|is_enterprise_install|command|text|channel_id)=([^&]*)")
+
+
+@dataclass(frozen=True)
+class ReplayedAnswer:
+    body: bytes  # the JSON bolt sent the first time
+    kind: str  # the Reply's kind, for the metrics
+
+
+class CommandReplay:
+    """Slash-command answers that may be sent again as they are, without running bolt and the core.
+
+    Slack slash commands are very repetitive (the menus, the same filing cards, the same deadline
+    asked by several people), and bolt's per-request work (body parsing into a context, a Web API
+    client per request, keyword-argument injection for middleware and listeners) costs more than the
+    core's answer. So when a command is one the core declares read-only (``Desk.is_read_only``: its
+    reply depends only on the command, its text, the channel's time zone and the local day), the
+    answer bolt sent is kept here under (workspace, command, text, time zone, day). The same signed
+    request again is answered from here after the same checks bolt makes first: Slack's v0
+    signature and the five-minute timestamp window (slack_sdk's ``SignatureVerifier``, which bolt
+    uses too).
+
+    * Only requests bolt has already answered for that workspace are replayed: the first one in each
+      workspace goes through bolt's authorisation (the installation lookup in OAuth mode).
+    * Entries live for :data:`TTL_SECONDS` (and never past the local day, which is in the key), and
+      an uninstall forgets the workspace's entries at once in this process.
+    * Everything else (events, buttons, sub-commands that read or write the store, unsigned or
+      malformed requests) goes to bolt unchanged.
+    """
+
+    TTL_SECONDS = 300.0
+    MAX_TEXT_CHARS = 200  # longer command texts are never kept (odd input cannot fill memory)
+
+    def __init__(
+        self, signing_secret: str, *, maxsize: int = 1024, clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._verifier = SignatureVerifier(signing_secret)
+        self._answers: TTLCache[ReplayKey, ReplayedAnswer] = TTLCache(maxsize, self.TTL_SECONDS, timer=clock)
+        self.hits = 0
+
+    @staticmethod
+    def key(team: str | None, command: str | None, text: str, timezone: str, day: dt.date) -> ReplayKey | None:
+        if not team or not command or len(text) > CommandReplay.MAX_TEXT_CHARS:
+            return None
+        return (team, command, text, timezone, day)
+
+    def remember(self, key: ReplayKey | None, message: dict[str, Any], kind: str) -> None:
+        if key is not None:
+            self._answers[key] = ReplayedAnswer(json.dumps(message).encode(), kind)
+
+    def form(self, headers: Any, raw: bytes) -> dict[str, str] | None:
+        """The fields of a slash-command form body that make the key (None: not a slash command, or nothing
+        is kept). Only those fields are decoded, the first of each as Slack and bolt read them: this runs
+        before every slash command that bolt then answers, so it has to cost next to nothing."""
+        if not self._answers or b"command=" not in raw:
+            return None
+        if not headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+            return None
+        fields: dict[str, str] = {}
+        try:
+            for name, value in _KEY_FIELDS.findall(raw):
+                fields.setdefault(name.decode(), unquote_plus(value.decode("utf-8"), errors="strict"))
+        except UnicodeDecodeError:
+            return None
+        return fields
+
+    def signed(self, headers: Any, raw: bytes) -> bool:
+        """Slack's v0 signature over the raw body, timestamp within five minutes (as bolt checks it)."""
+        return self._verifier.is_valid(raw, headers.get("X-Slack-Request-Timestamp"), headers.get("X-Slack-Signature"))
+
+    def find(self, key: ReplayKey | None) -> ReplayedAnswer | None:
+        return self._answers.get(key) if key is not None else None
+
+    def forget(self, team: str) -> None:
+        for key in [k for k in list(self._answers.keys()) if k[0] == team]:
+            self._answers.pop(key, None)
+
+
 # --------------------------------------------------------------------------------------- adapter
 
 
@@ -262,6 +359,10 @@ class SlackAdapter:
         self.store: Any = None
         self._tasks: set[asyncio.Task] = set()
         self._socket_handler: Any = None
+        self._command_messages: LRUCache[int, tuple[Reply, dict[str, Any]]] = LRUCache(64)
+        self.replay: CommandReplay | None = (
+            CommandReplay(settings.signing_secret.get_secret_value()) if settings.signing_secret else None
+        )
         self.bolt = self._build_app()
         register_listeners(self.bolt, self)
 
@@ -363,6 +464,10 @@ class SlackAdapter:
         when it is, without ever reaching a listener.
         """
         raw = await request.read()
+        if self.replay is not None:
+            replayed = await self._replay(request, raw)
+            if replayed is not None:
+                return replayed
         try:
             bolt_request = AsyncBoltRequest(body=raw.decode("utf-8"), query=request.query_string,
                                             headers=request.headers)  # type: ignore[arg-type]
@@ -381,6 +486,27 @@ class SlackAdapter:
             # an action_id...). A database or network failure keeps its 500, so that Slack retries.
             return self._refuse(request, raw, f"payload shape: {type(error).__name__}")
         return await to_aiohttp_response(bolt_response)
+
+    async def _replay(self, request: web.Request, raw: bytes) -> web.Response | None:
+        """The kept answer to a repeated read-only slash command (:class:`CommandReplay`), or None."""
+        assert self.replay is not None
+        started = time.perf_counter()
+        form = self.replay.form(request.headers, raw)
+        # Signature first: an unsigned request must not cost even a settings lookup (bolt refuses it: 401).
+        if form is None or not self.replay.signed(request.headers, raw):
+            return None
+        timezone = await self.timezone(form.get("channel_id"))
+        text = slack_to_plain(form.get("text", ""))
+        key = CommandReplay.key(_team_of(form), form.get("command"), text, timezone,
+                                dt.datetime.now(ZoneInfo(timezone)).date())
+        found = self.replay.find(key)
+        if found is None:
+            return None  # bolt answers it
+        self.replay.hits += 1
+        command = Request(text=text, command=form.get("command"), platform=PLATFORM)
+        record_request(PLATFORM, command_label(command), found.kind, "command", len(text),
+                       time.perf_counter() - started, replayed=True)
+        return web.Response(body=found.body, content_type="application/json", charset="utf-8")
 
     def _refuse(self, request: web.Request, raw: bytes, reason: str) -> web.Response:
         if not self._signed(request, raw):
@@ -442,6 +568,20 @@ class SlackAdapter:
 
     # ---- translating out
 
+    def command_message(self, reply: Reply) -> dict[str, Any]:
+        """A slash command's answer as ``ack``/``respond`` arguments, rendered once per Reply object.
+
+        Read-only commands come back from the core's ``ReplyCache`` as the very same (frozen) Reply, so
+        its Block Kit is kept beside it; holding the Reply in the entry keeps its ``id`` from being reused.
+        """
+        found = self._command_messages.get(id(reply))
+        if found is not None and found[0] is reply:
+            return found[1]
+        message = render_reply(reply, share=reply.ephemeral)
+        out = {**message.as_kwargs(), "response_type": "ephemeral" if reply.ephemeral else "in_channel"}
+        self._command_messages[id(reply)] = (reply, out)
+        return out
+
     async def post(self, client: AsyncWebClient, channel: str, message: SlackMessage, **extra: Any) -> dict:
         # parse="none" and link_names=False: plain "@channel" text in an answer is never turned into a ping.
         response = await client.chat_postMessage(
@@ -480,15 +620,6 @@ def _authorization_url(api_url: str) -> str | None:
 # -------------------------------------------------------------------------------------- middleware
 
 
-async def ignore_bot_messages(body: dict, ack: Callable[..., Awaitable[BoltResponse]], next: Callable) -> Any:
-    """Drop messages and mentions written by any bot (bolt already drops our own): no bot-to-bot loops."""
-    event = body.get("event") or {}
-    if body.get("type") == "event_callback" and event.get("type") in ("message", "app_mention"):
-        if event.get("bot_id") or event.get("subtype") == "bot_message" or event.get("bot_profile"):
-            return await ack()
-    return await next()
-
-
 async def record_bolt_error(error: Exception, request: Any) -> None:
     """bolt's error handler: keep what failed for :meth:`SlackAdapter.handle_events` to judge (4xx or 5xx)."""
     if isinstance(error, SHAPE_ERRORS):
@@ -499,16 +630,39 @@ async def record_bolt_error(error: Exception, request: Any) -> None:
         request.context[ERROR_CONTEXT_KEY] = error
 
 
-def dedupe_events(adapter: SlackAdapter) -> Callable[..., Awaitable[Any]]:
-    async def dedupe(body: dict, ack: Callable[..., Awaitable[BoltResponse]], next: Callable) -> Any:
-        """One answer per event id, whatever Slack retries (``X-Slack-Retry-Num``) or re-delivers."""
-        if body.get("type") == "event_callback" and body.get("event_id"):
-            if not await adapter._store().claim_once(f"slack:event:{body['event_id']}", EVENT_CLAIM_TTL):
-                log.info("duplicate Slack event ignored", extra={"event_id": body["event_id"]})
-                return await ack()
-        return await next()
+class EventGate(AsyncMiddleware):
+    """bolt middleware in front of every listener: no answers to bots, and one answer per event id.
 
-    return dedupe
+    * Messages and mentions written by any bot are acknowledged and dropped (bolt already drops our
+      own): two bots can never talk to each other forever.
+    * Each ``event_id`` is claimed in the store (``slack:event:<id>``) before a listener runs, so
+      Slack's retries (``X-Slack-Retry-Num``) and second deliveries are acknowledged and dropped; the
+      claim is in the database, so it holds across replicas and restarts.
+
+    A class rather than a ``@app.middleware`` function: bolt builds injected keyword arguments for
+    function middleware on every request, and slash commands, which this gate always lets through,
+    should not pay for that.
+    """
+
+    def __init__(self, adapter: SlackAdapter) -> None:
+        self.adapter = adapter
+
+    async def async_process(
+        self, *, req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]],
+    ) -> BoltResponse:
+        body = req.body
+        if body.get("type") != "event_callback":
+            return await next()
+        event = body.get("event") or {}
+        if event.get("type") in ("message", "app_mention") and (
+            event.get("bot_id") or event.get("subtype") == "bot_message" or event.get("bot_profile")
+        ):
+            return BoltResponse(status=200, body="")
+        event_id = body.get("event_id")
+        if event_id and not await self.adapter._store().claim_once(f"slack:event:{event_id}", EVENT_CLAIM_TTL):
+            log.info("duplicate Slack event ignored", extra={"event_id": event_id})
+            return BoltResponse(status=200, body="")
+        return await next()
 
 
 # --------------------------------------------------------------------------------------- listeners
@@ -534,37 +688,35 @@ def _feedback_for(reply: Reply, question: str) -> FeedbackRef | None:
 
 def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
     """Every Slack entry point, in one place (commands, events, actions) plus the cross-cutting middleware."""
-    app.middleware(ignore_bot_messages)
-    app.middleware(dedupe_events(adapter))
+    app.use(EventGate(adapter))
     app.error(record_bolt_error)
 
     # ---- slash commands
 
     async def on_command(ack: Any, body: dict, respond: Any) -> None:
-        async def answer() -> Reply:
-            request = await adapter.request(
-                text=slack_to_plain(body.get("text", "")), command=body.get("command"), mode="command",
-                user=body.get("user_id"), channel=body.get("channel_id"), team=_team_of(body),
-            )
-            return await adapter.ask(request)
-
-        def message_of(reply: Reply) -> dict[str, Any]:
-            message = render_reply(reply, share=reply.ephemeral)
-            return {**message.as_kwargs(), "response_type": "ephemeral" if reply.ephemeral else "in_channel"}
-
-        work = asyncio.ensure_future(answer())
+        request = await adapter.request(
+            text=slack_to_plain(body.get("text", "")), command=body.get("command"), mode="command",
+            user=body.get("user_id"), channel=body.get("channel_id"), team=_team_of(body),
+        )
+        work = asyncio.ensure_future(adapter.ask(request))
+        await asyncio.sleep(0)  # one loop turn: a cached or pure answer is ready after it, no timer needed
         try:
-            reply = await asyncio.wait_for(asyncio.shield(work), ACK_BUDGET_SECONDS)
+            reply = work.result() if work.done() else await asyncio.wait_for(asyncio.shield(work), ACK_BUDGET_SECONDS)
         except TimeoutError:
             # Slow answer: acknowledge now (Slack's 3 s), deliver through response_url when ready.
             await ack()
 
             async def later() -> None:
-                await respond(**message_of(await work), replace_original=False)
+                await respond(**adapter.command_message(await work), replace_original=False)
 
             adapter.spawn(later(), name="slow-command")
             return
-        await ack(**message_of(reply))
+        message = adapter.command_message(reply)
+        if adapter.replay is not None and adapter.desk is not None and adapter.desk.is_read_only(request):
+            key = CommandReplay.key(request.workspace, request.command, request.text, request.timezone,
+                                    request.today())
+            adapter.replay.remember(key, message, reply.kind)
+        await ack(**message)
 
     for command in HANDLED_COMMANDS:
         app.command(command)(on_command)
@@ -651,6 +803,8 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
     # ---- uninstall: forget the workspace
 
     async def forget(team: str) -> None:
+        if adapter.replay is not None:
+            adapter.replay.forget(team)
         await adapter._store().delete_workspace(PLATFORM, team)
         log.info("Slack workspace data deleted", extra={"workspace": team})
 

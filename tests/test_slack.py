@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
 from slack_server import FakeSlack, SlackSender, load_fixture
 
 from bot import slack as slack_module
@@ -191,6 +192,55 @@ async def test_channel_ping_in_a_command_is_never_sent_unescaped(bot: Bot):
     await bot.settle()
     for call in bot.api.calls:
         assert "<!" not in call.dumps()
+
+
+# ------------------------------------------------------------------ repeated commands (CommandReplay)
+
+
+def counted(command: str, outcome: str) -> float:
+    return REGISTRY.get_sample_value(
+        "chinadesk_requests_total", {"platform": "slack", "command": command, "outcome": outcome}
+    ) or 0.0
+
+
+async def test_a_repeated_card_is_answered_the_same_and_still_counted(bot: Bot):
+    before = counted("/china-filing", "deadline")
+    first = await bot.command("facial-recognition from 2025-09-20")
+    again = await bot.command("facial-recognition from 2025-09-20")
+    assert again.status == 200
+    assert again.headers["Content-Type"].startswith("application/json")
+    assert await again.json() == await first.json()
+    assert bot.adapter.replay.hits == 1  # the second came from the kept answer, not through bolt again
+    assert counted("/china-filing", "deadline") == before + 2
+
+
+async def test_a_forged_or_stale_copy_of_a_kept_command_is_still_refused(bot: Bot):
+    assert (await bot.command("facial-recognition")).status == 200
+    assert (await bot.command("facial-recognition", secret="not-the-signing-secret")).status == 401
+    assert (await bot.command("facial-recognition", timestamp=int(time.time()) - 6 * 60)).status == 401
+    assert bot.adapter.replay.hits == 0
+
+
+async def test_the_reminders_list_is_never_a_kept_copy(bot: Bot):
+    empty = await (await bot.command("reminders")).json()
+    assert (await bot.command("remind facial-recognition from 2025-09-20")).status == 200
+    listed = await (await bot.command("reminders")).json()
+    assert listed != empty
+    assert "Facial recognition" in texts(listed["blocks"])
+    assert bot.adapter.replay.hits == 0
+
+
+async def test_a_new_channel_time_zone_or_an_uninstall_drops_kept_answers(bot: Bot):
+    await bot.command("facial-recognition from today")
+    await bot.command("timezone Europe/London")
+    await bot.command("facial-recognition from today")  # "today" is now London's: answered afresh
+    assert bot.adapter.replay.hits == 0
+    await bot.command("facial-recognition from today")
+    assert bot.adapter.replay.hits == 1
+    await bot.event(load_fixture("app_uninstalled"))
+    await bot.settle()
+    await bot.command("facial-recognition from today")
+    assert bot.adapter.replay.hits == 1
 
 
 # ------------------------------------------------------------------------ mentions and DMs

@@ -43,6 +43,8 @@ import chinese_calendar
 import holidays as holidays_lib
 import yaml
 
+from content.loader import parse_yaml
+
 __all__ = [
     "CHINA_TZ",
     "DEFAULT_OVERRIDES_PATH",
@@ -269,7 +271,7 @@ def _load_overrides(path: str | os.PathLike[str] | None) -> dict[int, _Arrangeme
         return {}
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise CalendarOverridesError(f"{path}: not valid YAML: {exc}") from exc
     if data is None:

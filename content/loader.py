@@ -134,10 +134,22 @@ def format_day(value: dt.date | dt.datetime) -> str:
 # --------------------------------------------------------------------------------------------- loading
 
 
+# libyaml's loaders when PyYAML was built with it (its wheels are): the same documents and objects,
+# ~8x faster to read, which is a quarter of start-up otherwise.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BASE_LOADER = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
+
+
+def parse_yaml(text: str, *, strings_only: bool = False) -> Any:
+    """YAML text -> data, safely (no arbitrary objects). ``strings_only``: every scalar stays the string
+    it is written as (``on``, ``no``, ``618``), for word lists."""
+    return yaml.load(text, Loader=_BASE_LOADER if strings_only else _SAFE_LOADER)
+
+
 def _read_yaml(path: Path, problems: list[str]) -> Any:
     """The file's YAML, or None (with the reason in ``problems``) when it cannot be read or is empty."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         problems.append(f"{path}: cannot read YAML: {' '.join(str(exc).split())}")
         return None

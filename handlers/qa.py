@@ -52,11 +52,10 @@ import bm25s
 import jieba
 import numpy as np
 import snowballstemmer
-import yaml
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 
-from content.loader import CONTENT_DIR, Library
+from content.loader import CONTENT_DIR, Library, parse_yaml
 from content.schema import SECTION_LABELS, Fact, Topic
 from handlers.cards import SourceList, caveats_for, topic_command
 from handlers.request import Action, NotAvailableError, Reply, ReplyField, Request, UsageError
@@ -149,7 +148,7 @@ class Lexicon:
     def load(cls, path: Path | str = SYNONYMS_PATH) -> Lexicon:
         # Every value is a word: the base loader keeps "on", "no", "618" and "11.11" as the strings they
         # are (the safe loader reads the stop words "on" and "no" as booleans, 618 as a number).
-        raw = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=yaml.BaseLoader) or {}
+        raw = parse_yaml(Path(path).read_text(encoding="utf-8"), strings_only=True) or {}
 
         def words(items: Iterable[Any]) -> tuple[str, ...]:
             return tuple(_fold(str(w)) for w in items or ())
@@ -1116,7 +1115,7 @@ class EvalItem:
 
 def load_questions(path: Path | str) -> list[EvalItem]:
     """The ``dev_questions.yaml`` format: ``answerable`` (q, any, all) and ``out_of_scope`` lists."""
-    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    raw = parse_yaml(Path(path).read_text(encoding="utf-8")) or {}
     items = [
         EvalItem(str(a["q"]), tuple(a.get("any") or ()), tuple(a.get("all") or ()))
         for a in raw.get("answerable") or ()

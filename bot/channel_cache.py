@@ -44,6 +44,11 @@ class CachedSettingsStore:
     def unwrap(self) -> Any:
         return self._store
 
+    def cached_channel_settings(self, platform: str, channel: str) -> Any | None:
+        """This process's fresh copy of the settings, or None: never waits on the database."""
+        entry = self._entries.get((platform, channel))
+        return entry[1] if entry is not None and entry[0] > self._clock() else None
+
     async def get_channel_settings(self, platform: str, channel: str) -> Any:
         key = (platform, channel)
         entry = self._entries.get(key)

@@ -465,7 +465,7 @@ class SlackAdapter:
         """
         raw = await request.read()
         if self.replay is not None:
-            replayed = await self._replay(request, raw)
+            replayed = self._replay(request, raw)
             if replayed is not None:
                 return replayed
         try:
@@ -487,15 +487,20 @@ class SlackAdapter:
             return self._refuse(request, raw, f"payload shape: {type(error).__name__}")
         return await to_aiohttp_response(bolt_response)
 
-    async def _replay(self, request: web.Request, raw: bytes) -> web.Response | None:
-        """The kept answer to a repeated read-only slash command (:class:`CommandReplay`), or None."""
+    def _replay(self, request: web.Request, raw: bytes) -> web.Response | None:
+        """The kept answer to a repeated read-only slash command (:class:`CommandReplay`), or None.
+
+        Never waits on anything: the channel's time zone must be in this process's settings cache
+        (:mod:`bot.channel_cache`, 5 s), otherwise bolt answers and refreshes it.
+        """
         assert self.replay is not None
         started = time.perf_counter()
         form = self.replay.form(request.headers, raw)
-        # Signature first: an unsigned request must not cost even a settings lookup (bolt refuses it: 401).
         if form is None or not self.replay.signed(request.headers, raw):
+            return None  # bolt answers it (401 when unsigned)
+        timezone = self.cached_timezone(form.get("channel_id"))
+        if timezone is None:
             return None
-        timezone = await self.timezone(form.get("channel_id"))
         text = slack_to_plain(form.get("text", ""))
         key = CommandReplay.key(_team_of(form), form.get("command"), text, timezone,
                                 dt.datetime.now(ZoneInfo(timezone)).date())
@@ -551,6 +556,12 @@ class SlackAdapter:
             except Exception:  # a settings lookup must never cost an answer
                 log.exception("channel settings lookup failed")
         return self.default_timezone
+
+    def cached_timezone(self, channel: str | None) -> str | None:
+        """The channel's time zone if this process has its settings fresh in memory, else None."""
+        peek = getattr(self.store, "cached_channel_settings", None)
+        settings = peek(PLATFORM, channel) if channel and peek is not None else None
+        return None if settings is None else (settings.timezone or self.default_timezone)
 
     async def ask(self, request: Request) -> Reply:
         if self.desk is None:
@@ -694,20 +705,25 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
     # ---- slash commands
 
     async def on_command(ack: Any, body: dict, respond: Any) -> None:
-        request = await adapter.request(
-            text=slack_to_plain(body.get("text", "")), command=body.get("command"), mode="command",
-            user=body.get("user_id"), channel=body.get("channel_id"), team=_team_of(body),
-        )
-        work = asyncio.ensure_future(adapter.ask(request))
+        async def answer() -> tuple[Request, Reply]:
+            request = await adapter.request(
+                text=slack_to_plain(body.get("text", "")), command=body.get("command"), mode="command",
+                user=body.get("user_id"), channel=body.get("channel_id"), team=_team_of(body),
+            )
+            return request, await adapter.ask(request)
+
+        work = asyncio.ensure_future(answer())  # the settings lookup too is inside the 3-second budget
         await asyncio.sleep(0)  # one loop turn: a cached or pure answer is ready after it, no timer needed
         try:
-            reply = work.result() if work.done() else await asyncio.wait_for(asyncio.shield(work), ACK_BUDGET_SECONDS)
+            request, reply = (
+                work.result() if work.done() else await asyncio.wait_for(asyncio.shield(work), ACK_BUDGET_SECONDS)
+            )
         except TimeoutError:
             # Slow answer: acknowledge now (Slack's 3 s), deliver through response_url when ready.
             await ack()
 
             async def later() -> None:
-                await respond(**adapter.command_message(await work), replace_original=False)
+                await respond(**adapter.command_message((await work)[1]), replace_original=False)
 
             adapter.spawn(later(), name="slow-command")
             return

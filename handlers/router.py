@@ -184,10 +184,6 @@ class ReplyCache:
             found = self._errors[key] = build(exc)
         return found
 
-    def clear(self) -> None:
-        self._items.clear()
-        self._errors.clear()
-
 
 @dataclass
 class Desk:

@@ -106,6 +106,13 @@ class Router:
 router = Router()
 
 
+def command_name(given: str) -> str:
+    """A command as a platform hands it over (``/China-Filing``, ``filing``) -> ``/china-filing``;
+    unknown names come back lower-cased with a slash, for the caller to refuse."""
+    name = given.lstrip("/").casefold()
+    return _WORDS.get(name, "/" + name)
+
+
 def split_command(text: str) -> tuple[str | None, str, bool]:
     """``(command, args, explicit)`` for one line of text; command None means "not a command".
 
@@ -207,8 +214,7 @@ class Desk:
         """
         if request.mode != "command" or not request.command:
             return False
-        command = "/" + request.command.lstrip("/").casefold()
-        command = _WORDS.get(command.lstrip("/"), command)
+        command = command_name(request.command)
         if command not in router.commands:
             return False
         first = clean_input(request.text).partition(" ")[0].casefold()
@@ -251,8 +257,7 @@ async def dispatch(request: Request, desk: Desk) -> Reply:
         return await _cached_help(desk, None)
 
     if request.command:
-        command = "/" + request.command.lstrip("/").casefold()
-        command = _WORDS.get(command.lstrip("/"), command)
+        command = command_name(request.command)
         args, explicit = text, True
         if command not in router.commands:
             raise UsageError(f"I don't know the command “{echo(command, 30)}”. I answer {', '.join(COMMANDS)}.")

@@ -74,7 +74,11 @@ class Library:
         return [t for t in self.topics.values() if t.kind == kind]
 
     def source(self, topic: Topic, fact: Fact) -> Source:
-        return self.packs[self.topic_pack[topic.id]].sources[fact.source]
+        return self.source_by_id(topic, fact.source)
+
+    def source_by_id(self, topic: Topic, source_id: str) -> Source:
+        """A source a topic cites: its own (in the topic file) first, then its pack's."""
+        return topic.sources.get(source_id) or self.packs[self.topic_pack[topic.id]].sources[source_id]
 
     def find(self, text: str, kind: TopicKind | None = None) -> Topic | None:
         """Exact match on id, title, alias or Chinese name (after normalising), or None."""
@@ -205,11 +209,15 @@ def load_library(root: Path | str | None = None, templates_dir: Path | str | Non
             if topic.id in topics:
                 problems.append(f"{path}: topic id {topic.id!r} is already used by pack {topic_pack[topic.id]!r}")
                 continue
-            for section, fact in topic.all_facts():
-                if fact.source not in meta.sources:
+            for clash in sorted(set(topic.sources) & set(meta.sources)):
+                problems.append(f"{path}: source id {clash!r} is also defined in {pack_dir.name}/pack.yaml")
+            cited = [(section, fact.source) for section, fact in topic.all_facts()]
+            cited += [("next_steps", step.source) for step in topic.next_steps if step.source]
+            for section, source_id in cited:
+                if source_id not in meta.sources and source_id not in topic.sources:
                     problems.append(
-                        f"{path}: {section}: fact cites unknown source {fact.source!r} "
-                        f"(not in {pack_dir.name}/pack.yaml)"
+                        f"{path}: {section}: cites unknown source {source_id!r} "
+                        f"(not in the topic's sources or {pack_dir.name}/pack.yaml)"
                     )
             for name in Library.names_of(topic):
                 key = normalise_name(name)
@@ -311,11 +319,13 @@ def check_library(
     for pack_name, meta in library.packs.items():
         pack_topics = [t for t in library.topics.values() if library.topic_pack[t.id] == pack_name]
         used = {fact.source for t in pack_topics for _, fact in t.all_facts()}
-        for unused in sorted(set(meta.sources) - used):
-            report.warnings.append(f"{pack_name}: source {unused!r} is cited by no fact")
-        for sid, src in meta.sources.items():
+        used |= {step.source for t in pack_topics for step in t.next_steps if step.source}
+        defined = [(pack_name, sid, src) for sid, src in meta.sources.items()]
+        defined += [(f"{pack_name}/{t.id}", sid, src) for t in pack_topics for sid, src in t.sources.items()]
+        for where, sid, src in defined:
+            if sid not in used:
+                report.warnings.append(f"{where}: source {sid!r} is cited by no fact")
             if src.url.scheme != "https":
-                report.warnings.append(f"{pack_name}: source {sid!r} is not served over https: {src.url}")
-
+                report.warnings.append(f"{where}: source {sid!r} is not served over https: {src.url}")
     report.errors.extend(render_samples(library, today=today))
     return report

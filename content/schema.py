@@ -15,6 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, mod
 
 TopicKind = Literal["filing", "sector", "platform", "calendar"]
 DeadlineUnit = Literal["working_days", "calendar_days", "hours"]
+# "current": the pack stands behind it. "disputed": sources disagree (shown with a caveat, never the
+# lead of an answer). "superseded": kept for history (an old figure, a replaced rule), never the lead.
+FactStatus = Literal["current", "disputed", "superseded"]
+Language = Literal["en", "zh"]
 
 _ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
@@ -30,7 +34,7 @@ SECTION_LABELS: dict[str, dict[str, str]] = {
         "deadline": "Deadline",
         "documents": "Documents",
         "review_time": "Review time",
-        "follow_on": "Next steps",
+        "follow_on": "After filing",
         "penalties": "Penalties",
         "background": "Background",
     },
@@ -42,6 +46,7 @@ SECTION_LABELS: dict[str, dict[str, str]] = {
         "policy": "Policy",
         "risks": "Risks",
         "opportunities": "Opportunities for UK firms",
+        "what_to_do": "What to do",
         "background": "Background",
     },
     "platform": {
@@ -52,6 +57,7 @@ SECTION_LABELS: dict[str, dict[str, str]] = {
         "formats": "Formats",
         "commerce": "Commerce features",
         "foreign_brands": "How a foreign brand gets on",
+        "what_to_do": "What to do",
         "background": "Background",
     },
     "calendar": {
@@ -59,6 +65,51 @@ SECTION_LABELS: dict[str, dict[str, str]] = {
         "dates": "Dates",
         "preparation": "Preparation",
         "background": "Background",
+    },
+}
+
+# The same labels in Chinese, for answers given in Chinese.
+SECTION_LABELS_ZH: dict[str, dict[str, str]] = {
+    "filing": {
+        "summary": "概要",
+        "authority": "主管机关",
+        "who_must_file": "义务主体",
+        "trigger": "触发条件",
+        "threshold": "门槛",
+        "deadline": "期限",
+        "documents": "所需材料",
+        "review_time": "审核时间",
+        "follow_on": "提交之后",
+        "penalties": "法律责任",
+        "background": "背景",
+    },
+    "sector": {
+        "summary": "概要",
+        "size": "规模",
+        "growth": "增长",
+        "key_players": "主要企业",
+        "policy": "政策",
+        "risks": "风险",
+        "opportunities": "英国企业的机会",
+        "what_to_do": "建议做法",
+        "background": "背景",
+    },
+    "platform": {
+        "summary": "概要",
+        "what_it_is": "平台简介",
+        "audience": "用户群体",
+        "users": "用户规模",
+        "formats": "内容形式",
+        "commerce": "电商功能",
+        "foreign_brands": "外国品牌如何入驻",
+        "what_to_do": "建议做法",
+        "background": "背景",
+    },
+    "calendar": {
+        "summary": "概要",
+        "dates": "日期",
+        "preparation": "准备工作",
+        "background": "背景",
     },
 }
 
@@ -102,10 +153,20 @@ class Fact(_Strict):
     source: str  # id of a Source in the pack
     as_of: dt.date
     verified: bool = True
+    # The same statement in Chinese, in our own words (regulatory terms as the authority writes them).
+    text_zh: str | None = None
     # Extra words people use for this fact (synonyms, Chinese terms); used by retrieval, never shown.
     keywords: list[str] = Field(default_factory=list)
+    # Questions this fact answers, as people would ask them (English and Chinese): the "alternate
+    # phrasings" of FAQ bots. Used by retrieval, never shown.
+    questions: list[str] = Field(default_factory=list)
+    status: FactStatus = "current"
     # Editor's note (why unverified, what conflicts); shown to nobody but `content check`.
     note: str | None = None
+
+    def text_in(self, language: Language) -> str:
+        """The fact's text in ``language``, falling back to English where no Chinese text exists."""
+        return (self.text_zh or self.text) if language == "zh" else self.text
 
 
 class DeadlineRule(_Strict):
@@ -121,6 +182,7 @@ class FollowOnStep(_Strict):
     """A step after the deadline (review, correction window...), dated from the step before it."""
 
     name: str
+    name_zh: str | None = None
     fact: Fact
     amount: int | None = Field(default=None, gt=0, le=3650)
     unit: DeadlineUnit | None = None
@@ -134,11 +196,29 @@ class FollowOnStep(_Strict):
         return self
 
 
+class ChecklistStep(_Strict):
+    """One thing to do, in order: "prepare X", "file in system Y", "expect Z", "keep W on record".
+
+    Advice derived from the card's facts; ``source`` (a source id) when one source says it outright.
+    """
+
+    text: str = Field(min_length=3)
+    text_zh: str | None = None
+    source: str | None = None
+
+    def text_in(self, language: Language) -> str:
+        return (self.text_zh or self.text) if language == "zh" else self.text
+
+
 class DatedEvent(_Strict):
     """Something on the calendar a channel can subscribe to (a rule taking effect, a festival...)."""
 
     id: str
     title: str
+    title_zh: str | None = None
+    # True when the date is not yet official (e.g. next year's holidays before the State Council's
+    # notice): shown labelled as an estimate.
+    estimate: bool = False
     date: dt.date | None = None  # a one-off date
     month_day: str | None = None  # "06-18": recurs every year
     lead_days: list[int] = Field(default_factory=lambda: [14, 1])  # calendar days before, to post
@@ -192,9 +272,14 @@ class Topic(_Strict):
     # Filings only.
     deadline: DeadlineRule | None = None
     follow_on: list[FollowOnStep] = Field(default_factory=list)
+    next_steps: list[ChecklistStep] = Field(default_factory=list)  # the numbered checklist that ends a card
     # Anything with dates worth a reminder.
     events: list[DatedEvent] = Field(default_factory=list)
-    related: list[str] = Field(default_factory=list)  # ids of other topics
+    # Ids of other topics. A sector or platform lists the filings that apply to it; a filing lists the
+    # sectors and platforms it mostly concerns.
+    related: list[str] = Field(default_factory=list)
+    # Sources cited only by this topic may live in its own file (ids must not clash with the pack's).
+    sources: dict[str, Source] = Field(default_factory=dict)
 
     @field_validator("id")
     @classmethod
@@ -209,8 +294,8 @@ class Topic(_Strict):
         unknown = [s for s in self.sections if s not in known]
         if unknown:
             raise ValueError(f"unknown section(s) {unknown} for a {self.kind}; known: {sorted(known)}")
-        if self.kind != "filing" and (self.deadline or self.follow_on):
-            raise ValueError("only filings carry a deadline rule or follow-on steps")
+        if self.kind != "filing" and (self.deadline or self.follow_on or self.next_steps):
+            raise ValueError("only filings carry a deadline rule, follow-on steps or a next-steps checklist")
         return self
 
     def all_facts(self) -> list[tuple[str, Fact]]:

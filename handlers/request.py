@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field
 
 Platform = Literal["slack", "teams", "text"]
+Language = Literal["en", "zh"]
+LanguageChoice = Literal["auto", "en", "zh"]
 Mode = Literal["command", "mention", "direct", "watch"]
 ReplyKind = Literal[
     "menu", "help", "filing", "deadline", "sector", "platform", "calendar", "answer", "no_answer",
@@ -44,7 +46,15 @@ class Request(BaseModel):
     channel: str | None = None
     workspace: str | None = None  # Slack team id / Teams tenant id
     timezone: str = DEFAULT_TIMEZONE
+    # The channel's or user's choice (`/china-filing language`); "auto" answers in the question's language.
+    language: LanguageChoice = "auto"
     now: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    def answer_language(self, text: str | None = None) -> Language:
+        """The language to answer in: the chosen one, else Chinese when what was asked is written in it."""
+        if self.language != "auto":
+            return self.language
+        return "zh" if has_han(self.text if text is None else text) else "en"
 
     def local_now(self) -> dt.datetime:
         return self.now.astimezone(ZoneInfo(self.timezone))
@@ -122,6 +132,7 @@ class Reply(BaseModel):
     actions: list[Action] = Field(default_factory=list)
     confidence: float | None = None
     ephemeral: bool = True  # slash-command answers are private until shared
+    language: Language = "en"  # the language the reply's text is written in
 
     @property
     def is_structured(self) -> bool:
@@ -196,6 +207,14 @@ class NotAvailableError(UserError):
 
 
 # ----------------------------------------------------------------------------------------- echoing
+
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def has_han(text: str) -> bool:
+    """Whether the text holds Chinese characters (what "asked in Chinese" means for choosing a language)."""
+    return _HAN.search(text) is not None
+
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 

@@ -57,10 +57,11 @@ def test_unknown_source_is_an_error(packs_copy: Path):
 
 
 def test_stale_facts_are_warnings_not_errors(packs_copy: Path):
-    report = check_library(packs_copy, stale_days=30, today=dt.date(2026, 11, 23))
+    # "today" must not precede the packs' newest sources: pages read on 2026-12-01 carry that date.
+    report = check_library(packs_copy, stale_days=30, today=dt.date(2026, 12, 1))
     assert report.ok
     assert any("stale" in w for w in report.warnings)
-    fresh = check_library(packs_copy, stale_days=100_000, today=dt.date(2026, 11, 23))
+    fresh = check_library(packs_copy, stale_days=100_000, today=dt.date(2026, 12, 1))
     assert not any("stale" in w for w in fresh.warnings)
 
 

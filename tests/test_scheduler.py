@@ -105,7 +105,7 @@ async def test_reminders_posted_once_in_order_in_the_right_channel(store, sdesk,
         assert "Thu 6 Nov 2025" in text  # when
         assert f"Working days left*\\n{left}" in text or f"Working days left: {left}" in text  # how many left
         assert "Next step" in text  # the next step
-        assert "hainanjubao.cn" in text  # the source (the CAC announcement)
+        assert "cac.gov.cn" in text  # the source (the CAC announcement, on the CAC's own site)
         assert "board pack" in text and "Late" not in text
     assert "Prepare the filing documents" in texts[0] and "File by Thu 6 Nov 2025" in texts[2]
     # In order, and the posted refs are Slack's ts.

@@ -17,17 +17,24 @@ from dataclasses import dataclass, field
 
 import bm25s
 import numpy as np
+from rapidfuzz import fuzz, process
 
 from content.loader import Library
-from content.schema import SECTION_LABELS, Fact, Topic
+from content.schema import SECTION_LABELS, SECTION_LABELS_ZH, Fact, Topic
 from handlers.qa.confidence import ConfidenceFeatures, calibrated
 from handlers.qa.lexicon import Lexicon, default_lexicon
 from handlers.qa.query import Query, QueryAnalysis
-from handlers.qa.text import Analyzer, cue_pattern, fold, has_cjk, similar
+from handlers.qa.text import Analyzer, cue_pattern, fold, has_cjk, similar, strip_chatter
 
 # Field weights of the BM25 score. Fact text is the evidence; keywords are editor-chosen paraphrases;
 # the section label ("Review time") helps short questions; topic fields decide *which topic*.
-FIELD_WEIGHTS: dict[str, float] = {"text": 1.0, "keywords": 0.8, "section": 0.5, "names": 1.0, "topic": 0.4}
+FIELD_WEIGHTS: dict[str, float] = {
+    "text": 1.0, "text_zh": 1.0, "keywords": 0.8, "questions": 0.8, "section": 0.5, "names": 1.0, "topic": 0.4,
+}
+# A question this close (rapidfuzz token-set ratio, 0-100) to one of a fact's alternate questions is asked
+# in the words editors expected: strong evidence for that fact, worth this share of the best score.
+QUESTION_MATCH_RATIO = 88
+QUESTION_MATCH_BOOST = 0.5
 NAME_BOOST = 0.5  # topic-level score of a topic the question names (by title or alias)
 OUTSIDE_NAMED = 0.8  # score factor for facts outside the topics a question names
 RESIDUAL_WEIGHT = 1.0  # extra fact-level weight of the question's words that are not a named topic's name
@@ -124,6 +131,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         self.topics = topics
         cjk = [n for t in topics for n in library.names_of(t) if has_cjk(n)]
         cjk += [k for t in topics for _, _, f in _topic_docs(t) for k in f.keywords if has_cjk(k)]
+        cjk += [label for labels in SECTION_LABELS_ZH.values() for label in labels.values()]
         cjk += [w for group in lexicon.synonyms for w in group if has_cjk(w)]
         # Chinese stop words and cues too, so that "多长时间" or "什么时候" stays one (stop) word.
         cjk += [w for w in lexicon.stopwords if has_cjk(w)]
@@ -132,15 +140,20 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
 
         self.docs: list[Doc] = []
         doc_topic: list[int] = []
-        text, keywords, section = [], [], []
+        text, text_zh, keywords, questions, section = [], [], [], [], []
         raw_words: set[str] = set()
+        self.alternate_questions: list[tuple[str, int]] = []  # (folded question, doc) for near-exact matches
+        self.topic_ids = {topic.id: ti for ti, topic in enumerate(topics)}
         for ti, topic in enumerate(topics):
             for sec, extra, fact in _topic_docs(topic):
                 label = SECTION_LABELS[topic.kind].get(sec) or sec.replace("_", " ").capitalize()
+                label_zh = SECTION_LABELS_ZH[topic.kind].get(sec, "")
+                self.alternate_questions += [(fold(strip_chatter(q)), len(self.docs)) for q in fact.questions]
                 self.docs.append(Doc(topic, sec, label, fact))
                 doc_topic.append(ti)
-                for source, out in ((fact.text, text), ("; ".join(fact.keywords), keywords),
-                                    (f"{label} {sec.replace('_', ' ')} {extra}", section)):
+                for source, out in ((fact.text, text), (fact.text_zh or "", text_zh),
+                                    ("; ".join(fact.keywords), keywords), ("\n".join(fact.questions), questions),
+                                    (f"{label} {label_zh} {sec.replace('_', ' ')} {extra}", section)):
                     words = an.words(source)
                     raw_words.update(w for w in words if an.keep(w))
                     out.append([an.stem(w) for w in words if an.keep(w)])
@@ -150,16 +163,20 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             raw_words.update(w for w in words if an.keep(w))
             names.append([an.stem(w) for w in words if an.keep(w)])
         self.doc_topic = np.asarray(doc_topic, dtype=np.int32)
+        self.doc_section = np.asarray([d.section for d in self.docs])
+        self.may_lead = np.asarray([d.fact.status == "current" for d in self.docs], dtype=np.float32)
         # Facts are stored topic by topic: where each topic's facts start (every topic has a summary).
         self.topic_starts = np.searchsorted(self.doc_topic, np.arange(len(topics))).astype(np.intp)
         self.name_tokens = [frozenset(n) for n in names]
         whole = [list(names[ti]) for ti in range(len(topics))]
         for di, ti in enumerate(doc_topic):
-            whole[ti].extend(text[di] + keywords[di] + section[di])
+            whole[ti].extend(text[di] + text_zh[di] + keywords[di] + questions[di] + section[di])
 
         self.doc_fields = {
             "text": _Field(_bm25(text), FIELD_WEIGHTS["text"]),
+            "text_zh": _Field(_bm25(text_zh), FIELD_WEIGHTS["text_zh"]),
             "keywords": _Field(_bm25(keywords), FIELD_WEIGHTS["keywords"]),
+            "questions": _Field(_bm25(questions), FIELD_WEIGHTS["questions"]),
             "section": _Field(_bm25(section), FIELD_WEIGHTS["section"]),
         }
         self.topic_fields = {
@@ -168,14 +185,15 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         }
         # Token sets for coverage (confidence) and document frequencies over topics (word weight).
         self.topic_tokens = [frozenset(w) for w in whole]
-        self.doc_tokens = [frozenset(text[i] + keywords[i] + section[i]) | frozenset(names[doc_topic[i]])
+        self.doc_tokens = [frozenset(text[i] + text_zh[i] + keywords[i] + questions[i] + section[i])
+                           | frozenset(names[doc_topic[i]])
                            for i in range(len(self.docs))]
         self.vocab = frozenset(t for ws in whole for t in ws)
         # Word weights count what topics *say* (facts, keywords, names), not their section labels:
         # "Review time" on every filing card does not make "time" a common word of the packs.
         said = [set(names[ti]) for ti in range(len(topics))]
         for di, ti in enumerate(doc_topic):
-            said[ti].update(text[di] + keywords[di])
+            said[ti].update(text[di] + text_zh[di] + keywords[di] + questions[di])
         df: dict[str, int] = {}
         for tokens in said:
             for t in tokens:
@@ -298,7 +316,9 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             total += f.weight * f.scores(concepts, len(self.docs))
         return total
 
-    def scores(self, query: Query) -> np.ndarray:
+    def scores(self, query: Query, sections: Sequence[str] = ()) -> np.ndarray:
+        """Every fact's score for the question. ``sections``: the section a conversation was last about,
+        standing in for an intent when the question states none ("and kuaishou?" after a user count)."""
         concepts = [c.forms for c in query.concepts]
         n_docs, n_topics = len(self.docs), len(self.topics)
         total = self._fact_scores(concepts)
@@ -328,15 +348,29 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             for intent in query.intents:
                 hits += self.intent_docs[intent.name]
             total *= 1.0 + INTENT_BOOST * hits
+        elif sections:
+            total *= 1.0 + INTENT_BOOST * np.isin(self.doc_section, list(sections))
+        if self.alternate_questions and total.max() > 0:
+            # Asked almost exactly as editors wrote one of a fact's alternate questions.
+            found = process.extractOne(query.text, [q for q, _ in self.alternate_questions],
+                                       scorer=fuzz.token_set_ratio, score_cutoff=QUESTION_MATCH_RATIO)
+            if found is not None:
+                di = self.alternate_questions[found[2]][1]
+                total[di] += QUESTION_MATCH_BOOST * float(total.max())
         return total
 
-    def match(self, text: str) -> Match:
+    def match(self, text: str, *, assume: Sequence[int] = (), sections: Sequence[str] = ()) -> Match:
+        """The best facts for ``text``. ``assume``: topics the conversation is about, treated as named
+        when the question names none (a follow-up); ``sections``: see :meth:`scores`."""
         query = self.analyse(text)
+        if assume and not query.named:
+            query.named = set(assume)
         if not query.concepts:
             return Match(query, [], 0.0, 0.0, {"concepts": 0})
-        scores = self.scores(query)
-        best = int(np.argmax(scores))
-        top = float(scores[best])
+        scores = self.scores(query, sections)
+        # A fact the pack marks disputed or superseded never leads an answer.
+        best = int(np.argmax(scores * self.may_lead))
+        top = float(scores[best] * self.may_lead[best])
         if top <= 0:
             return Match(query, [], 0.0, 0.0, {"concepts": len(query.concepts)})
         ti = int(self.doc_topic[best])
@@ -382,19 +416,22 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         for i in ranked:
             if scores[i] < SUPPORT_RATIO * top or len(out) >= MAX_FACTS - 1:
                 break
+            if self.docs[i].fact.status == "superseded":
+                continue
             text = self.docs[i].fact.text
             # Two sources saying the same thing ("reviews within 15 working days") is one fact to a reader.
             if text not in seen and not any(similar(text, other) for other in seen):
                 seen.add(text)
                 out.append(i)
         # A fact of another topic that fits (almost) as well as the best one answers the question too
-        # (PIPL fines are stated under both the SCC and the data-export topics): show it as well.
+        # (PIPL fines are stated under both the SCC and the data-export topics): shown as well, under its
+        # own topic's name (see handlers.qa.replies), never as if it were the first topic's.
         k = min(len(scores), 8)
         for i in np.argpartition(-scores, k - 1)[:k] if k else ():
             i = int(i)
             text = self.docs[i].fact.text
-            if (self.doc_topic[i] != ti and scores[i] >= OTHER_TOPIC_RATIO * top and text not in seen
-                    and not any(similar(text, other) for other in seen)):
+            if (self.doc_topic[i] != ti and scores[i] >= OTHER_TOPIC_RATIO * top and self.may_lead[i]
+                    and text not in seen and not any(similar(text, other) for other in seen)):
                 return [*out[: MAX_FACTS - 2], i]
         return out
 

@@ -40,6 +40,7 @@ class Lexicon:
     frames: tuple[str, ...] = ()  # "<under> GDPR", "<in> the UK": the place whose rules the question asks
     protected: frozenset[str] = frozenset()  # never stemmed
     abbreviations: tuple[tuple[str, str], ...] = ()  # chat shorthand -> the words it stands for
+    deadline_cues: tuple[str, ...] = ()  # "due", "by when", "最晚": a question asking for a deadline
 
     @classmethod
     def load(cls, path: Path | str = SYNONYMS_PATH) -> Lexicon:
@@ -52,6 +53,7 @@ class Lexicon:
 
         stop = raw.get("stopwords") or {}
         cues = raw.get("question_cues") or {}
+        deadline = raw.get("deadline_cues") or {}
         return cls(
             synonyms=tuple(words(g) for g in raw.get("synonyms") or ()),
             stopwords=frozenset(words(stop.get("en")) + words(stop.get("zh"))),
@@ -67,6 +69,7 @@ class Lexicon:
             identity=words(raw.get("identity")),
             frames=words(raw.get("frames")),
             protected=frozenset(words(raw.get("protected"))),
+            deadline_cues=words(deadline.get("en")) + words(deadline.get("zh")),
             abbreviations=tuple((fold(k), fold(v)) for k, v in (raw.get("abbreviations") or {}).items()),
         )
 

@@ -9,7 +9,16 @@ from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 
 from handlers.qa.lexicon import Intent
-from handlers.qa.text import QUESTION_MARK, cue_pattern, fold, has_cjk, has_cue, normalise_numbers, substitution
+from handlers.qa.text import (
+    QUESTION_MARK,
+    cue_pattern,
+    fold,
+    has_cjk,
+    has_cue,
+    normalise_numbers,
+    strip_chatter,
+    substitution,
+)
 
 FUZZY_CUTOFF = 80  # rapidfuzz ratio for typo correction (xiaohngshu -> xiaohongshu is 95)
 SHORT_WORD = 7  # up to this length a one-letter substitution is not taken for a typo (patent != parent)
@@ -113,7 +122,7 @@ class QueryAnalysis:
 
     def analyse(self, text: str) -> Query:
         an = self.analyzer
-        text = self.expand(text)
+        text = self.expand(strip_chatter(text))  # tags and greetings are not words of the question
         folded = normalise_numbers(text)
         concepts: list[Concept] = []
         seen: set[str] = set()

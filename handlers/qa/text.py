@@ -181,3 +181,44 @@ def has_cue(text: str, cue: str) -> bool:
     return cue_pattern(cue).search(text) is not None
 
 
+
+
+# ------------------------------------------------------------------------------------- tags and filler
+
+# Mentions of people and groups as each surface writes them: Slack markup (<@U1>, <@U1|alice>, <!here>,
+# <!subteam^S1|@team>, <#C1|general>), Teams (<at>Alice</at>), and the plain @name they become once
+# converted to text. An address is not part of a question: it must never change the answer.
+_TAGS = re.compile(
+    r"<[@!#][^<>]*>"  # Slack markup
+    r"|<at\b[^>]*>.*?</at>"  # Teams mention entities
+    r"|(?<![\w@.])@[\w.\-^|]*\w",  # @alice, @U07ALICE, @china-team, @channel (not mail@example.com)
+    re.IGNORECASE | re.DOTALL,
+)
+# Greetings and sign-offs at either end of a message, in English and Chinese: words around a question
+# that are not part of it. Only at the ends, so that "thanks" inside a sentence stays a word.
+_GREETING = (r"(?:hi|hey|hello|hiya|yo|morning|good (?:morning|afternoon|evening)|dear)(?: (?:all|team|guys|folks|"
+             r"everyone|there|both|y'?all))?|quick (?:q|question)|qq|fyi|cc")
+_SIGN_OFF = (r"(?:thanks|thank you|thx|ty|tia|cheers|many thanks|thanks in advance|much appreciated|"
+             r"appreciated|pls|please|cc)(?: (?:all|team|guys|folks|everyone|so much|a lot|in advance))?")
+_GREETING_ZH = "你好|您好|大家好|哈喽|嗨|请问|麻烦问一下|麻烦问下|麻烦|打扰一下|打扰了"
+_SIGN_OFF_ZH = "谢谢(?:大家|你|您)?|多谢|感谢|麻烦了|辛苦了|谢啦"
+_LEADING = re.compile(rf"^\s*(?:(?:{_GREETING})\b[\s,.!:;，。！：、~-]*)+", re.IGNORECASE)
+_TRAILING = re.compile(rf"(?:[\s,.!:;，。！：、~-]*\b(?:{_SIGN_OFF}))+[\s,.!。！~:)]*$", re.IGNORECASE)
+_CJK_EDGE_LEAD = re.compile(rf"^\s*(?:(?:{_GREETING_ZH})[\s,.!:;，。！：、~-]*)+")
+_CJK_EDGE_TRAIL = re.compile(rf"(?:[\s,.!:;，。！：、~-]*(?:{_SIGN_OFF_ZH}))+[\s,.!。！~]*$")
+
+
+def strip_chatter(text: str) -> str:
+    """The question without tags (people, groups, channels) and without greetings and sign-offs.
+
+    ``<@U07ALICE> hi, what is xhs? thanks!`` and ``what is xhs?`` are the same question: every surface and
+    the CLI see the same words once this has run, so a tagged question gets exactly the untagged reply.
+    """
+    text = _TAGS.sub(" ", text)
+    text = " ".join(text.split())
+    for _ in range(2):  # "hi @bob, quick q:" leaves "quick q:" after the first pass
+        text = _LEADING.sub("", text)
+        text = _CJK_EDGE_LEAD.sub("", text)
+        text = _TRAILING.sub("", text)
+        text = _CJK_EDGE_TRAIL.sub("", text)
+    return text.strip(" ,:;，：、-")

@@ -48,6 +48,8 @@ from handlers.qa.evaluation import (
     half,
     load_questions,
     patterns_match,
+    read_question_set,
+    tagged_differences,
 )
 from handlers.qa.index import Doc, Match, QAIndex
 from handlers.qa.lexicon import Intent, Lexicon, default_lexicon
@@ -60,4 +62,5 @@ __all__ = [
     "EvalItem", "EvalReport", "EvalResult", "Intent", "Lexicon", "Match", "QAIndex", "Query", "answer",
     "answer_reply", "base_jieba", "calibrated", "default_lexicon", "evaluate", "half", "load_questions",
     "looks_like_question", "mentions_domain", "no_answer", "normalise_numbers", "patterns_match", "qa_index",
+    "read_question_set", "tagged_differences",
 ]

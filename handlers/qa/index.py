@@ -43,6 +43,7 @@ INTENT_BOOST = 0.6  # a fact in the section the question asks for ("how long" ->
 SUPPORT_RATIO = 0.6  # a supporting fact must score at least this share of the best one
 OTHER_TOPIC_RATIO = 0.9  # ...and one of another topic this share (it answers the question as well)
 MAX_FACTS = 3
+INTENT_ONLY_CONFIDENCE = 0.9  # see QAIndex.intent_match
 
 # -------------------------------------------------------------------------------------------- index
 
@@ -220,6 +221,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         self.synonym_phrases: dict[str, list[tuple[tuple[str, ...], int]]] = {}
         self.synonym_cjk: list[tuple[str, int]] = []
         self.group_tokens: list[frozenset[str]] = []
+        self.synonym_members = frozenset(fold(m) for g in lexicon.synonyms for m in g if has_cjk(m))
         for gi, group in enumerate(lexicon.synonyms):
             tokens: set[str] = set()
             for member in group:
@@ -234,6 +236,8 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         self.name_cjk: list[tuple[str, int]] = []
         for ti, topic in enumerate(topics):
             for name in [*library.names_of(topic), topic.id.replace("-", " ")]:
+                if fold(name) in lexicon.generic_names:
+                    continue  # "备案" (filing) is an alias of the ICP filing, but says no more than "filing"
                 phrase = an.phrase(name)
                 if phrase:
                     self.name_phrases.setdefault(phrase[0], []).append((phrase, ti))
@@ -406,6 +410,18 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         confidence = calibrated(features)
         docs = [self.docs[i] for i in (best, *support)]
         return Match(query, docs, top, confidence, features)
+
+    def intent_match(self, query: Query, ti: int) -> Match | None:
+        """A follow-up made only of a question's form ("who does it go to?", "how long?") about topic
+        ``ti``: the topic's first fact that answers the first intent. Confidence: the conversation says
+        which topic, the form which section, so nothing is guessed but which of its facts leads."""
+        docs = np.flatnonzero(self.doc_topic == ti)
+        for intent in query.intents:
+            hits = [int(i) for i in docs if self.intent_docs[intent.name][i] and self.may_lead[i]]
+            if hits:
+                return Match(query, [self.docs[hits[0]]], 1.0, INTENT_ONLY_CONFIDENCE,
+                             {"concepts": 0.0, "names_topic": 1.0, "topic_coverage": 1.0})
+        return None
 
     def _support(self, scores: np.ndarray, best: int, ti: int, top: float) -> list[int]:
         """Up to two more facts of the same topic that score nearly as well (they add detail)."""

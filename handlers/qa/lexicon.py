@@ -40,6 +40,7 @@ class Lexicon:
     frames: tuple[str, ...] = ()  # "<under> GDPR", "<in> the UK": the place whose rules the question asks
     protected: frozenset[str] = frozenset()  # never stemmed
     abbreviations: tuple[tuple[str, str], ...] = ()  # chat shorthand -> the words it stands for
+    generic_names: frozenset[str] = frozenset()  # a topic's alias too generic to name it alone ("备案")
     deadline_cues: tuple[str, ...] = ()  # "due", "by when", "最晚": a question asking for a deadline
 
     @classmethod
@@ -69,6 +70,7 @@ class Lexicon:
             identity=words(raw.get("identity")),
             frames=words(raw.get("frames")),
             protected=frozenset(words(raw.get("protected"))),
+            generic_names=frozenset(words(raw.get("generic_names"))),
             deadline_cues=words(deadline.get("en")) + words(deadline.get("zh")),
             abbreviations=tuple((fold(k), fold(v)) for k, v in (raw.get("abbreviations") or {}).items()),
         )

@@ -112,6 +112,24 @@ class QueryAnalysis:
             i += 1
         return out
 
+    def _split_compounds(self, units: list[list[str]]) -> list[list[str]]:
+        """A Chinese compound the packs never use whose parts they do (``等保备案`` -> ``等保``, ``备案``;
+        ``春节放假`` -> ``春节``, ``放假``) is those words: counted as one unknown word it would look like a
+        question about something else. Parts inside a longer kept part are dropped."""
+        out: list[list[str]] = []
+        for unit in units:
+            word = unit[0]
+            if len(unit) < 2 or not has_cjk(word) or word in self.vocab or word in self.synonym_members:
+                out.append(unit)
+                continue
+            parts = [p for p in unit[1:] if p in self.vocab or p in self.synonym_members]
+            parts = [p for p in parts if not any(p != q and p in q for q in parts)]
+            if parts:
+                out.extend([p] for p in sorted(parts, key=word.find))
+            else:
+                out.append(unit)
+        return out
+
     def expand(self, text: str) -> str:
         """The question with chat shorthand written out ("regs" -> "regulations", "ppl" -> "people"),
         so that the words, the synonyms and the intent cues ("how many people") all see the full form."""
@@ -126,7 +144,7 @@ class QueryAnalysis:
         folded = normalise_numbers(text)
         concepts: list[Concept] = []
         seen: set[str] = set()
-        for unit in self._join(an.units(text)):
+        for unit in self._split_compounds(self._join(an.units(text))):
             w = unit[0]
             token = an.stem(w)
             fuzzy: tuple[str, float] | None = None

@@ -90,8 +90,9 @@ def no_answer(desk: Desk, request: Request, confidence: float = 0.0, *, match: M
 def _lower_title(topic: Topic) -> str:
     """"the facial recognition filing", "Xiaohongshu": how a sentence names a topic."""
     title = topic.title.split("(")[0].strip()
-    if topic.kind == "filing" and title.split(" ", 1)[0] not in ("China", "China's", "Chinese"):
-        return f"the {title}"
+    first = title.split(" ", 1)[0]
+    if topic.kind == "filing" and not first.endswith("ing") and first not in ("China", "China's", "Chinese"):
+        return f"the {title[0].lower()}{title[1:]}" if title[1:2].islower() else f"the {title}"
     return title
 
 
@@ -190,7 +191,10 @@ def _follow_up(index: QAIndex, question: str, context: Context | None) -> Match:
         if match.query.intents or not sections:
             return match
         return index.match(question, sections=sections)
-    followed = index.match(question, assume=(index.topic_ids[context.topic],))
+    ti = index.topic_ids[context.topic]
+    followed = index.match(question, assume=(ti,))
+    if not followed.docs and followed.query.intents:  # "who does it go to?": only the kind of answer is asked
+        return index.intent_match(followed.query, ti) or match
     return followed if followed.confidence >= match.confidence else match
 
 
@@ -198,6 +202,8 @@ async def _deadline(desk: Desk, request: Request, question: str, match: Match, c
     """The computed deadline when the question asks one in plain words (see :mod:`handlers.qa.deadlines`)."""
     index = qa_index(desk)
     named = [t for t in _topics_named(index, match) if t.deadline is not None]
+    if match.docs:  # several filings named ("备案" is also the ICP filing's alias): the one answered first leads
+        named.sort(key=lambda t: t.id != match.docs[0].topic.id)
     context_filing = None
     if context is not None and not match.query.named:
         context_filing = desk.library.topics.get(context.filing or context.topic or "")

@@ -40,8 +40,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
         raise CliUsageError("ask needs some text, e.g. chinadesk ask \"/china-filing facial-recognition\"")
 
     async def run() -> dict | str:
-        # In a channel, commands may need storage (reminders, channel settings): open DATABASE_URL.
-        store = await _open_store() if args.channel else None
+        # In a channel, commands may need storage (reminders, channel settings), and a --thread keeps its
+        # conversation's context there, so that the next process sees it: open DATABASE_URL.
+        store = await _open_store() if args.channel or args.thread else None
         try:
             desk = build_desk(_core_settings() if store else Settings.from_env(), store=store)
             request = Request(
@@ -53,6 +54,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
                 workspace=args.workspace,
                 timezone=args.timezone,
                 now=_now(args.now),
+                thread=args.thread,
             )
             reply = await desk.handle(request)
         finally:
@@ -269,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--user", default="cli")
     ask.add_argument("--timezone", default=DEFAULT_TIMEZONE)
     ask.add_argument("--now", default=None, help="pretend it is this instant (ISO-8601)")
+    ask.add_argument("--thread", default=None, metavar="KEY",
+                     help="a conversation: questions with the same KEY share context (follow-ups) through DATABASE_URL")
     ask.set_defaults(func=cmd_ask)
 
     serve = sub.add_parser("serve", help="run the server (Slack, Teams, health) on one port")

@@ -53,6 +53,10 @@ class EvalItem:
     turns: tuple[str, ...] = ()  # earlier turns of the same conversation, asked first
     command: str | None = None  # the answer must be this command's deadline
 
+    def __post_init__(self) -> None:
+        if not self.answerable and self.category == "answerable":
+            object.__setattr__(self, "category", "out_of_scope")
+
     @property
     def chinese(self) -> bool:
         return self.lang == "zh" or has_han(self.question)

@@ -92,7 +92,9 @@ def _lower_title(topic: Topic) -> str:
     title = topic.title.split("(")[0].strip()
     first = title.split(" ", 1)[0]
     if topic.kind == "filing" and not first.endswith("ing") and first not in ("China", "China's", "Chinese"):
-        return f"the {title[0].lower()}{title[1:]}" if title[1:2].islower() else f"the {title}"
+        words = title.split(" ")
+        lower = len(words) > 1 and words[1][:1].islower()  # "Facial recognition ...", not "Multi-Level Protection"
+        return f"the {title[0].lower()}{title[1:]}" if lower else f"the {title}"
     return title
 
 
@@ -193,7 +195,8 @@ def _follow_up(index: QAIndex, question: str, context: Context | None) -> Match:
         return index.match(question, sections=sections)
     ti = index.topic_ids[context.topic]
     followed = index.match(question, assume=(ti,))
-    if not followed.docs and followed.query.intents:  # "who does it go to?": only the kind of answer is asked
+    form_only = all(c.intents for c in followed.query.concepts)
+    if followed.query.intents and form_only:  # "who does it go to?", "what documents?": only the kind of answer
         return index.intent_match(followed.query, ti) or match
     return followed if followed.confidence >= match.confidence else match
 

@@ -22,6 +22,8 @@ from handlers.router import Desk, router
 
 log = logging.getLogger("chinadesk.qa")
 
+COMMON_WORD_IDF = 1.0  # a word this common in the packs ("file", "china") says nothing about which fact
+
 # -------------------------------------------------------------------------------------- watch mode
 
 
@@ -195,7 +197,8 @@ def _follow_up(index: QAIndex, question: str, context: Context | None) -> Match:
         return index.match(question, sections=sections)
     ti = index.topic_ids[context.topic]
     followed = index.match(question, assume=(ti,))
-    form_only = all(c.intents for c in followed.query.concepts)
+    # Only the question's form: its words are intent cues, or words nearly every topic uses ("file").
+    form_only = all(c.intents or c.idf <= COMMON_WORD_IDF for c in followed.query.concepts)
     if followed.query.intents and form_only:  # "who does it go to?", "what documents?": only the kind of answer
         return index.intent_match(followed.query, ti) or match
     return followed if followed.confidence >= match.confidence else match

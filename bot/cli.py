@@ -184,6 +184,11 @@ def cmd_content_check(args: argparse.Namespace) -> int:
     from content.loader import check_library
 
     report = check_library(args.packs, stale_days=args.stale_days)
+    if report.ok:  # retrieval checks need packs that load
+        from content.loader import load_library
+        from handlers.qa.checks import check_alternate_questions
+
+        report.warnings.extend(check_alternate_questions(load_library(args.packs)))
     print(report.render())
     return 0 if report.ok else 1
 

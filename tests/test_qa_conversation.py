@@ -258,3 +258,29 @@ def test_cli_eval_reports_every_measure(tmp_path) -> None:
     bad.write_text("answerable: [{q: x, anyy: [y]}]")
     proc = subprocess.run([CHINADESK, "eval", str(bad)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "unknown key" in proc.stderr
+
+
+# ------------------------------------------------------------------------------ alternate questions
+
+
+def test_alternate_questions_that_find_another_topic_are_reported(library) -> None:
+    from handlers.qa.checks import check_alternate_questions
+
+    mlps = library.topics["mlps"]
+    good = mlps.summary.model_copy(update={"questions": ["what is MLPS?", "等保是什么？"]})
+    wrong = mlps.sections["authority"][0].model_copy(update={"questions": ["how many users does wechat have?"]})
+    changed = mlps.model_copy(update={"summary": good, "sections": {**mlps.sections, "authority": [wrong]}})
+    lib = dataclasses.replace(library, topics={**library.topics, "mlps": changed})
+    warnings = check_alternate_questions(lib)
+    assert any("how many users does wechat have?" in w and "finds wechat" in w for w in warnings), warnings
+    assert not any("what is MLPS?" in w or "等保是什么" in w for w in warnings)
+
+
+def test_an_alternate_question_is_strong_evidence_for_its_fact(library) -> None:
+    wechat = library.topics["wechat"]
+    fact = wechat.sections["formats"][0]
+    asked = "how often can a subscription account post"
+    changed = wechat.model_copy(update={"sections": {**wechat.sections, "formats": [
+        fact.model_copy(update={"questions": [asked]}), *wechat.sections["formats"][1:]]}})
+    lib = dataclasses.replace(library, topics={**library.topics, "wechat": changed})
+    assert qa.QAIndex.build(lib).match(asked + "?").docs[0].fact.text == fact.text

@@ -232,6 +232,7 @@ class QueryAnalysis:
         # applying", "when do * apply" (a date) wins over "when do" (the circumstances).
         found = [(m.start(), m.end(), intent, cue) for intent in self.lexicon.intents for cue in intent.cues
                  for m in cue_pattern(cue).finditer(folded)]
+        found.sort(key=lambda f: f[0])  # in the order asked: "who do we submit to" is a "who" first
         kept = [f for f in found if not any(o[0] <= f[0] and f[1] <= o[1] and (o[1] - o[0]) > (f[1] - f[0])
                                             and o[2] is not f[2] for o in found)]
         intents: list[Intent] = []

@@ -58,10 +58,6 @@ def qa_index(desk: Desk) -> QAIndex:
     return desk.qa
 
 
-def _topics_named(index: QAIndex, match: Match) -> list[Topic]:
-    return [index.topics[ti] for ti in sorted(match.query.named)]
-
-
 def no_answer(desk: Desk, request: Request, confidence: float = 0.0, *, match: Match | None = None,
               language: Language = "en") -> Reply:
     """An honest "I don't know". When the question is clearly about one topic but the fact is unclear,
@@ -207,15 +203,16 @@ def _follow_up(index: QAIndex, question: str, context: Context | None) -> Match:
 async def _deadline(desk: Desk, request: Request, question: str, match: Match, context: Context | None) -> Reply | None:
     """The computed deadline when the question asks one in plain words (see :mod:`handlers.qa.deadlines`)."""
     index = qa_index(desk)
-    named = [t for t in _topics_named(index, match) if t.deadline is not None]
+    explicit = index.analyse(question).named  # what the question itself names, not what the context assumed
+    named = [index.topics[ti] for ti in sorted(explicit) if index.topics[ti].deadline is not None]
     if match.docs:  # several filings named ("备案" is also the ICP filing's alias): the one answered first leads
         named.sort(key=lambda t: t.id != match.docs[0].topic.id)
     context_filing = None
-    if context is not None and not match.query.named:
+    if context is not None and not explicit:
         context_filing = desk.library.topics.get(context.filing or context.topic or "")
     ask = deadline_question(
         question, named=named, context_filing=context_filing,
-        follows_deadline=context is not None and context.filing is not None and not named,
+        follows_deadline=context is not None and context.filing is not None and not explicit,
         cues=index.lexicon.deadline_cues, local_now=request.local_now(),
     )
     if ask is None:

@@ -13,7 +13,7 @@ from handlers.cards import SourceList, caveats_for, topic_command
 from handlers.filing import deadline_reply
 from handlers.qa.confidence import ANSWER_BAR, WATCH_BAR
 from handlers.qa.context import Context, load_context, next_context, save_context
-from handlers.qa.deadlines import deadline_question
+from handlers.qa.deadlines import deadline_question, looks_dated
 from handlers.qa.index import Match, QAIndex
 from handlers.qa.query import Query
 from handlers.qa.text import QUESTION_MARK, fold, has_cjk, has_cue, strip_chatter
@@ -202,6 +202,8 @@ def _follow_up(index: QAIndex, question: str, context: Context | None) -> Match:
 
 async def _deadline(desk: Desk, request: Request, question: str, match: Match, context: Context | None) -> Reply | None:
     """The computed deadline when the question asks one in plain words (see :mod:`handlers.qa.deadlines`)."""
+    if not looks_dated(question):  # the cheap test first: most questions hold no date
+        return None
     index = qa_index(desk)
     explicit = index.analyse(question).named  # what the question itself names, not what the context assumed
     named = [index.topics[ti] for ti in sorted(explicit) if index.topics[ti].deadline is not None]

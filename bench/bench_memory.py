@@ -46,7 +46,7 @@ from content.loader import load_library
 library = load_library()
 out.append(("load and validate the content packs", time.perf_counter(), rss()))
 import handlers.qa as qa
-qa._base_jieba()
+qa.base_jieba()
 out.append(("jieba dictionary (Chinese word segmentation)", time.perf_counter(), rss()))
 index = qa.QAIndex.build(library)
 out.append(("Q&A index (BM25 fields, vocabulary, intents)", time.perf_counter(), rss()))

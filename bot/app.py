@@ -35,6 +35,7 @@ from bot.observability import READY, http_middleware, metrics_endpoint, metrics_
 from content.loader import load_library
 from handlers import Desk
 from handlers.qa import QAIndex
+from handlers.qa.deadlines import warm_up as warm_up_dates
 
 log = logging.getLogger("chinadesk.app")
 
@@ -71,6 +72,7 @@ def build_desk(settings: Settings | None = None, *, store=None) -> Desk:
     desk = Desk(library=library, store=store, settings={"stale_days": settings.stale_days},
                 middleware=[metrics_middleware])
     desk.qa = QAIndex.build(library)  # channel Q&A retrieval index: built once, here, not per question
+    warm_up_dates()  # dateparser's language data, so that the first deadline asked in plain words is fast
     return desk
 
 

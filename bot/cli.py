@@ -40,8 +40,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
         raise CliUsageError("ask needs some text, e.g. chinadesk ask \"/china-filing facial-recognition\"")
 
     async def run() -> dict | str:
-        # In a channel, commands may need storage (reminders, channel settings): open DATABASE_URL.
-        store = await _open_store() if args.channel else None
+        # In a channel, commands may need storage (reminders, channel settings), and a --thread keeps its
+        # conversation's context there, so that the next process sees it: open DATABASE_URL.
+        store = await _open_store() if args.channel or args.thread else None
         try:
             desk = build_desk(_core_settings() if store else Settings.from_env(), store=store)
             request = Request(
@@ -53,6 +54,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
                 workspace=args.workspace,
                 timezone=args.timezone,
                 now=_now(args.now),
+                thread=args.thread,
             )
             reply = await desk.handle(request)
         finally:
@@ -182,6 +184,11 @@ def cmd_content_check(args: argparse.Namespace) -> int:
     from content.loader import check_library
 
     report = check_library(args.packs, stale_days=args.stale_days)
+    if report.ok:  # retrieval checks need packs that load
+        from content.loader import load_library
+        from handlers.qa.checks import check_alternate_questions
+
+        report.warnings.extend(check_alternate_questions(load_library(args.packs)))
     print(report.render())
     return 0 if report.ok else 1
 
@@ -205,22 +212,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Run a Q&A question set; exit 1 below the bars (answered right, out-of-scope abstained)."""
+    """Run a Q&A question set; exit 1 below the bars (answered right, Chinese, follow-ups, deadlines,
+    out-of-scope abstained) or, with --tagged, when a tag or greeting changes a reply."""
     from pathlib import Path
 
-    from handlers.qa import evaluate, half, load_questions
+    from handlers.qa import evaluate, half, read_question_set, tagged_differences
+    from handlers.qa.evaluation import QuestionSetError
 
     path = Path(args.file)
     if not path.is_file():
         raise CliUsageError(f"no question set at {path}")
-    items = load_questions(path)
+    try:
+        questions = read_question_set(path)
+    except QuestionSetError as exc:
+        raise CliUsageError(f"{exc}") from None
+    items = questions.items
     if args.half:
         items = half(items, args.half)
 
     async def run():
         from bot.app import build_desk
 
-        return await evaluate(build_desk(Settings.from_env()), items)
+        desk = build_desk(Settings.from_env())
+        report = await evaluate(desk, items, now=questions.now)
+        if args.tagged:
+            report.tagged_asked, report.tag_differences = await tagged_differences(desk, items, now=questions.now)
+        return report
 
     report = asyncio.run(run())
     if args.json:
@@ -259,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--user", default="cli")
     ask.add_argument("--timezone", default=DEFAULT_TIMEZONE)
     ask.add_argument("--now", default=None, help="pretend it is this instant (ISO-8601)")
+    ask.add_argument("--thread", default=None, metavar="KEY",
+                     help="a conversation: questions with the same KEY share context (follow-ups) through DATABASE_URL")
     ask.set_defaults(func=cmd_ask)
 
     serve = sub.add_parser("serve", help="run the server (Slack, Teams, health) on one port")
@@ -301,10 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_content_check)
 
     ev = sub.add_parser("eval", help="score channel Q&A on a question set (accuracy, abstention, failures)")
-    ev.add_argument("file", help="question set YAML (answerable: q/any/all, out_of_scope: list)")
+    ev.add_argument("file", help="question set YAML (now, answerable, conversations, deadlines, out_of_scope)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--half", type=int, choices=[1, 2], default=None,
                     help="only half 1 (tuning: even positions) or half 2 (checking: odd positions)")
+    ev.add_argument("--tagged", action="store_true",
+                    help="also re-ask every answerable question with tags and greetings around it and count "
+                         "the replies that differ from the untagged one")
     ev.set_defaults(func=cmd_eval)
 
     package = sub.add_parser("teams-package", help="build the Teams app package (zip) for an admin to upload")

@@ -146,6 +146,19 @@ def slack_to_plain(text: str, bot_user_id: str | None = None) -> str:
     return " ".join(text.split())
 
 
+# A message that tags a person or a group (<@U1>, <!here>, <!subteam^S1>) is addressed to them.
+_ADDRESSED = re.compile(r"<[@!][^<>]*>")
+
+
+def conversation_key(event: dict[str, Any]) -> str:
+    """The conversation a message belongs to, for follow-ups: a DM as a whole, otherwise the thread
+    (its root message's ts; a top-level message starts its own)."""
+    channel = event.get("channel") or ""
+    if event.get("channel_type") == "im":
+        return channel
+    return f"{channel}:{event.get('thread_ts') or event.get('ts')}"
+
+
 def workspace_key(enterprise_id: str | None, team_id: str | None, is_enterprise_install: bool | None = False) -> str:
     """The store's ``workspace`` for a Slack install: the team, or the org for org-wide installs."""
     if is_enterprise_install and enterprise_id:
@@ -570,11 +583,11 @@ class SlackAdapter:
 
     async def request(
         self, *, text: str, mode: str, user: str | None, channel: str | None, team: str | None,
-        command: str | None = None,
+        command: str | None = None, thread: str | None = None, thread_opener: bool = False,
     ) -> Request:
         return Request(
             text=text, command=command, platform=PLATFORM, mode=mode, user=user, channel=channel, workspace=team,
-            timezone=await self.timezone(channel),
+            timezone=await self.timezone(channel), thread=thread, thread_opener=thread_opener,
         )
 
     # ---- translating out
@@ -748,10 +761,11 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
             return
         request = await adapter.request(
             text=question or "/china-filing help", mode=mode, user=event.get("user"), channel=channel,
-            team=context.team_id or _team_of(event),
+            team=context.team_id or _team_of(event), thread=conversation_key(event),
+            thread_opener=event.get("thread_ts") in (None, ts),
         )
         reply = await adapter.ask(request)
-        if mode == "watch" and reply.kind != "answer":
+        if mode == "watch" and reply.kind not in ("answer", "deadline"):
             return  # ambient messages get an answer only when the Q&A handler is confident
         # One answer per message, even when it arrived as two events (mention + watched channel).
         if not await adapter._store().claim_once(f"slack:answer:{channel}:{ts}", EVENT_CLAIM_TTL):
@@ -761,6 +775,19 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
             await adapter.post(client, channel, message, thread_ts=event.get("thread_ts") or ts)
         except SlackApiError as exc:
             log.warning("could not answer in channel", extra={"error": exc.response.get("error")})
+
+    async def follows_up_the_bot(event: dict, context: Any) -> bool:
+        """A reply in a thread that began with a question to the bot (and that the bot answered) may be a
+        follow-up without mentioning it; the Q&A handler then applies the watched-channel bar. A reply
+        that tags someone else is people talking to each other, and is left alone."""
+        thread_ts = event.get("thread_ts")
+        if not thread_ts or thread_ts == event.get("ts") or _ADDRESSED.search(event.get("text") or ""):
+            return False
+        store = adapter._store()
+        if not hasattr(store, "load_qa_context"):
+            return False
+        found = await store.load_qa_context(PLATFORM, conversation_key(event), dt.datetime.now(dt.UTC))
+        return bool(found and found.get("opened_by_question"))
 
     async def on_mention(event: dict, context: Any, client: AsyncWebClient) -> None:
         adapter.spawn(answer_message(event, context, client, "mention"), name="mention")
@@ -778,6 +805,9 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
             return  # app_mention answers this one
 
         async def watch() -> None:
+            if await follows_up_the_bot(event, context):
+                await answer_message(event, context, client, "watch")
+                return
             channel_settings = await adapter._store().get_channel_settings(PLATFORM, event.get("channel"))
             if channel_settings.watch:
                 await answer_message(event, context, client, "watch")

@@ -349,12 +349,38 @@ class Store(abc.ABC):
         return row is not None
 
     async def purge_expired(self, now: dt.datetime | None = None) -> int:
-        """Forget processed-event keys and OAuth states past their expiry."""
+        """Forget processed-event keys, OAuth states and conversation contexts past their expiry."""
         now = _aware(now or utcnow())
         async with self._tx() as c:
             n = await c.execute("DELETE FROM processed_events WHERE expires_at <= $1", now)
             n += await c.execute("DELETE FROM oauth_states WHERE expires_at <= $1", now)
+            n += await c.execute("DELETE FROM qa_context WHERE expires_at <= $1", now)
         return n
+
+    # ---- channel Q&A conversation context (handlers/qa/context.py)
+
+    async def load_qa_context(self, platform: str, thread: str, now: dt.datetime) -> dict | None:
+        """What the conversation ``thread`` was last about, unless that has expired."""
+        async with self._tx() as c:
+            row = await c.fetchrow(
+                "SELECT data FROM qa_context WHERE platform = $1 AND thread = $2 AND expires_at > $3",
+                platform, thread, _aware(now),
+            )
+        return None if row is None else _json(row["data"])
+
+    async def save_qa_context(
+        self, platform: str, thread: str, workspace: str | None, data: dict, expires_at: dt.datetime,
+    ) -> None:
+        """Keep a conversation's context until ``expires_at``; expired contexts go in the same transaction."""
+        expires_at = _aware(expires_at)
+        async with self._tx() as c:
+            await c.execute(
+                "INSERT INTO qa_context (platform, thread, workspace, data, expires_at) VALUES ($1, $2, $3, $4, $5) "
+                "ON CONFLICT (platform, thread) DO UPDATE SET workspace = excluded.workspace, data = excluded.data, "
+                "expires_at = excluded.expires_at",
+                platform, thread, workspace, self._dump(data), expires_at,
+            )
+            await c.execute("DELETE FROM qa_context WHERE expires_at <= $1", utcnow())
 
     # ---- feedback
 
@@ -445,7 +471,7 @@ class Store(abc.ABC):
             # Posts first: they reference deadlines/subscriptions, and some may carry the workspace only.
             for table in (
                 "scheduled_posts", "tracked_deadlines", "subscriptions", "channel_settings", "conversations",
-                "installations", "feedback",
+                "installations", "feedback", "qa_context",
             ):
                 await c.execute(f"DELETE FROM {table} WHERE platform = $1 AND workspace = $2", platform, workspace)
 

@@ -149,7 +149,7 @@ def message_text(activity: Activity) -> str:
 
     ``TurnContext.remove_recipient_mention`` uses the activity's mention entities (so a renamed bot is
     still removed); any other ``<at>Name</at>`` left over (a colleague mentioned in the same message, or a
-    client that sent no entity) keeps its name and loses the tags.
+    client that sent no entity) goes too: an address is not part of a question or a command.
     """
     if not activity.text:
         return ""
@@ -160,7 +160,7 @@ def message_text(activity: Activity) -> str:
     recipient = activity.recipient.name if activity.recipient and activity.recipient.name else None
     if recipient:  # no entity for the bot (some clients): drop a leading <at>BotName</at> all the same
         text = re.sub(rf"^\s*<at>\s*{re.escape(recipient)}\s*</at>", "", text, flags=re.IGNORECASE)
-    return _AT_TAG.sub(lambda m: m.group(1), text).strip()
+    return " ".join(_AT_TAG.sub(" ", text).split())
 
 
 def to_request(activity: Activity, text: str, *, timezone: str) -> Request:
@@ -174,6 +174,8 @@ def to_request(activity: Activity, text: str, *, timezone: str) -> Request:
         channel=channel_key(conversation) if conversation else None,
         workspace=tenant_of(activity),
         timezone=timezone,
+        # The conversation, for follow-ups: a channel's reply chain (its id ends ;messageid=<root>), or the chat.
+        thread=conversation,
     )
 
 

@@ -35,6 +35,7 @@ from handlers.router import Desk, router
 FROM_WORDS = ("from", "reached", "since", "on", "after")
 _FROM = re.compile(rf"^(?P<topic>.*?)\s*\b(?:{'|'.join(FROM_WORDS)})\b\s*(?P<date>.*)$", re.IGNORECASE)
 _ISO_DATE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}")
+_UNPADDED = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?!\d)")
 EARLIEST, LATEST = dt.date(2000, 1, 1), dt.date(2099, 12, 31)
 
 UNIT_WORDS = {"working_days": "working days", "calendar_days": "calendar days", "hours": "hours"}
@@ -52,6 +53,8 @@ def parse_start(text: str, tz: str, today: dt.date) -> dt.date | dt.datetime:
         raise BadDateError(
             f"I couldn't read “{echo(raw, 30)}” as a date. Please write it as YYYY-MM-DD, e.g. 2025-09-20."
         )
+    # 2025-9-20 is how people type 2025-09-20; isoparse wants the zeros.
+    raw = _UNPADDED.sub(lambda m: f"{m[1]}-{int(m[2]):02d}-{int(m[3]):02d}", raw)
     try:
         value = isoparse(raw.replace(" ", "T", 1))
     except ValueError:

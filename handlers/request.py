@@ -46,6 +46,10 @@ class Request(BaseModel):
     channel: str | None = None
     workspace: str | None = None  # Slack team id / Teams tenant id
     timezone: str = DEFAULT_TIMEZONE
+    # The conversation a message belongs to (a Slack thread or DM, a Teams reply chain or chat, a CLI
+    # --thread key): follow-ups share its context. None: a message on its own.
+    thread: str | None = None
+    thread_opener: bool = False  # this message began the conversation (the thread's first message)
     # The channel's or user's choice (`/china-filing language`); "auto" answers in the question's language.
     language: LanguageChoice = "auto"
     now: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))

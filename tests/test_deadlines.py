@@ -83,3 +83,12 @@ def test_deadline_reply_always_lands_on_a_working_day(library, day):
     reply = deadline_reply(library, library.topics["facial-recognition"], day, today=dt.date(2025, 1, 1))
     assert china_calendar().is_working_day(reply.deadline.due)
     assert reply.deadline.due > day
+
+
+async def test_a_date_without_leading_zeros_is_the_same_day(ask) -> None:
+    """Regression (issue 12): ``from 2025-9-20`` was refused as "September 2025 has 30 days"."""
+    padded = await ask("/china-filing facial-recognition from 2025-09-20")
+    short = await ask("/china-filing facial-recognition from 2025-9-20")
+    assert short.kind == "deadline", short.text
+    assert short.deadline.due == padded.deadline.due and short.deadline.start == padded.deadline.start
+    assert (await ask("/china-filing facial-recognition from 2025-2-30")).kind == "error"

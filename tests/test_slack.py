@@ -535,3 +535,60 @@ async def test_a_command_button_runs_the_command_privately_for_the_clicker(bot: 
     assert answer.params["response_type"] == "ephemeral" and answer.params["replace_original"] is False
     assert "PIPIA" in texts(validate_blocks(answer.blocks))
     assert bot.api.calls_to("chat.postMessage") == []
+
+
+# ------------------------------------------------------------------------------- thread follow-ups
+
+
+def _in_thread(root: dict, text: str, ts: str, event_id: str, mention: bool = False) -> dict:
+    """A reply in ``root``'s thread, as Slack sends it (app_mention when it mentions the bot)."""
+    payload = load_fixture("app_mention" if mention else "message_channels")
+    payload["event_id"] = event_id
+    payload["event"].update(text=text, ts=ts, thread_ts=root["event"]["ts"], channel=root["event"]["channel"])
+    return payload
+
+
+async def test_a_question_in_a_thread_begun_with_the_bot_is_a_follow_up(bot: Bot):
+    root = load_fixture("app_mention")
+    root["event"]["text"] = "<@UBOT> what's the facial recognition filing?"
+    await bot.event(root)
+    await bot.settle()
+    follow = _in_thread(root, "what documents do they need?", "1355517700.000001", "Ev0FOLLOW1")
+    await bot.event(follow)
+    await bot.settle()
+    _answer, second = bot.api.calls_to("chat.postMessage")
+    assert second.params["thread_ts"] == root["event"]["ts"]
+    blocks = texts(second.blocks)
+    assert "Facial recognition" in blocks and ("power of attorney" in blocks or "PIPIA" in blocks)
+
+
+async def test_chatter_between_people_in_the_bots_thread_is_left_alone(bot: Bot):
+    root = load_fixture("app_mention")
+    root["event"]["text"] = "<@UBOT> what's the facial recognition filing?"
+    await bot.event(root)
+    await bot.settle()
+    for n, text in enumerate(("<@U0ALICE> can you send the documents over?", "great, thanks!",
+                              "I'll check with legal tomorrow.", "<!here> what documents do they need?")):
+        await bot.event(_in_thread(root, text, f"1355517800.00000{n}", f"Ev0CHAT{n}"))
+    await bot.settle()
+    assert len(bot.api.calls_to("chat.postMessage")) == 1  # only the answer to the question to the bot
+
+
+async def test_a_thread_not_begun_with_a_question_to_the_bot_needs_a_mention(bot: Bot):
+    root = load_fixture("message_channels")
+    root["event"].update(text="We filed the SCC last week.", ts="1355517900.000001")
+    await bot.event(root)
+    mention = _in_thread(root, "<@UBOT> what is the standard contract route?", "1355517900.000002", "Ev0MID",
+                         mention=True)
+    await bot.event(mention)
+    await bot.settle()
+    assert len(bot.api.calls_to("chat.postMessage")) == 1  # the mention is answered, in the thread
+    await bot.event(_in_thread(root, "who do we file it with?", "1355517900.000003", "Ev0NOMENTION"))
+    await bot.settle()
+    assert len(bot.api.calls_to("chat.postMessage")) == 1
+    # ...and with a mention it is a follow-up: the thread's context answers it.
+    await bot.event(_in_thread(root, "<@UBOT> who do we file it with?", "1355517900.000004", "Ev0MENTION2",
+                               mention=True))
+    await bot.settle()
+    last = bot.api.calls_to("chat.postMessage")[-1]
+    assert last.params["thread_ts"] == root["event"]["ts"] and "provincial" in texts(last.blocks)

@@ -110,6 +110,26 @@ async def test_claim_once(store: Store):
     assert await store.purge_expired(later + dt.timedelta(days=2)) >= 1
 
 
+async def test_qa_context_is_kept_per_conversation_and_expires(store: Store):
+    now = dt.datetime.now(dt.UTC)
+    data = {"topic": "mlps", "section": "authority", "filing": None, "trigger": None, "opened_by_question": True}
+    await store.save_qa_context("slack", "C1:1700000000.1", "T1", data, now + dt.timedelta(hours=24))
+    assert await store.load_qa_context("slack", "C1:1700000000.1", now) == data
+    assert await store.load_qa_context("slack", "C1:other", now) is None
+    assert await store.load_qa_context("teams", "C1:1700000000.1", now) is None  # per platform
+    changed = {**data, "topic": "wechat"}
+    await store.save_qa_context("slack", "C1:1700000000.1", "T1", changed, now + dt.timedelta(hours=24))
+    assert (await store.load_qa_context("slack", "C1:1700000000.1", now))["topic"] == "wechat"
+    # A day later it has expired: not read back, and purged.
+    later = now + dt.timedelta(hours=25)
+    assert await store.load_qa_context("slack", "C1:1700000000.1", later) is None
+    assert await store.purge_expired(later) >= 1
+    # Uninstalling forgets the workspace's conversations too.
+    await store.save_qa_context("slack", "C2:1", "T9", data, now + dt.timedelta(hours=1))
+    await store.delete_workspace("slack", "T9")
+    assert await store.load_qa_context("slack", "C2:1", now) is None
+
+
 async def test_claim_once_concurrent_callers_one_winner(store: Store):
     results = await asyncio.gather(*(store.claim_once("teams:act-9") for _ in range(8)))
     assert results.count(True) == 1

@@ -266,7 +266,7 @@ async def test_user_text_never_becomes_a_link_or_mention(teams: TeamsHarness):
     shown = "\n".join(texts(card))
     assert "[click me](" not in shown and "\\[click me\\]" in shown
     assert "<b>" not in shown and "\\<b\\>" in shown
-    assert "<at>" not in shown  # a mention of someone else keeps the name, never the markup
+    assert "<at>" not in shown  # a mention of someone else is dropped, markup and all
     assert "&lt;" not in shown  # HTML entities are not Markdown: they would show literally
     assert "**bold**" not in shown
 
@@ -539,3 +539,34 @@ async def test_not_json_is_415_and_garbage_is_400(teams: TeamsHarness):
 def test_channel_key_drops_the_thread_suffix():
     assert channel_key(f"{CHANNEL_ID};messageid=1758506700456") == CHANNEL_ID
     assert channel_key("a:personal") == "a:personal"
+
+
+# ------------------------------------------------------------------------------------- follow-ups
+
+
+async def test_a_follow_up_in_the_personal_chat_uses_the_last_answer(teams: TeamsHarness):
+    (first,) = await teams.say("personal_message.json", text="what is the standard contract route", id="f-1")
+    assert first.card["body"][0]["text"].startswith("Personal information export standard contract")
+    (sent,) = await teams.say("personal_message.json", text="who do we file it with?", id="f-2")
+    assert_valid_card(sent.card)
+    assert "provincial" in "\n".join(texts(sent.card))
+
+
+async def test_a_follow_up_in_a_channel_reply_chain_uses_that_chain_only(teams: TeamsHarness):
+    chain = {"id": f"{CHANNEL_ID};messageid=1758506799000", "conversationType": "channel", "isGroup": True,
+             "tenantId": TENANT}
+    other = {**chain, "id": f"{CHANNEL_ID};messageid=1758506799999"}
+    await teams.say("channel_mention.json", text="<at>China Desk</at> tell me about xiaohongshu", id="c-1",
+                    conversation=chain)
+    (sent,) = await teams.say("channel_mention.json", text="<at>China Desk</at> how many users does it have?",
+                              id="c-2", conversation=chain)
+    assert "300 million" in "\n".join(texts(sent.card))
+    (elsewhere,) = await teams.say("channel_mention.json", text="<at>China Desk</at> how many users does it have?",
+                                   id="c-3", conversation=other)
+    assert "300 million" not in "\n".join(texts(elsewhere.card))
+
+
+async def test_a_colleague_tagged_in_teams_changes_nothing(teams: TeamsHarness):
+    (plain,) = await teams.say("personal_message.json", text="what is xiaohongshu?", id="t-1")
+    (tagged,) = await teams.say("personal_message.json", text="<at>Alice Smith</at> what is xiaohongshu?", id="t-2")
+    assert texts(tagged.card)[:3] == texts(plain.card)[:3]

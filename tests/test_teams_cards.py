@@ -117,8 +117,9 @@ def test_mentions_are_stripped_using_the_entities():
     # A renamed bot: the entity says how it was written.
     renamed = {**bot, "text": "<at>Desk</at>"}
     assert message_text(activity("<at>Desk</at> china-sector", [renamed])) == "china-sector"
-    # No entity at all: a leading mention of the bot's name still goes; other people keep their name.
-    assert message_text(activity("<at>China Desk</at> ask <at>Alice</at> about filing")) == "ask Alice about filing"
+    # No entity at all: a leading mention of the bot's name still goes; so do mentions of other people
+    # (an address is not part of a question: issue 12).
+    assert message_text(activity("<at>China Desk</at> ask <at>Alice</at> about filing")) == "ask about filing"
     assert message_text(activity("")) == ""
 
 

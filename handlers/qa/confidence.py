@@ -1,0 +1,138 @@
+"""Confidence: a logistic model of "the top fact answers the question", over a few features.
+
+How much of the question (IDF-weighted) the answer's facts account for, whether the question uses the
+packs' own vocabulary (a topic name, a synonym of one, a domain term, or a company editors keyed), how
+much distinctive evidence matched, how many of its words, whether its neighbouring words also stand
+together in the packs, how distinctive the most distinctive word is that the answer lacks entirely
+("visa", "WFOE"), how clearly the best topic beats the runner-up, and whether it asks about another
+jurisdiction (a place framed as the one asked about, "under GDPR", "in the UK", unlike one saying who
+asks, "a UK company"). ``python bench/bench_qa.py --calibrate`` fits it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from handlers.qa.text import has_cue
+
+if TYPE_CHECKING:
+    from handlers.qa.index import Query
+
+# Bars on the calibrated confidence (the estimated chance that the top fact answers the question).
+# A confident wrong answer costs more than an honest "I don't know" (about three times as much), so
+# the bot answers only from 0.75. Ambient messages in a watched channel interrupt people who did not
+# ask the bot, so they need a clearly higher bar.
+ANSWER_BAR = 0.75
+WATCH_BAR = 0.9
+EVIDENCE_SCALE = 4.0  # IDF mass at which matched evidence counts as 63% "strong"
+
+# Confidence = sigmoid(bias + sum(coef * feature)), a logistic model of "the top fact answers the
+# question". `python bench/bench_qa.py --calibrate` fits it on half 1 of every question set (ours, the
+# blind batches, the public dev set) and prints its reliability on the halves 2. These values are the
+# fit on every set but the held-out half of blind batch A (`--fit-on all --exclude qa_blind.yaml:2`),
+# made before that half was scored; refitting on it as well moved no out-of-scope question below the
+# bar and cost a point of accuracy on our set, so it was kept. "elsewhere" is fixed by hand (FIXED).
+CONFIDENCE_FEATURES = (
+    "answer_coverage", "fact_coverage", "elsewhere", "anchor", "evidence", "matched_words", "cohesion", "unmatched",
+    "margin",
+)
+CONFIDENCE_COEF: dict[str, float] = {
+    "bias": -8.66, "answer_coverage": 2.24, "fact_coverage": 3.30, "elsewhere": -4.00, "anchor": 1.68,
+    "evidence": 2.73, "matched_words": 2.20, "cohesion": 0.57, "unmatched": -1.44, "margin": 3.13,
+}
+
+
+
+def sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def calibrated(features: dict[str, float], coef: dict[str, float] | None = None) -> float:
+    """The confidence for a match's features: a logistic model fitted on the question set."""
+    coef = coef or CONFIDENCE_COEF
+    return sigmoid(coef["bias"] + sum(coef[name] * features.get(name, 0.0) for name in CONFIDENCE_FEATURES))
+
+
+class ConfidenceFeatures:
+    """The confidence features of :class:`~handlers.qa.index.QAIndex` (a mixin: it reads the index's tables)."""
+
+    def coverage(self, query: Query, tokens: frozenset[str], doc: int) -> float:
+        """IDF-weighted share of the question's content words that ``tokens`` (or the kind of fact that
+        ``doc`` is, for intent words such as "how old") account for."""
+        total = sum(c.idf for c in query.concepts)
+        if total <= 0:
+            return 0.0
+        got = 0.0
+        for c in query.concepts:
+            if any(self.intent_docs[name][doc] for name in c.intents):
+                got += c.idf
+                continue
+            got += c.idf * max((w for t, w in c.credit.items() if t in tokens), default=0.0)
+        return got / total
+
+    def _elsewhere(self, query: Query, answer_tokens: frozenset[str]) -> bool:
+        """The question is about another jurisdiction's rules or market, not China's.
+
+        Not when it names China itself. A place that says who is asking ("a UK company", "British
+        brands") is context when the question is about one of China's own institutions, laws or
+        platforms ("can a UK company open a WeChat service account"). A place framed as the one whose
+        rules are asked about ("under GDPR", "in the UK") is elsewhere unless the question is about
+        something of China's ("do we need an ICP filing if we host in HK") and the answer speaks of
+        that place. Any other place is elsewhere unless the question names a topic whose answer
+        mentions it ("Is PIPL similar to GDPR?")."""
+        if not query.elsewhere or query.home:
+            return False
+        for place in query.elsewhere:
+            if place.identity and query.china:
+                continue
+            if place.framed and not query.china:
+                return True
+            if not query.named:
+                return True
+            if not any(answer_tokens.issuperset(alt) for alt in self.elsewhere_alts[place.phrase]):
+                return True
+        return False
+
+    def _anchored(self, query: Query) -> bool:
+        """A word of the user's own (not a typo guess) is a domain term or a synonym of a topic name, or
+        the message is a question about a distinctive search term editors gave a fact ("What is SMIC?")."""
+        own = [c for c in query.concepts if not c.fuzzy]
+        if any(c.primary in self.domain_tokens or c.expanded for c in own):
+            return True
+        if any(has_cue(query.text, term) for term in self.lexicon.domain_terms):
+            return True
+        return query.asks and any(c.primary in self.entity_tokens for c in own)
+
+    def cohesion(self, query: Query) -> float:
+        """Share of the question's neighbouring content words that also stand together in the packs."""
+        primaries = [c.primary for c in query.concepts]
+        pairs = list(itertools.pairwise(primaries))
+        return sum(p in self.pairs for p in pairs) / len(pairs) if pairs else 1.0
+
+    def margin(self, scores: np.ndarray, ti: int, top: float) -> float:
+        """How clearly the best topic wins: 1 minus the runner-up topic's best score over the best one.
+        A question about something the packs do not cover matches generic words of many topics alike."""
+        per_topic = np.maximum.reduceat(scores, self.topic_starts)
+        per_topic[ti] = 0.0
+        return float(max(0.0, 1.0 - per_topic.max() / top)) if len(per_topic) > 1 else 1.0
+
+    def unmatched(self, query: Query, tokens: frozenset[str], doc: int) -> float:
+        """How distinctive the most distinctive word is that the answer does not account for at all
+        (IDF over the largest IDF there is): "zones" in "how many time zones does China have", "WFOE",
+        "visa". A question that everything but one rare word of matches is still about that word."""
+        worst = 0.0
+        for c in query.concepts:
+            if c.idf <= 0 or any(self.intent_docs[name][doc] for name in c.intents):
+                continue
+            if max((w for t, w in c.credit.items() if t in tokens), default=0.0) <= 0:
+                worst = max(worst, c.idf)
+        return worst / self.max_idf
+
+    def evidence(self, query: Query, tokens: frozenset[str]) -> float:
+        mass = sum(c.idf * max((w for t, w in c.credit.items() if t in tokens), default=0.0) for c in query.concepts)
+        return 1.0 - math.exp(-mass / EVIDENCE_SCALE)
+

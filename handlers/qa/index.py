@@ -1,0 +1,454 @@
+"""Retrieval: every fact is a BM25 document on weighted fields; :class:`QAIndex` is built once.
+
+Fields: the fact's own text, its editor ``keywords`` and its section label (fact level); its topic's
+names (title, Chinese title, aliases) and the whole topic's text (topic level, shared by every fact of
+the topic, so a question that names a topic finds it even in other words). A topic the question names
+picks the topic; the question's other words pick the fact; an intent ("how long") boosts the sections
+that answer it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import bm25s
+import numpy as np
+from rapidfuzz import fuzz, process
+
+from content.loader import Library
+from content.schema import SECTION_LABELS, SECTION_LABELS_ZH, Fact, Topic
+from handlers.qa.confidence import ConfidenceFeatures, calibrated
+from handlers.qa.lexicon import Lexicon, default_lexicon
+from handlers.qa.query import Query, QueryAnalysis
+from handlers.qa.text import Analyzer, cue_pattern, fold, has_cjk, similar, strip_chatter
+
+# Field weights of the BM25 score. Fact text is the evidence; keywords are editor-chosen paraphrases;
+# the section label ("Review time") helps short questions; topic fields decide *which topic*.
+FIELD_WEIGHTS: dict[str, float] = {
+    "text": 1.0, "text_zh": 1.0, "keywords": 0.8, "questions": 0.8, "section": 0.5, "names": 1.0, "topic": 0.4,
+}
+# A question this close (rapidfuzz token-set ratio, 0-100) to one of a fact's alternate questions is asked
+# in the words editors expected: strong evidence for that fact, worth this share of the best score.
+QUESTION_MATCH_RATIO = 88
+QUESTION_MATCH_BOOST = 0.5
+NAME_BOOST = 0.5  # topic-level score of a topic the question names (by title or alias)
+OUTSIDE_NAMED = 0.8  # score factor for facts outside the topics a question names
+RESIDUAL_WEIGHT = 1.0  # extra fact-level weight of the question's words that are not a named topic's name
+RESIDUAL_OUTSIDE = 0.5  # ...for facts of other topics (the name may be an alias of a broader topic)
+INTENT_BOOST = 0.6  # a fact in the section the question asks for ("how long" -> review time)
+SUPPORT_RATIO = 0.6  # a supporting fact must score at least this share of the best one
+OTHER_TOPIC_RATIO = 0.9  # ...and one of another topic this share (it answers the question as well)
+MAX_FACTS = 3
+INTENT_ONLY_CONFIDENCE = 0.9  # see QAIndex.intent_match
+
+# -------------------------------------------------------------------------------------------- index
+
+
+@dataclass(frozen=True)
+class Doc:
+    """One fact as a retrieval document."""
+
+    topic: Topic
+    section: str
+    label: str
+    fact: Fact
+
+
+@dataclass
+class _Field:
+    bm25: bm25s.BM25
+    weight: float
+
+    def scores(self, concepts: Sequence[dict[str, float]], size: int) -> np.ndarray:
+        """BM25 of a question given as concepts, each a set of alternative tokens with weights.
+
+        A concept contributes its *best* form, not the sum of them: a fact that says "application",
+        "registration" and "filed" answers "filing" once, not three times (synonym groups are long).
+        """
+        out = np.zeros(size, dtype=np.float32)
+        vocab = self.bm25.vocab_dict
+        data, indices, indptr = (self.bm25.scores[k] for k in ("data", "indices", "indptr"))
+        for forms in concepts:
+            ids = [(vocab[t], w) for t, w in forms.items() if t in vocab]
+            if len(ids) == 1:
+                tid, w = ids[0]
+                sl = slice(indptr[tid], indptr[tid + 1])
+                out[indices[sl]] += w * data[sl]
+            elif ids:
+                best = np.zeros(size, dtype=np.float32)
+                for tid, w in ids:
+                    sl = slice(indptr[tid], indptr[tid + 1])
+                    idx = indices[sl]
+                    best[idx] = np.maximum(best[idx], w * data[sl])
+                out += best
+        return out
+
+
+def _bm25(corpus: list[list[str]]) -> bm25s.BM25:
+    retriever = bm25s.BM25(k1=1.2, b=0.75)
+    # bm25s needs at least one token overall; an empty field of one document is fine.
+    retriever.index(corpus if any(corpus) else [["\x00"]], show_progress=False)
+    return retriever
+
+
+@dataclass
+class Match:
+    """The best facts for a question, and how sure we are."""
+
+    query: Query
+    docs: list[Doc]
+    score: float
+    confidence: float
+    features: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def topic(self) -> Topic | None:
+        return self.docs[0].topic if self.docs else None
+
+
+def _topic_docs(topic: Topic) -> list[tuple[str, str, Fact]]:
+    """(section, extra label words, fact) for every fact of a topic, steps and events named."""
+    out: list[tuple[str, str, Fact]] = [("summary", "", topic.summary)]
+    for name, facts in topic.sections.items():
+        out.extend((name, "", f) for f in facts)
+    if topic.deadline:
+        out.append(("deadline", topic.deadline.counted_from, topic.deadline.fact))
+    out.extend(("follow_on", step.name, step.fact) for step in topic.follow_on)
+    out.extend(("dates", event.title, event.fact) for event in topic.events)
+    return out
+
+
+class QAIndex(QueryAnalysis, ConfidenceFeatures):
+    """Everything retrieval needs, built once from the library."""
+
+    def __init__(self, library: Library, lexicon: Lexicon | None = None) -> None:
+        self.library = library
+        self.lexicon = lexicon = lexicon or default_lexicon()
+        topics = list(library.topics.values())
+        self.topics = topics
+        cjk = [n for t in topics for n in library.names_of(t) if has_cjk(n)]
+        cjk += [k for t in topics for _, _, f in _topic_docs(t) for k in f.keywords if has_cjk(k)]
+        cjk += [label for labels in SECTION_LABELS_ZH.values() for label in labels.values()]
+        cjk += [w for group in lexicon.synonyms for w in group if has_cjk(w)]
+        # Chinese stop words and cues too, so that "多长时间" or "什么时候" stays one (stop) word.
+        cjk += [w for w in lexicon.stopwords if has_cjk(w)]
+        cjk += [c for i in lexicon.intents for c in i.cues if has_cjk(c) and "*" not in c]
+        self.analyzer = an = Analyzer(lexicon, cjk)
+
+        self.docs: list[Doc] = []
+        doc_topic: list[int] = []
+        text, text_zh, keywords, questions, section = [], [], [], [], []
+        raw_words: set[str] = set()
+        self.alternate_questions: list[tuple[str, int]] = []  # (folded question, doc) for near-exact matches
+        self.topic_ids = {topic.id: ti for ti, topic in enumerate(topics)}
+        for ti, topic in enumerate(topics):
+            for sec, extra, fact in _topic_docs(topic):
+                label = SECTION_LABELS[topic.kind].get(sec) or sec.replace("_", " ").capitalize()
+                label_zh = SECTION_LABELS_ZH[topic.kind].get(sec, "")
+                self.alternate_questions += [(fold(strip_chatter(q)), len(self.docs)) for q in fact.questions]
+                self.docs.append(Doc(topic, sec, label, fact))
+                doc_topic.append(ti)
+                for source, out in ((fact.text, text), (fact.text_zh or "", text_zh),
+                                    ("; ".join(fact.keywords), keywords), ("\n".join(fact.questions), questions),
+                                    (f"{label} {label_zh} {sec.replace('_', ' ')} {extra}", section)):
+                    words = an.words(source)
+                    raw_words.update(w for w in words if an.keep(w))
+                    out.append([an.stem(w) for w in words if an.keep(w)])
+        names = []
+        for topic in topics:
+            words = an.words("; ".join([*library.names_of(topic), topic.id.replace("-", " ")]))
+            raw_words.update(w for w in words if an.keep(w))
+            names.append([an.stem(w) for w in words if an.keep(w)])
+        self.doc_topic = np.asarray(doc_topic, dtype=np.int32)
+        self.doc_section = np.asarray([d.section for d in self.docs])
+        self.may_lead = np.asarray([d.fact.status == "current" for d in self.docs], dtype=np.float32)
+        # Facts are stored topic by topic: where each topic's facts start (every topic has a summary).
+        self.topic_starts = np.searchsorted(self.doc_topic, np.arange(len(topics))).astype(np.intp)
+        self.name_tokens = [frozenset(n) for n in names]
+        whole = [list(names[ti]) for ti in range(len(topics))]
+        for di, ti in enumerate(doc_topic):
+            whole[ti].extend(text[di] + text_zh[di] + keywords[di] + questions[di] + section[di])
+
+        self.doc_fields = {
+            "text": _Field(_bm25(text), FIELD_WEIGHTS["text"]),
+            "text_zh": _Field(_bm25(text_zh), FIELD_WEIGHTS["text_zh"]),
+            "keywords": _Field(_bm25(keywords), FIELD_WEIGHTS["keywords"]),
+            "questions": _Field(_bm25(questions), FIELD_WEIGHTS["questions"]),
+            "section": _Field(_bm25(section), FIELD_WEIGHTS["section"]),
+        }
+        self.topic_fields = {
+            "names": _Field(_bm25(names), FIELD_WEIGHTS["names"]),
+            "topic": _Field(_bm25(whole), FIELD_WEIGHTS["topic"]),
+        }
+        # Token sets for coverage (confidence) and document frequencies over topics (word weight).
+        self.topic_tokens = [frozenset(w) for w in whole]
+        self.doc_tokens = [frozenset(text[i] + text_zh[i] + keywords[i] + questions[i] + section[i])
+                           | frozenset(names[doc_topic[i]])
+                           for i in range(len(self.docs))]
+        self.vocab = frozenset(t for ws in whole for t in ws)
+        # Word weights count what topics *say* (facts, keywords, names), not their section labels:
+        # "Review time" on every filing card does not make "time" a common word of the packs.
+        said = [set(names[ti]) for ti in range(len(topics))]
+        for di, ti in enumerate(doc_topic):
+            said[ti].update(text[di] + text_zh[di] + keywords[di] + questions[di])
+        df: dict[str, int] = {}
+        for tokens in said:
+            for t in tokens:
+                df[t] = df.get(t, 0) + 1
+        n = len(topics)
+        self.idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
+        self.max_idf = math.log(1 + (n + 0.5) / 0.5)
+
+        # Words a typo may be corrected to, bucketed by length (a typo rarely changes length by more
+        # than one or two letters, and this keeps correction fast on a large corpus).
+        targets = raw_words | {w for g in lexicon.synonyms for m in g for w in an.words(m)}
+        targets |= {w for w in lexicon.stopwords if w.isascii()}
+        targets |= {w for i in lexicon.intents for c in i.cues for w in an.words(c)}
+        self.raw_vocab = frozenset(w for w in targets if w.isascii() and w.isalpha())
+        self._abbrev_map = dict(lexicon.abbreviations)
+        self._abbrev = re.compile(
+            r"(?<![\w.])(" + "|".join(re.escape(k) for k in sorted(self._abbrev_map, key=len, reverse=True))
+            + r")(?![\w])") if self._abbrev_map else None
+        self._by_length: dict[int, list[str]] = {}
+        for w in self.raw_vocab:
+            self._by_length.setdefault(len(w), []).append(w)
+
+        # Synonym groups as token phrases; names of topics as token phrases (for "names the topic").
+        self.synonym_phrases: dict[str, list[tuple[tuple[str, ...], int]]] = {}
+        self.synonym_cjk: list[tuple[str, int]] = []
+        self.group_tokens: list[frozenset[str]] = []
+        self.synonym_members = frozenset(fold(m) for g in lexicon.synonyms for m in g if has_cjk(m))
+        for gi, group in enumerate(lexicon.synonyms):
+            tokens: set[str] = set()
+            for member in group:
+                phrase = an.phrase(member)
+                tokens.update(phrase)
+                if phrase:
+                    self.synonym_phrases.setdefault(phrase[0], []).append((phrase, gi))
+                if has_cjk(member):
+                    self.synonym_cjk.append((member, gi))
+            self.group_tokens.append(frozenset(tokens))
+        self.name_phrases: dict[str, list[tuple[tuple[str, ...], int]]] = {}
+        self.name_cjk: list[tuple[str, int]] = []
+        for ti, topic in enumerate(topics):
+            for name in [*library.names_of(topic), topic.id.replace("-", " ")]:
+                if fold(name) in lexicon.generic_names:
+                    continue  # "备案" (filing) is an alias of the ICP filing, but says no more than "filing"
+                phrase = an.phrase(name)
+                if phrase:
+                    self.name_phrases.setdefault(phrase[0], []).append((phrase, ti))
+                if has_cjk(name):
+                    self.name_cjk.append((fold(name), ti))
+
+        # Word pairs that occur side by side in the packs (facts, keywords, names, synonyms): a question
+        # whose neighbouring words never do ("time zones", "driving licence") is likely about something
+        # else that merely shares words with the packs.
+        pairs: set[tuple[str, str]] = set()
+        for text_ in (*(d.fact.text for d in self.docs), *(k for d in self.docs for k in d.fact.keywords),
+                      *(n for t in topics for n in library.names_of(t)), *(m for g in lexicon.synonyms for m in g)):
+            phrase = an.phrase(text_)
+            pairs.update(itertools.pairwise(phrase))
+        self.pairs = frozenset(pairs | {(b, a) for a, b in pairs})
+        # Names editors gave facts as keywords (capitalised: a company, a programme, a law) that belong
+        # to at most three topics: "SMIC", "Alibaba", "ByteDance".
+        keyword_df: dict[str, set[int]] = {}
+        for di, doc in enumerate(self.docs):
+            for keyword in doc.fact.keywords:
+                for word in re.findall(r"[A-Za-z][A-Za-z0-9.&'-]*", keyword):
+                    if any(ch.isupper() for ch in word):
+                        for token in an.tokens(word):
+                            keyword_df.setdefault(token, set()).add(doc_topic[di])
+        self.entity_tokens = frozenset(
+            t for t, ts in keyword_df.items() if len(ts) <= 3 and not t.replace(".", "").isdigit() and len(t) > 2
+        )
+        # Synonym groups that hold a topic's name or alias: using one of their words names the topic.
+        names = {an.phrase(n) for t in topics for n in library.names_of(t)}
+        self.name_groups = frozenset(
+            gi for gi, g in enumerate(lexicon.synonyms) if any(an.phrase(m) in names for m in g)
+        )
+        self.domain_tokens = frozenset(t for term in lexicon.domain_terms for t in an.phrase(term))
+        # Each place with its other names ("united states": usa, america...), as whole phrases, so that
+        # "State Taxation Administration" does not count as mentioning the United States.
+        member_phrases = [[an.phrase(m) for m in g] for g in lexicon.synonyms]
+        self.elsewhere_alts: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+        self.elsewhere_phrases: dict[str, list[tuple[str, ...]]] = {}
+        for place in lexicon.elsewhere:
+            phrase = an.phrase(place)
+            if phrase:
+                self.elsewhere_phrases.setdefault(phrase[0], []).append(phrase)
+                alts = {phrase} | {p for g in member_phrases if phrase in g for p in g if p}
+                self.elsewhere_alts[phrase] = sorted(alts)
+
+        # How a foreign place is used in a question: framed ("under GDPR", "in the UK") or as who is
+        # asking ("a UK company", "EU-based brands").
+        places = "|".join(re.escape(p) for p in sorted(lexicon.elsewhere, key=len, reverse=True))
+        frames = "|".join(re.escape(f) for f in sorted(lexicon.frames, key=len, reverse=True))
+        nouns = "|".join(re.escape(n) for n in sorted(lexicon.identity, key=len, reverse=True))
+        self._framed_re = (re.compile(rf"(?<![a-z0-9])(?:{frames})\s+(?:the\s+)?({places})(?![a-z0-9])")
+                           if places and frames else None)
+        self._identity_re = (re.compile(rf"(?<![a-z0-9])({places})(?:-based|\s+based)?\s+(?:{nouns})(?![a-z0-9])")
+                             if places and nouns else None)
+        # Platforms are China's own: naming one puts a question in China's market.
+        self.china_topics = frozenset(ti for ti, t in enumerate(topics) if t.kind == "platform")
+
+        # Which documents answer each intent: by section, or by a cue among the fact's own keywords.
+        self.intent_docs: dict[str, np.ndarray] = {}
+        folded_keywords = [[fold(k) for k in doc.fact.keywords] for doc in self.docs]
+        for intent in lexicon.intents:
+            # One pattern per intent, any of its cues (faster than a search per cue and keyword).
+            any_cue = (re.compile("|".join(f"(?:{cue_pattern(c).pattern})" for c in intent.cues))
+                       if intent.cues else None)
+            mask = np.zeros(len(self.docs), dtype=bool)
+            for di, doc in enumerate(self.docs):
+                mask[di] = doc.section in intent.sections or (
+                    any_cue is not None and any(any_cue.search(k) for k in folded_keywords[di]))
+            self.intent_docs[intent.name] = mask
+
+    @classmethod
+    def build(cls, library: Library, lexicon: Lexicon | None = None) -> QAIndex:
+        return cls(library, lexicon)
+
+    # ---------------------------------------------------------------------------------- questions
+
+    def _fact_scores(self, concepts: Sequence[dict[str, float]]) -> np.ndarray:
+        total = np.zeros(len(self.docs), dtype=np.float32)
+        for f in self.doc_fields.values():
+            total += f.weight * f.scores(concepts, len(self.docs))
+        return total
+
+    def scores(self, query: Query, sections: Sequence[str] = ()) -> np.ndarray:
+        """Every fact's score for the question. ``sections``: the section a conversation was last about,
+        standing in for an intent when the question states none ("and kuaishou?" after a user count)."""
+        concepts = [c.forms for c in query.concepts]
+        n_docs, n_topics = len(self.docs), len(self.topics)
+        total = self._fact_scores(concepts)
+        if query.named:
+            # A topic's name in the question picks the topic; the question's *other* words pick the
+            # fact ("positive list" among the CBEC facts, not the summary that repeats "cross-border
+            # e-commerce" most often). So those words count twice.
+            names = frozenset().union(*(self.name_tokens[ti] for ti in query.named))
+            residual = [c.forms for c in query.concepts if c.primary not in names]
+            inside = np.isin(self.doc_topic, np.fromiter(query.named, dtype=np.int32))
+            total += RESIDUAL_WEIGHT * self._fact_scores(residual) * np.where(inside, 1.0, RESIDUAL_OUTSIDE)
+        topic_total = np.zeros(n_topics, dtype=np.float32)
+        for f in self.topic_fields.values():
+            topic_total += f.weight * f.scores(concepts, n_topics)
+        for ti in query.named:  # a topic the question names outright
+            topic_total[ti] *= 1.0 + NAME_BOOST
+        total += topic_total[self.doc_topic]
+        if query.named and OUTSIDE_NAMED < 1.0:
+            # The user named a topic: its facts are preferred unless another topic's fact fits much
+            # better (a named topic's aliases are often absent from its own fact texts: "DPO").
+            inside = np.isin(self.doc_topic, np.fromiter(query.named, dtype=np.int32))
+            total *= np.where(inside, 1.0, OUTSIDE_NAMED).astype(np.float32)
+        if query.intents:
+            # Additive: a fact that answers two of the question's intents ("when is a PIPIA required":
+            # a date, or the circumstances) beats one that answers one.
+            hits = np.zeros(n_docs, dtype=np.float32)
+            for intent in query.intents:
+                hits += self.intent_docs[intent.name]
+            total *= 1.0 + INTENT_BOOST * hits
+        elif sections:
+            total *= 1.0 + INTENT_BOOST * np.isin(self.doc_section, list(sections))
+        if self.alternate_questions and total.max() > 0:
+            # Asked almost exactly as editors wrote one of a fact's alternate questions.
+            found = process.extractOne(query.text, [q for q, _ in self.alternate_questions],
+                                       scorer=fuzz.token_set_ratio, score_cutoff=QUESTION_MATCH_RATIO)
+            if found is not None:
+                di = self.alternate_questions[found[2]][1]
+                total[di] += QUESTION_MATCH_BOOST * float(total.max())
+        return total
+
+    def match(self, text: str, *, assume: Sequence[int] = (), sections: Sequence[str] = ()) -> Match:
+        """The best facts for ``text``. ``assume``: topics the conversation is about, treated as named
+        when the question names none (a follow-up); ``sections``: see :meth:`scores`."""
+        query = self.analyse(text)
+        if assume and not query.named:
+            query.named = set(assume)
+        if not query.concepts:
+            return Match(query, [], 0.0, 0.0, {"concepts": 0})
+        scores = self.scores(query, sections)
+        # A fact the pack marks disputed or superseded never leads an answer.
+        best = int(np.argmax(scores * self.may_lead))
+        top = float(scores[best] * self.may_lead[best])
+        if top <= 0:
+            return Match(query, [], 0.0, 0.0, {"concepts": len(query.concepts)})
+        ti = int(self.doc_topic[best])
+        support = self._support(scores, best, ti, top)
+        answer_tokens = self.doc_tokens[best].union(*(self.doc_tokens[i] for i in support))
+        named_tokens = frozenset().union(*(self.name_tokens[t] for t in query.named))  # "618" is a name
+        features = {
+            "topic_coverage": self.coverage(query, self.topic_tokens[ti], best),
+            "fact_coverage": self.coverage(query, self.doc_tokens[best], best),
+            "answer_coverage": self.coverage(query, answer_tokens, best),
+            "names_topic": float(ti in query.named),
+            # The question is about another jurisdiction that the answer's facts do not mention.
+            "elsewhere": float(self._elsewhere(query, answer_tokens)),
+            # The question uses the packs' own domain language: names a topic, or uses a word of a
+            # synonym group or a domain term. Everyday questions ("is the stock market open today")
+            # can touch pack words by accident, but rarely this vocabulary.
+            "anchor": float(bool(query.named) or self._anchored(query)),
+            # How much distinctive evidence the fact itself matched (IDF mass, saturating).
+            "evidence": self.evidence(query, self.doc_tokens[best]),
+            # How many of the question's words (not bare numbers) the answer matched, up to three: one
+            # word that happens to be in the packs ("channel", "7") is not a question we can answer;
+            # a number counts only as a topic's name ("618").
+            "matched_words": min(3, sum(
+                1 for c in query.concepts
+                if (not c.primary.replace(".", "").isdigit() or c.primary in named_tokens)
+                and any(t in answer_tokens for t in c.credit)
+            )) / 3,
+            "cohesion": self.cohesion(query),
+            "unmatched": self.unmatched(query, answer_tokens, best),
+            "margin": self.margin(scores, ti, top),
+            "concepts": float(len(query.concepts)),
+        }
+        confidence = calibrated(features)
+        docs = [self.docs[i] for i in (best, *support)]
+        return Match(query, docs, top, confidence, features)
+
+    def intent_match(self, query: Query, ti: int) -> Match | None:
+        """A follow-up made only of a question's form ("who does it go to?", "how long?") about topic
+        ``ti``: the topic's first fact that answers the first intent. Confidence: the conversation says
+        which topic, the form which section, so nothing is guessed but which of its facts leads."""
+        docs = np.flatnonzero(self.doc_topic == ti)
+        for intent in query.intents:
+            hits = [int(i) for i in docs if self.intent_docs[intent.name][i] and self.may_lead[i]]
+            if hits:
+                return Match(query, [self.docs[hits[0]]], 1.0, INTENT_ONLY_CONFIDENCE,
+                             {"concepts": 0.0, "names_topic": 1.0, "topic_coverage": 1.0})
+        return None
+
+    def _support(self, scores: np.ndarray, best: int, ti: int, top: float) -> list[int]:
+        """Up to two more facts of the same topic that score nearly as well (they add detail)."""
+        same = np.flatnonzero(self.doc_topic == ti)
+        ranked = sorted((int(i) for i in same if i != best), key=lambda i: -scores[i])
+        seen = {self.docs[best].fact.text}
+        out: list[int] = []
+        for i in ranked:
+            if scores[i] < SUPPORT_RATIO * top or len(out) >= MAX_FACTS - 1:
+                break
+            if self.docs[i].fact.status == "superseded":
+                continue
+            text = self.docs[i].fact.text
+            # Two sources saying the same thing ("reviews within 15 working days") is one fact to a reader.
+            if text not in seen and not any(similar(text, other) for other in seen):
+                seen.add(text)
+                out.append(i)
+        # A fact of another topic that fits (almost) as well as the best one answers the question too
+        # (PIPL fines are stated under both the SCC and the data-export topics): shown as well, under its
+        # own topic's name (see handlers.qa.replies), never as if it were the first topic's.
+        k = min(len(scores), 8)
+        for i in np.argpartition(-scores, k - 1)[:k] if k else ():
+            i = int(i)
+            text = self.docs[i].fact.text
+            if (self.doc_topic[i] != ti and scores[i] >= OTHER_TOPIC_RATIO * top and self.may_lead[i]
+                    and text not in seen and not any(similar(text, other) for other in seen)):
+                return [*out[: MAX_FACTS - 2], i]
+        return out
+
+

@@ -1,0 +1,281 @@
+"""Channel Q&A replies: the router's fallback (an answer, or an honest "I don't know"), watch mode and
+the ``/china-filing watch`` command."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any
+
+from content.loader import Library
+from content.schema import SECTION_LABELS_ZH, Topic
+from handlers.cards import SourceList, caveats_for, topic_command
+from handlers.filing import deadline_reply
+from handlers.qa.confidence import ANSWER_BAR, WATCH_BAR
+from handlers.qa.context import Context, load_context, next_context, save_context
+from handlers.qa.deadlines import deadline_question, looks_dated
+from handlers.qa.index import Match, QAIndex
+from handlers.qa.query import Query
+from handlers.qa.text import QUESTION_MARK, fold, has_cjk, has_cue, strip_chatter
+from handlers.request import Action, Language, NotAvailableError, Reply, ReplyField, Request, UsageError
+from handlers.router import Desk, router
+
+log = logging.getLogger("chinadesk.qa")
+
+COMMON_WORD_IDF = 1.0  # a word this common in the packs ("file", "china") says nothing about which fact
+
+# -------------------------------------------------------------------------------------- watch mode
+
+
+def looks_like_question(index: QAIndex, text: str) -> bool:
+    """A question mark, a question word (English or Chinese), or "tell me about"."""
+    folded = fold(strip_chatter(text))
+    if QUESTION_MARK.search(folded):
+        return True
+    words = folded.split()
+    if words and words[0] in index.lexicon.question_cues:
+        return True
+    return any(has_cue(folded, cue) for cue in index.lexicon.question_cues if has_cjk(cue) or " " in cue)
+
+
+def mentions_domain(index: QAIndex, query: Query) -> bool:
+    """Names a topic, uses a synonym-list term, or a China/regulatory word."""
+    if query.named:
+        return True
+    tokens = {t for c in query.concepts for t in c.forms if c.forms[t] == 1.0}
+    if tokens & {t for g in index.group_tokens for t in g}:
+        return True
+    return any(has_cue(query.text, term) for term in index.lexicon.domain_terms)
+
+
+# ------------------------------------------------------------------------------------------ replies
+
+
+def qa_index(desk: Desk) -> QAIndex:
+    """The desk's index, built on first use (``build_desk`` builds it at start-up)."""
+    if desk.qa is None:
+        desk.qa = QAIndex.build(desk.library)
+    return desk.qa
+
+
+def no_answer(desk: Desk, request: Request, confidence: float = 0.0, *, match: Match | None = None,
+              language: Language = "en") -> Reply:
+    """An honest "I don't know". When the question is clearly about one topic but the fact is unclear,
+    it says so and points at that topic's card; when the packs lack that point, it says the topic is
+    covered but not this point. Otherwise it lists what it can answer."""
+    title = "我没有经过核实的答案" if language == "zh" else "I don't have a vetted answer to that"
+    reply = Reply(kind="no_answer", title=title, text="", confidence=confidence, language=language)
+    if request.mode == "watch":
+        return reply  # ambient messages we cannot answer get no reply at all
+    topic, point_missing = _clear_topic(match)
+    if topic is not None:
+        command = topic_command(topic)
+        name = (topic.title_zh or topic.title) if language == "zh" else _lower_title(topic)
+        text = desk.library.render("no_answer", kinds={}, topic=name, command=command, point_missing=point_missing,
+                                   language=language)
+        return reply.model_copy(update={"text": text, "topic": topic.id, "suggestions": [command],
+                                        "related": [command]})
+    kinds: dict[str, dict[str, Any]] = {}
+    for kind in ("filing", "sector", "platform", "calendar"):
+        titles = sorted((t.title for t in desk.library.of_kind(kind)), key=str.casefold)
+        if titles:
+            kinds[kind] = {"count": len(titles), "examples": titles[:4]}
+    text = desk.library.render("no_answer", kinds=kinds, topic=None, command=None, point_missing=False,
+                               language=language)
+    return reply.model_copy(update={"text": text})
+
+
+def _lower_title(topic: Topic) -> str:
+    """"the facial recognition filing", "Xiaohongshu": how a sentence names a topic."""
+    title = topic.title.split("(")[0].strip()
+    first = title.split(" ", 1)[0]
+    if topic.kind == "filing" and not first.endswith("ing") and first not in ("China", "China's", "Chinese"):
+        words = title.split(" ")
+        lower = len(words) > 1 and words[1][:1].islower()  # "Facial recognition ...", not "Multi-Level Protection"
+        return f"the {title[0].lower()}{title[1:]}" if lower else f"the {title}"
+    return title
+
+
+def _clear_topic(match: Match | None) -> tuple[Topic | None, bool]:
+    """(the one topic a doubtful question is clearly about, whether the packs lack the point it asks).
+
+    Clear: the question names exactly one topic (or follows one), asks about nothing elsewhere, and
+    that topic leads. The point is missing when a distinctive word of the question appears nowhere in
+    the topic ("advertising" for Douyin); otherwise the topic has it somewhere but not clearly one fact.
+    """
+    if match is None or not match.docs or len(match.query.named) != 1 or match.features.get("elsewhere"):
+        return None, False
+    topic = match.docs[0].topic
+    if match.features.get("names_topic", 0.0) < 1.0:
+        return None, False
+    return topic, match.features.get("topic_coverage", 1.0) < 0.999 and match.features.get("unmatched", 0.0) > 0.3
+
+
+def answer_reply(library: Library, match: Match, *, today: Any, language: Language = "en") -> Reply:
+    """The best fact (and up to two that add to it) with sources, dates, caveats and the full card, in
+    ``language`` where the facts have it (a fact without a Chinese text is shown in English)."""
+    topic = match.docs[0].topic
+    sources = SourceList(library, topic)
+    facts = [d.fact for d in match.docs]
+    lines = [_cite(sources, d.fact, d.topic, language) for d in match.docs]
+    command = topic_command(topic)
+    first = match.docs[0]
+    ref = f"{topic.id}#{first.section}"
+    labels = [_label(d, language) for d in match.docs]
+    title = _title(topic, language)
+    for n, d in enumerate(match.docs):
+        if d.topic.id != topic.id:  # another topic's fact is introduced by that topic's name, not under ours
+            labels[n] = f"{_title(d.topic, language)} · {labels[n]}"
+            lines[n] = f"{labels[n]}: {lines[n]}"
+    reply = Reply(
+        kind="answer",
+        title=f"{title} · {labels[0]}",
+        text="",
+        summary=lines[0],
+        topic=topic.id,
+        fields=[ReplyField(label=label, value=line, unverified=not d.fact.verified)
+                for d, label, line in zip(match.docs, labels, lines, strict=True)],
+        sources=sources.refs,
+        caveats=caveats_for(facts, regulatory=any(d.topic.kind == "filing" for d in match.docs), today=today),
+        related=[command],
+        actions=[
+            Action(kind="command", label="Full card", value=command),
+            Action(kind="feedback_up", label="👍 Helpful", value=ref),
+            Action(kind="feedback_down", label="👎 Not right", value=ref),
+        ],
+        confidence=match.confidence,
+        ephemeral=False,
+        language=language,
+    )
+    dates = sorted({f.as_of for f in facts})
+    text = library.render("answer", reply=reply, lines=lines, as_of=dates, command=command, language=language)
+    return reply.model_copy(update={"text": text})
+
+
+def _title(topic: Topic, language: Language) -> str:
+    return (topic.title_zh or topic.title) if language == "zh" else topic.title
+
+
+def _label(doc: Any, language: Language) -> str:
+    if language == "zh":
+        return SECTION_LABELS_ZH[doc.topic.kind].get(doc.section, doc.label)
+    return doc.label
+
+
+_STATUS_MARK = {"en": {"disputed": " (disputed)", "superseded": " (superseded)"},
+                "zh": {"disputed": "（有争议）", "superseded": "（已被取代）"}}
+
+
+def _cite(sources: SourceList, fact: Any, topic: Topic, language: Language) -> str:
+    """A fact as a reader sees it, in ``language`` when the fact has that text."""
+    line = sources.cite(fact, topic)
+    if language == "zh" and fact.text_zh:
+        line = fact.text_zh + line[len(fact.text):]
+    mark = _STATUS_MARK[language].get(fact.status, "")
+    return line.replace(" [", mark + " [", 1) if mark else line
+
+
+def _follow_up(index: QAIndex, question: str, context: Context | None) -> Match:
+    """The best match for a question, using the conversation's context when the question leans on it.
+
+    A question that names a topic is matched as it stands (another topic wins over the context); if it
+    states no intent, the section the conversation was about stands in for one ("and kuaishou?"). A
+    question that names no topic is matched as if it named the context's topic ("who do we file it
+    with?"), unless it is more confidently about something else.
+    """
+    match = index.match(question)
+    if context is None or context.topic not in index.topic_ids:
+        return match
+    sections = (context.section,) if context.section else ()
+    if match.query.named:
+        if match.query.intents or not sections:
+            return match
+        return index.match(question, sections=sections)
+    ti = index.topic_ids[context.topic]
+    followed = index.match(question, assume=(ti,))
+    # Only the question's form: its words are intent cues, or words nearly every topic uses ("file").
+    form_only = all(c.intents or c.idf <= COMMON_WORD_IDF for c in followed.query.concepts)
+    if followed.query.intents and form_only:  # "who does it go to?", "what documents?": only the kind of answer
+        return index.intent_match(followed.query, ti) or match
+    return followed if followed.confidence >= match.confidence else match
+
+
+async def _deadline(desk: Desk, request: Request, question: str, match: Match, context: Context | None) -> Reply | None:
+    """The computed deadline when the question asks one in plain words (see :mod:`handlers.qa.deadlines`)."""
+    if not looks_dated(question):  # the cheap test first: most questions hold no date
+        return None
+    index = qa_index(desk)
+    explicit = index.analyse(question).named  # what the question itself names, not what the context assumed
+    named = [index.topics[ti] for ti in sorted(explicit) if index.topics[ti].deadline is not None]
+    if match.docs:  # several filings named ("备案" is also the ICP filing's alias): the one answered first leads
+        named.sort(key=lambda t: t.id != match.docs[0].topic.id)
+    context_filing = None
+    if context is not None and not explicit:
+        context_filing = desk.library.topics.get(context.filing or context.topic or "")
+    ask = deadline_question(
+        question, named=named, context_filing=context_filing,
+        follows_deadline=context is not None and context.filing is not None and not explicit,
+        cues=index.lexicon.deadline_cues, local_now=request.local_now(),
+    )
+    if ask is None:
+        return None
+    reply = deadline_reply(desk.library, ask.topic, ask.start, today=request.today(), cal=desk.calendar,
+                           tz=request.timezone)
+    return reply.model_copy(update={"ephemeral": False, "confidence": 1.0})
+
+
+@router.fallback
+async def answer(request: Request, desk: Desk) -> Reply:
+    """Free text from a mention, DM, the CLI, a watched channel or a thread the bot is part of."""
+    index = qa_index(desk)
+    watch = request.mode == "watch"
+    question = strip_chatter(request.text)
+    language = request.answer_language(question)
+    context = await load_context(desk.store, request)
+    if watch and not looks_like_question(index, question):
+        return no_answer(desk, request, language=language)
+    match = _follow_up(index, question, context)
+    reply = await _deadline(desk, request, question, match, context)
+    if reply is None:
+        followed = context is not None and bool(match.query.named) and not index.match(question).query.named
+        bar = WATCH_BAR if watch else ANSWER_BAR
+        if watch and not (followed or mentions_domain(index, match.query)):
+            return no_answer(desk, request, match.confidence, language=language)
+        if not match.docs or match.confidence < bar:
+            return no_answer(desk, request, match.confidence, match=match, language=language)
+        reply = answer_reply(desk.library, match, today=request.today(), language=language)
+    section = match.docs[0].section if match.docs and reply.kind == "answer" else None
+    await save_context(desk.store, request, next_context(request, reply, context, section))
+    return reply
+
+
+# ------------------------------------------------------------------------------------ watch command
+
+
+@router.subcommand(
+    "/china-filing", "watch", usage="/china-filing watch on|off",
+    summary="answer questions about these topics in this channel (in a thread)",
+)
+async def watch(request: Request, desk: Desk, args: str) -> Reply:
+    word = args.strip().casefold()
+    if word not in ("on", "off"):
+        raise UsageError("Say `/china-filing watch on` or `/china-filing watch off`.")
+    on = word == "on"
+    store = desk.store
+    if store is None or not hasattr(store, "set_channel_watch"):
+        raise NotAvailableError("Question watching needs the bot's storage, which this deployment doesn't have.")
+    if not request.channel:
+        raise NotAvailableError("Question watching works in a channel: run this command in the channel to watch.")
+    result = store.set_channel_watch(request.platform, request.workspace, request.channel, on)
+    if inspect.isawaitable(result):
+        await result
+    if on:
+        text = ("Question watching is on in this channel. When someone asks a question about China filings, "
+                "sectors, platforms or the trading calendar that I can answer from vetted sources, I'll reply "
+                "in a thread. Turn it off with /china-filing watch off.")
+    else:
+        text = "Question watching is off in this channel. You can still mention me or send me a direct message."
+    # A channel setting, like reminders and subscriptions: kind "reminder", not a Q&A answer.
+    return Reply(kind="reminder", title="Question watching " + ("on" if on else "off"), text=text, ephemeral=False)
+
+

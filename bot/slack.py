@@ -472,8 +472,8 @@ class SlackAdapter:
             bolt_request = AsyncBoltRequest(body=raw.decode("utf-8"), query=request.query_string,
                                             headers=request.headers)  # type: ignore[arg-type]
             malformed = _malformed(bolt_request.body)
-        except (UnicodeDecodeError, ValueError, TypeError, AttributeError, KeyError, IndexError):
-            malformed = "unreadable body"
+        except (UnicodeDecodeError, ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError):
+            malformed = "unreadable body"  # (RecursionError: JSON nested deeper than the parser goes)
         if malformed:
             return self._refuse(request, raw, malformed)
         try:

@@ -581,7 +581,8 @@ class TeamsEndpoint:
             return web.json_response({"error": "expected application/json"}, status=415)
         try:
             body = await request.json()
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # (nested deeper than the parser goes)
+            log.warning("Teams request refused: unreadable JSON", extra={"bytes": request.content_length})
             return web.json_response({"error": "invalid JSON"}, status=400)
         if not isinstance(body, dict):
             return web.json_response({"error": "expected an Activity object"}, status=400)

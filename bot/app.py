@@ -175,6 +175,7 @@ async def background_services(app: web.Application) -> AsyncIterator[None]:
         scheduler = factory(app[STORE_KEY], app[DESK_KEY])
         await scheduler.start()
         lifecycle.scheduler = scheduler
+    READY.set(1)  # store open, content loaded, services started: ready, whether or not anything probes
     try:
         yield
     finally:

@@ -97,3 +97,26 @@ async def test_a_nested_value_inside_a_valid_activity_is_answered_or_refused_nev
                                "text": "help", "value": json.loads("[" * depth + "]" * depth)})
             response = await client.post("/api/messages", data=body, headers={"Content-Type": "application/json"})
             assert response.status < 500, (depth, response.status)
+
+
+# ------------------------------------------------------------------------------------- readiness
+
+
+def ready_gauge() -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("chinadesk_ready") or 0.0
+
+
+async def test_ready_is_set_when_the_server_is_ready_and_cleared_when_it_drains(store: Store, desk: Desk):
+    from bot.observability import READY
+
+    READY.set(0)
+    server = TestServer(create_app(Settings.from_env({}), desk, store))
+    await server.start_server()
+    try:
+        assert ready_gauge() == 1  # nobody asked /readyz
+    finally:
+        await server.close()
+    assert ready_gauge() == 0
+

@@ -657,6 +657,8 @@ async def test_the_worker_serves_its_metrics_and_stops_on_sigterm_within_10_s(tm
         log = b""
         while b"reminder worker started" not in log:  # then a few passes run
             log += await asyncio.wait_for(proc.stderr.readline(), 60)
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as response:
+            assert "\nchinadesk_ready 1.0" in await response.text()  # ready, with no /readyz to probe
         await asyncio.sleep(0.5)
         signalled = asyncio.get_running_loop().time()
         proc.send_signal(signal.SIGTERM)

@@ -59,6 +59,14 @@ class Lifecycle:
     draining: bool = False
     scheduler: Any = None  # bot.scheduler.Scheduler while it runs
     scheduler_stopping: asyncio.Task | None = None
+    stop: asyncio.Event | None = None  # chinadesk serve's stop signal (bot.server sets it)
+    failure: str | None = None  # why the process must stop with status 2 (a rejected credential)
+
+    def fail(self, message: str) -> None:
+        """A background service found the configuration unusable: stop the server, which exits with 2."""
+        self.failure = message
+        if self.stop is not None:
+            self.stop.set()
 
 
 LIFECYCLE_KEY: web.AppKey[Lifecycle] = web.AppKey("chinadesk.lifecycle", Lifecycle)
@@ -166,9 +174,9 @@ async def background_services(app: web.Application) -> AsyncIterator[None]:
     outbound connection rather than a route.
     """
     slack = app.get(SLACK_KEY)
-    if slack is not None and slack.settings.socket_mode:
-        await slack.start_socket_mode()
     lifecycle = app[LIFECYCLE_KEY]
+    if slack is not None and slack.settings.socket_mode:
+        slack.start_socket_mode(on_rejected=lifecycle.fail)  # connects in the background
     scheduler = None
     factory = _scheduler_factory() if app[BACKGROUND_KEY] else None
     if factory is not None:

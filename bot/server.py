@@ -26,8 +26,8 @@ import time
 
 from aiohttp import web
 
-from bot.app import HTTP_GRACE, create_app, platforms_on
-from bot.config import Settings
+from bot.app import HTTP_GRACE, LIFECYCLE_KEY, create_app, platforms_on
+from bot.config import ConfigError, Settings
 
 log = logging.getLogger("chinadesk.server")
 
@@ -82,6 +82,8 @@ async def run_server(
     finally:
         gc.freeze()
         gc.enable()
+    lifecycle = app[LIFECYCLE_KEY]
+    lifecycle.stop = stop  # a background service that finds a credential rejected stops the server
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_GRACE, handle_signals=False)
     await runner.setup()  # opens the store (migrations), starts the scheduler
     try:
@@ -102,6 +104,8 @@ async def run_server(
         for sig in signals:
             loop.remove_signal_handler(sig)
         log.info("stopped", extra={"shutdown_s": round(time.perf_counter() - stopping, 3)})
+    if lifecycle.failure:
+        raise ConfigError(lifecycle.failure)  # `chinadesk serve` exits with status 2
 
 
 def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:

@@ -108,6 +108,14 @@ HANDLED_EVENTS: tuple[str, ...] = ("app_mention", "message", "app_home_opened", 
 MESSAGE_SUBSCRIPTIONS: tuple[str, ...] = ("message.im", "message.channels", "message.groups")
 HANDLED_ACTIONS: tuple[str, ...] = (ACTION_SHARE, ACTION_COMMAND, ACTION_FEEDBACK_UP, ACTION_FEEDBACK_DOWN)
 
+# Socket Mode: apps.connections.open errors that mean the app token itself is wrong (no retry helps),
+# and the back-off for everything else (unreachable, timed out, 5xx).
+APP_TOKEN_REJECTED = ("invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
+                      "not_allowed_token_type")
+SOCKET_RETRY_MIN, SOCKET_RETRY_MAX = 1.0, 60.0  # seconds: 1, 2, 4... at most a minute
+SOCKET_OPEN_SECONDS = 10.0  # apps.connections.open, and the WebSocket handshake after it
+SOCKET_CLOSE_SECONDS = 2.0
+
 # Message subtypes that are still a person writing something (everything else: edits, joins, bots...).
 _HUMAN_SUBTYPES = (None, "thread_broadcast", "file_share")
 _NOT_IN_CHANNEL = ("not_in_channel", "channel_not_found", "is_archived")
@@ -257,6 +265,34 @@ class StoreOAuthStateStore(AsyncOAuthStateStore):
 # ------------------------------------------------------------------------------------ Web API client
 
 
+class _OneLine(logging.Filter):
+    """slack_sdk's Socket Mode client logs a full traceback for every failed (re)connection: one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()} ({type(record.exc_info[1]).__name__})"
+            record.args, record.exc_info, record.exc_text = None, None, None
+        return True
+
+
+_socket_log = logging.getLogger("chinadesk.slack.socket_mode")
+_socket_log.addFilter(_OneLine())
+
+
+def _api_error(exc: SlackApiError) -> str | None:
+    """Slack's ``error`` code in a failed call (None when the body was not Slack's JSON)."""
+    data = getattr(exc.response, "data", None)
+    return data.get("error") if isinstance(data, dict) else None
+
+
+def _retry_after(exc: SlackApiError) -> float | None:
+    try:
+        return float(exc.response.headers.get("Retry-After"))
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+
 def web_client(settings: SlackSettings, token: str | None = None) -> AsyncWebClient:
     """The Web API client: ``SLACK_API_URL`` base, 429 + Retry-After and connection errors retried
     (and counted: :func:`bot.observability.slack_retry_handlers`, shared with the scheduler's client)."""
@@ -359,6 +395,7 @@ class SlackAdapter:
         self.store: Any = None
         self._tasks: set[asyncio.Task] = set()
         self._socket_handler: Any = None
+        self._socket_task: asyncio.Task | None = None
         self._command_messages: LRUCache[int, tuple[Reply, dict[str, Any]]] = LRUCache(64)
         self.replay: CommandReplay | None = (
             CommandReplay(settings.signing_secret.get_secret_value()) if settings.signing_secret else None
@@ -432,25 +469,70 @@ class SlackAdapter:
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop Socket Mode, let in-flight answers finish (briefly), cancel the rest."""
+        if self._socket_task is not None:
+            self._socket_task.cancel()
+            await asyncio.gather(self._socket_task, return_exceptions=True)
+            self._socket_task = None
         if self._socket_handler is not None:
             handler, self._socket_handler = self._socket_handler, None
-            await handler.close_async()
+            try:  # a WebSocket close waits for Slack's answer (10 s in aiohttp): not during a shutdown
+                await asyncio.wait_for(handler.close_async(), SOCKET_CLOSE_SECONDS)
+            except Exception as exc:  # timed out, or a half-open connection that fails to close
+                log.info("Socket Mode connection dropped without a clean close", extra={"error": type(exc).__name__})
         await self.drain(grace)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def start_socket_mode(self) -> None:
-        """Connect to Slack over a WebSocket (no public URL needed); returns once connected."""
+    def start_socket_mode(self, on_rejected: Callable[[str], None]) -> None:
+        """Connect to Slack over a WebSocket (no public URL needed), in the background: returns at once,
+        so that the HTTP port (health, Teams) serves whether or not Slack can be reached.
+
+        A rejected app token calls ``on_rejected`` with a message naming ``SLACK_APP_TOKEN`` (the server
+        then exits with status 2); anything else is retried with capped back-off, one log line each time.
+        """
+        self._socket_task = asyncio.create_task(self._connect_socket(on_rejected), name="slack:socket-mode")
+
+    async def _connect_socket(self, on_rejected: Callable[[str], None]) -> None:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
         assert self.settings.app_token is not None  # checked by SlackSettings.from_env
-        self._socket_handler = AsyncSocketModeHandler(
-            self.bolt, app_token=self.settings.app_token.get_secret_value(), web_client=self.bolt.client,
-            logger=logging.getLogger("chinadesk.slack.socket_mode"),
+        token = self.settings.app_token.get_secret_value()
+        # apps.connections.open without slack_sdk's own retries (and their log lines): retried below.
+        opener = AsyncWebClient(base_url=self.settings.api_url, timeout=SOCKET_OPEN_SECONDS, retry_handlers=[])
+        self._socket_handler = handler = AsyncSocketModeHandler(
+            self.bolt, app_token=token, web_client=opener, logger=_socket_log,
         )
-        await self._socket_handler.connect_async()
+        failures = 0
+        while True:
+            wait: float | None = None
+            try:
+                opened = await opener.apps_connections_open(app_token=token)
+                handler.client.wss_uri = opened["url"]
+                # slack_sdk retries a failing WebSocket connect for ever: bound it, and start over.
+                await asyncio.wait_for(handler.connect_async(), SOCKET_OPEN_SECONDS)
+            except SlackApiError as exc:
+                error = _api_error(exc)
+                if error in APP_TOKEN_REJECTED:
+                    message = (f"SLACK_APP_TOKEN was rejected by Slack ({error}): use the app-level token (xapp-...) "
+                               "with connections:write from Basic Information > App-Level Tokens")
+                    log.error(message)
+                    on_rejected(message)
+                    return
+                reason = error or f"HTTP {getattr(exc.response, 'status_code', '?')}"
+                if error == "ratelimited":
+                    wait = _retry_after(exc)
+            except Exception as exc:  # unreachable, refused, timed out, a body that is not Slack's...
+                reason = f"{type(exc).__name__}: {exc}"[:160] if str(exc) else type(exc).__name__
+            else:
+                log.info("Slack Socket Mode connected", extra={"after_failures": failures})
+                return  # slack_sdk keeps the connection from here (pings, reconnects)
+            failures += 1
+            wait = wait if wait is not None else min(SOCKET_RETRY_MAX, SOCKET_RETRY_MIN * 2 ** (failures - 1))
+            log.warning("Slack Socket Mode: cannot connect (%s); retrying in %.0f s", reason, wait,
+                        extra={"attempt": failures})
+            await asyncio.sleep(wait)
 
     # ---- aiohttp endpoints
 

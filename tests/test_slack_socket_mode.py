@@ -31,6 +31,7 @@ async def socket_app(slack_api: FakeSlack, store: Store, desk: Desk) -> AsyncIte
 
 
 async def test_socket_mode_connects_with_the_app_token(socket_app: TestClient, slack_api: FakeSlack):
+    await slack_api.wait_for_socket()  # it connects in the background: the HTTP port does not wait for Slack
     [opened] = slack_api.calls_to("apps.connections.open")
     assert opened.token == "xapp-1-A0001-test"
 

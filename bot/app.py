@@ -222,7 +222,7 @@ def create_app(
 
     settings = settings or Settings.from_env()
     owns_store = store is None
-    store = store if store is not None else open_store(settings.database_url)
+    store = store if store is not None else open_store(settings.database_url, token_keys=settings.token_keys_value)
     # The core and the Slack adapter read channel settings on every request: cached (bot.channel_cache).
     cached = CachedSettingsStore(store)
     desk = dataclasses.replace(desk, store=cached) if desk is not None else build_desk(settings, store=cached)

@@ -77,7 +77,8 @@ def _core_settings() -> Settings:
 async def _open_store():
     from bot.store import StoreError, open_store
 
-    store = open_store(_core_settings().database_url)
+    settings = _core_settings()
+    store = open_store(settings.database_url, token_keys=settings.token_keys_value)
     try:
         await store.open()
     except StoreError as exc:

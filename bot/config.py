@@ -39,6 +39,7 @@ class Settings:
     default_timezone: str = "Asia/Shanghai"
     slack: SlackSettings | None = None  # None: Slack is off (no SLACK_* variables set)
     teams: TeamsSettings = field(default_factory=lambda: TeamsSettings())  # no app id: local (Emulator) mode
+    token_keys: SecretStr | None = None  # TOKEN_ENCRYPTION_KEY: Fernet key(s), first encrypts (bot.token_cipher)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, socket_mode: bool | None = None) -> Settings:
@@ -52,7 +53,30 @@ class Settings:
             default_timezone=env.get("DEFAULT_TIMEZONE", "Asia/Shanghai"),
             slack=SlackSettings.from_env(env, socket_mode=socket_mode),
             teams=TeamsSettings.from_env(env),
+            token_keys=token_keys(env),
         )
+
+    @property
+    def token_keys_value(self) -> str | None:
+        """``TOKEN_ENCRYPTION_KEY`` as the store takes it (``open_store(..., token_keys=...)``)."""
+        return self.token_keys.get_secret_value() if self.token_keys else None
+
+
+def token_keys(env: Mapping[str, str]) -> SecretStr | None:
+    """``TOKEN_ENCRYPTION_KEY``, checked: one or more Fernet keys, comma-separated (never echoed)."""
+    from bot.token_cipher import TokenCipher
+
+    value = secret(env, "TOKEN_ENCRYPTION_KEY")
+    if value is None:
+        return None
+    try:
+        TokenCipher.from_setting(value.get_secret_value())
+    except ValueError as exc:
+        raise ConfigError(
+            f"TOKEN_ENCRYPTION_KEY must be one or more Fernet keys, comma-separated ({exc}); make one with "
+            "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+        ) from None
+    return value
 
 
 def secret(env: Mapping[str, str], name: str) -> SecretStr | None:

@@ -21,7 +21,6 @@ import asyncio
 import gc
 import logging
 import signal
-import sys
 import time
 
 from aiohttp import web
@@ -44,6 +43,8 @@ def startup_lines(settings: Settings, host: str, port: int) -> list[str]:
     lines.append("Platforms on: " + (", ".join(on) if on else "none (local endpoints only)"))
     if settings.slack is None:
         lines.append("Slack: off (set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN, or see README 'Install in Slack')")
+    if settings.teams is None:
+        lines.append("Teams: off (set MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD, or see README 'Install in Teams')")
     database = settings.database_url.split("@")[-1] if "@" in settings.database_url else settings.database_url
     lines.append(f"Database: {database}")
     return lines
@@ -64,6 +65,11 @@ async def run_server(
     """The serving coroutine: returns after a graceful stop (``stop`` set, or SIGTERM/SIGINT)."""
     started = time.perf_counter()
     stop = stop or asyncio.Event()
+    bound = settings.bound_to(host)
+    if bound.teams is None and settings.teams is not None:
+        log.warning("Teams is off: MICROSOFT_APP_ID is not set and the server listens on %s, so the unauthenticated "
+                    "local (Emulator) mode stays off; set TEAMS=local to run it there anyway", host)
+    settings = bound
     loop = asyncio.get_running_loop()
     signals = []
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -89,10 +95,10 @@ async def run_server(
     try:
         site = web.TCPSite(runner, host, port, backlog=BACKLOG)
         await site.start()
-        bound = _bound_port(site) or port
-        for line in startup_lines(settings, host, bound):
-            print(line, file=sys.stderr, flush=True)
-        log.info("ready", extra={"port": bound, "startup_s": round(time.perf_counter() - started, 3)})
+        bound_port = _bound_port(site) or port
+        for line in startup_lines(settings, host, bound_port):
+            log.info(line)  # through the logger: one JSON object a line in JSON logs, like everything else
+        log.info("ready", extra={"port": bound_port, "startup_s": round(time.perf_counter() - started, 3)})
         await stop.wait()
         log.info("stopping: no new connections; finishing in-flight work")
     finally:

@@ -698,7 +698,58 @@ def _malformed(body: Any) -> str | None:
     actions = body.get("actions")
     if actions is not None and (not isinstance(actions, list) or not all(isinstance(a, dict) for a in actions)):
         return "actions is not a list of objects"
+    if isinstance(event, dict):
+        wrong = _not_text(event, _EVENT_TEXT_FIELDS)
+        if wrong:
+            return f"event.{wrong} is not a string"
+        if event.get("type") == "app_home_opened" and not event.get("user"):
+            return "app_home_opened without a user"
+    for action in actions or []:
+        wrong = _not_text(action, ("action_id", "value"))
+        if wrong:
+            return f"action {wrong} is not a string"
+        if action.get("action_id") == ACTION_SHARE and not _channel_of(body):
+            return "share without a channel"
     return None
+
+
+# The fields of an event the listeners read as text: a list or an object there is not Slack's.
+_EVENT_TEXT_FIELDS = ("type", "subtype", "user", "channel", "channel_type", "text", "ts", "thread_ts", "tab")
+
+
+def _not_text(payload: dict[str, Any], fields: tuple[str, ...]) -> str | None:
+    """The first of ``fields`` that ``payload`` has with a value other than a string."""
+    return next((k for k in fields if payload.get(k) is not None and not isinstance(payload[k], str)), None)
+
+
+def _channel_of(body: dict[str, Any]) -> str | None:
+    """The conversation an interaction happened in (``channel.id``, else the container's)."""
+    channel, container = body.get("channel"), body.get("container")
+    found = (channel.get("id") if isinstance(channel, dict) else None) or (
+        container.get("channel_id") if isinstance(container, dict) else None)
+    return found if isinstance(found, str) and found else None
+
+
+_ESCAPED_SURROGATE = re.compile(r"(?:\\|%5[cC])u[dD][89a-fA-F]")  # \ud800 in JSON, %5Cud800 in a form
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def strip_lone_surrogates(body: Any) -> None:
+    """Remove, in place, lone UTF-16 surrogates from every string in a parsed payload.
+
+    JSON may carry ``\\ud800`` without its pair; Python decodes it to a string no UTF-8 encoder accepts,
+    which would fail (or be echoed) when the answer is sent. Iterative: payloads can be deeply nested.
+    """
+    stack = [body]
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in list(items):
+            if isinstance(value, str):
+                if _SURROGATE.search(value):
+                    node[key] = _SURROGATE.sub("", value)
+            elif isinstance(value, dict | list):
+                stack.append(value)
 
 
 def _authorization_url(api_url: str) -> str | None:
@@ -731,6 +782,7 @@ class EventGate(AsyncMiddleware):
     * Each ``event_id`` is claimed in the store (``slack:event:<id>``) before a listener runs, so
       Slack's retries (``X-Slack-Retry-Num``) and second deliveries are acknowledged and dropped; the
       claim is in the database, so it holds across replicas and restarts.
+    * Lone surrogates (``\\ud800`` without its pair) are stripped from the payload before anyone reads it.
 
     A class rather than a ``@app.middleware`` function: bolt builds injected keyword arguments for
     function middleware on every request, and slash commands, which this gate always lets through,
@@ -744,6 +796,13 @@ class EventGate(AsyncMiddleware):
         self, *, req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]],
     ) -> BoltResponse:
         body = req.body
+        if req.mode != "http":  # Socket Mode: the shape checks handle_events makes for HTTP requests
+            malformed = _malformed(body)
+            if malformed:
+                log.warning("malformed Slack payload dropped", extra={"reason": malformed})
+                return BoltResponse(status=200, body="")  # acknowledged: a redelivery would be just as wrong
+        if req.mode != "http" or _ESCAPED_SURROGATE.search(req.raw_body):  # (Socket Mode keeps no raw body)
+            strip_lone_surrogates(body)
         if body.get("type") != "event_callback":
             return await next()
         event = body.get("event") or {}
@@ -924,7 +983,7 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
     async def on_share(ack: Any, body: dict, action: dict, client: AsyncWebClient, respond: Any) -> None:
         await ack()
         user = (body.get("user") or {}).get("id")
-        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+        channel = _channel_of(body)
 
         async def share() -> None:
             request = await adapter.request(

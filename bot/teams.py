@@ -12,9 +12,10 @@ Authentication
 ``MICROSOFT_APP_PASSWORD``, ``MICROSOFT_APP_TYPE`` and ``MICROSOFT_APP_TENANT_ID``. Every request is
 authenticated *before* any turn runs: a missing or invalid ``Authorization`` header is answered 401 and
 nothing is sent. Without an app id the endpoint runs in local (Emulator) mode: botbuilder accepts
-requests without a token and sends replies without one. That is loudly logged at start-up, and in that
-mode replies only ever go to a loopback ``serviceUrl`` (the Emulator, or the tests' connector), so an
-unauthenticated request cannot make the bot POST to an arbitrary address.
+requests without a token and sends replies without one. That is loudly logged at start-up, ``chinadesk
+serve`` only allows it on a loopback address unless ``TEAMS=local`` asks for it (``bot.config``), and in
+that mode replies only ever go to a loopback ``serviceUrl`` (the Emulator, or the tests' connector), so an
+unauthenticated request cannot make the bot POST to an arbitrary address. ``TEAMS=off`` mounts nothing.
 
 Signing keys
 ------------
@@ -37,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import copy
-import ipaddress
 import json
 import logging
 import re
@@ -71,7 +71,7 @@ from botframework.connector.auth import (
 )
 from botframework.connector.auth.jwt_token_extractor import JwtTokenExtractor
 
-from bot.config import ConfigError, Settings, TeamsSettings
+from bot.config import ConfigError, Settings, TeamsSettings, is_loopback_host
 from bot.render.adaptive import FeedbackContext, fallback_text, render_card, render_notice
 from bot.signing_keys import KeysUnavailable, SigningKey, SigningKeys
 from handlers.request import Action, Reply, Request
@@ -97,6 +97,8 @@ WELCOME_INTRO = (
     "(no slash needed), or ask a question{where}."
 )
 FEEDBACK_THANKS = {"up": "Thanks, glad it helped.", "down": "Thanks for telling us; we review every 👎."}
+FEEDBACK_AGAIN = "You already rated this answer; thanks."
+FEEDBACK_CLAIM_SECONDS = 365 * 86400
 
 
 @dataclass(frozen=True)
@@ -377,13 +379,7 @@ def notice_activity(text: str) -> Activity:
 
 
 def is_loopback_url(url: str | None) -> bool:
-    host = urlsplit(url or "").hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(urlsplit(url or "").hostname or "")
 
 
 # ------------------------------------------------------------------------------------------ the bot
@@ -455,6 +451,9 @@ class TeamsBot(ActivityHandler):
             vote = data.get("vote")
             if vote not in ("up", "down"):
                 return "Unknown feedback"
+            if not await self._first_vote(turn_context.activity):
+                await turn_context.send_activity(notice_activity(FEEDBACK_AGAIN))
+                return FEEDBACK_AGAIN
             await self._record_feedback(turn_context.activity, data, vote)
             thanks = FEEDBACK_THANKS[vote]
             await turn_context.send_activity(notice_activity(thanks))
@@ -467,6 +466,13 @@ class TeamsBot(ActivityHandler):
         log.info("unknown card action", extra={"action": str(kind)[:40]})
         await self._answer(turn_context, "")  # the help card: better than silence
         return "Unknown action"
+
+    async def _first_vote(self, activity: Activity) -> bool:
+        """One vote per person per answer, as in Slack: the first click on 👍/👎 under a message counts."""
+        if self.store is None or not activity.reply_to_id or activity.conversation is None:
+            return True  # no message to tie the vote to: nothing to compare with
+        key = f"teams:feedback:{channel_key(activity.conversation.id)}:{activity.reply_to_id}:{user_of(activity)}"
+        return await self.store.claim_once(key, FEEDBACK_CLAIM_SECONDS)
 
     async def _record_feedback(self, activity: Activity, data: dict[str, Any], vote: str) -> None:
         if self.store is None:
@@ -756,6 +762,8 @@ def deliverer_from_env(store: Any, env: Mapping[str, str]) -> TeamsDeliverer | N
         teams = TeamsSettings.from_env(env)
     except ConfigError as exc:  # the server refuses to start with the same message; a worker just skips Teams
         log.warning("Teams reminders disabled: %s", exc)
+        return None
+    if teams is None:  # TEAMS=off
         return None
     return TeamsDeliverer(make_adapter(teams), store, teams)
 

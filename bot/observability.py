@@ -250,8 +250,16 @@ _SECRET_SHAPES = re.compile(
 )
 
 
+# Every match of _SECRET_SHAPES contains one of these (lower-cased): a cheap test before the regex.
+_SHAPE_MARKERS = ("xox", "xapp-", "eyj", "bearer", "basic", "access_token", "refresh_token", "bot_token",
+                  "client_secret", "password", "signing_secret", "app_token")
+
+
 def _redact(match: re.Match[str]) -> str:
     return (match.group("scheme") or match.group("key") or "") + REDACTED
+
+
+_NUMBERS = (bool, int, float)
 
 
 class SecretFilter(logging.Filter):
@@ -273,21 +281,36 @@ class SecretFilter(logging.Filter):
                 text = text.replace(value, REDACTED)
         return _SECRET_SHAPES.sub(_redact, text)
 
+    def suspect(self, text: str) -> bool:
+        """Whether ``text`` may hold a secret (plain loops: this runs for every log line)."""
+        for value in self.secrets:
+            if value in text:
+                return True
+        lowered = text.lower()
+        for marker in _SHAPE_MARKERS:
+            if marker in lowered:
+                return _SECRET_SHAPES.search(text) is not None
+        return False
+
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # a malformed call (arguments that do not fit): keep the template only
             message = str(record.msg)
-        record.msg, record.args = self.scrub(message), None
-        for key, value in list(record.__dict__.items()):
-            if key in _STANDARD or value is None or isinstance(value, bool | int | float):
-                continue
-            text = value if isinstance(value, str) else repr(value)
+        record.msg, record.args = message, None  # (rendered once: the formatter need not do it again)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        fields = {k: v if isinstance(v, str) else repr(v) for k, v in record.__dict__.items()
+                  if k not in _STANDARD and v is not None and not isinstance(v, _NUMBERS)}
+        # Most lines hold nothing secret: one look at all of the record's text decides.
+        everything = "\n".join((message, record.exc_text or "", record.stack_info or "", *fields.values()))
+        if not self.suspect(everything):
+            return True
+        record.msg = self.scrub(message)
+        for key, text in fields.items():
             clean = self.scrub(text)
             if clean != text:
                 setattr(record, key, clean)
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = self.scrub(record.exc_text)
         if record.stack_info:

@@ -12,7 +12,9 @@ SIGTERM (a PaaS restarting or scaling down, ``kill``) or SIGINT (Ctrl-C) is a gr
    (:data:`bot.app.SLACK_GRACE`), the store is closed, and the process exits 0.
 
 All of it fits in :data:`STOP_DEADLINE` seconds (platforms usually allow 10 before SIGKILL); whatever
-the scheduler had claimed but not posted is re-offered by another process after its lease.
+the scheduler had claimed but not posted is re-offered by another process after its lease. A call still
+blocked in a worker thread after that (a Teams reply to a connector that never answers) is not waited
+for: see :func:`_close_loop`.
 """
 
 from __future__ import annotations
@@ -20,8 +22,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from aiohttp import web
 
@@ -33,6 +39,7 @@ log = logging.getLogger("chinadesk.server")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 STOP_DEADLINE = 9.5  # seconds from the signal to the end of the clean-up, whatever happens
+EXECUTOR_GRACE = 0.4  # then this long for worker threads (see _close_loop): within 10 s in all
 BACKLOG = 1024
 
 
@@ -55,7 +62,69 @@ def serve(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFAULT_P
 
     ``background=False``: no reminder scheduler in this process (a separate ``chinadesk worker`` runs it).
     """
-    asyncio.run(run_server(settings, host=host, port=port, background=background))
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    executor = _TrackedExecutor()
+    loop.set_default_executor(executor)
+    failed = True
+    try:
+        loop.run_until_complete(run_server(settings, host=host, port=port, background=background))
+        failed = False
+    finally:
+        _close_loop(loop, executor, exit_status=1 if failed else 0)
+
+
+class _TrackedExecutor(ThreadPoolExecutor):
+    """The loop's default executor, counting the calls still running in its threads."""
+
+    def __init__(self) -> None:
+        super().__init__(thread_name_prefix="asyncio")
+        self._running = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
+        with self._lock:
+            self._running += 1
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _future: Future) -> None:
+        with self._lock:
+            self._running -= 1
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop, executor: _TrackedExecutor, *, exit_status: int) -> None:
+    """``asyncio.run``'s clean-up, except that it does not wait for ever on the executor's threads.
+
+    Some calls run in those threads and may never return in time: botbuilder sends Teams replies with
+    ``requests`` in the default executor (a 100 s timeout), and a DNS lookup can hang. asyncio would wait
+    for them, and so would the interpreter at exit, long after a platform's SIGKILL. After
+    :data:`EXECUTOR_GRACE` seconds the process leaves without them (everything else is closed by then).
+    """
+    try:
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    executor.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + EXECUTOR_GRACE
+    while executor.running and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if executor.running:
+        log.warning("exiting without waiting for %d blocked worker thread(s) (a call that never returned)",
+                    executor.running)
+        logging.shutdown()
+        os._exit(exit_status)  # the interpreter's own exit would join the blocked threads
 
 
 async def run_server(

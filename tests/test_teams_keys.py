@@ -23,6 +23,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from slack_server import FakeSlack, form_body, load_fixture, sign
 
+from tests.serving import Silent, healthz, serve
 from tests.test_ops import start_serve
 
 APP_ID = "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b"
@@ -147,3 +148,24 @@ async def test_unanswered_key_fetches_never_freeze_the_server(tmp_path: Path):
                 proc.kill()
                 await proc.wait()
             await egress.close()
+
+
+async def test_sigterm_is_not_held_up_by_a_teams_connector_that_never_answers(tmp_path: Path):
+    """A Teams reply goes to the conversation's serviceUrl; when that accepts the connection and never
+    answers, the reply waits (off the event loop), and SIGTERM still stops the process within 10 s."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SLACK_", "MICROSOFT_APP", "DATABASE_URL", "TEAMS"))}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'connector.sqlite3'}", LOG_FORMAT="json", SCHEDULER="off")
+    async with Silent() as connector, serve(env, tmp_path) as server:
+        activity = json.loads((FIXTURES / "teams" / "personal_message.json").read_text())
+        activity["serviceUrl"] = connector.url  # local mode replies to loopback service URLs only
+        async with aiohttp.ClientSession() as http:
+            reply = asyncio.ensure_future(http.post(f"http://127.0.0.1:{server.port}/api/messages", json=activity))
+            await asyncio.sleep(1.5)  # the reply to the connector is under way, unanswered
+            assert await healthz(server.port or 0) == 200
+            code, took, log = await server.stop(signal.SIGTERM)
+            reply.cancel()
+            await asyncio.gather(reply, return_exceptions=True)
+    assert code == 0, log[-2000:]
+    assert took < 10, f"SIGTERM took {took:.1f}s"
+

@@ -4,10 +4,12 @@ prints a token or a secret. Everything goes through the real OAuth install over 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sqlite3
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from tests.test_slack_oauth import ACME, acme_event, install
 
 SECRET = "at-rest-signing-secret-" + "1" * 12
 CLIENT_SECRET = "at-rest-client-secret-" + "2" * 12
+METRICS_TOKEN = "metrics-token-" + "4" * 12
 BOT_TOKEN = "xoxb-acme-token"  # what tests.test_slack_oauth.install has FakeSlack hand out
 
 
@@ -165,28 +168,30 @@ def test_a_malformed_key_stops_start_up_naming_the_variable(value: str):
 
 
 @pytest.fixture
-def debug_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[pytest.CaptureFixture[str]]:
-    """configure_logging as `LOG_LEVEL=DEBUG chinadesk serve` does, writing to the captured stderr."""
+def debug_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """configure_logging as `LOG_LEVEL=DEBUG chinadesk serve` does, its stderr a buffer the test reads.
+
+    (A buffer that stays open: aiosqlite's worker thread may still log a line after the test's end.)
+    """
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)  # (the handler keeps it, whatever pytest's capture does later)
     with restored_logging():
-        configure_logging("DEBUG", "json")
-        yield capsys
+        configure_logging("DEBUG", "json", env={"SLACK_SIGNING_SECRET": SECRET, "SLACK_CLIENT_SECRET": CLIENT_SECRET,
+                                                "METRICS_TOKEN": METRICS_TOKEN})
+        yield stderr
 
 
-async def test_debug_logs_never_print_a_token_or_a_secret(debug_logs: pytest.CaptureFixture[str],
-                                                          slack_api: FakeSlack, desk: Desk, db: Path,
-                                                          monkeypatch: pytest.MonkeyPatch):
-    env = oauth_env(slack_api, db, METRICS_TOKEN="metrics-token-" + "4" * 12)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    configure_logging("DEBUG", "json")  # (again: it reads the secrets to hide from the environment)
+async def test_debug_logs_never_print_a_token_or_a_secret(debug_logs: io.StringIO, slack_api: FakeSlack,
+                                                          desk: Desk, db: Path):
+    env = oauth_env(slack_api, db, METRICS_TOKEN=METRICS_TOKEN)
     client = await serving(env, desk)  # no encryption key: the token goes into the SQL parameters as it is
     try:
         assert (await install(client, slack_api))[0] == 200
         assert await answer_a_mention(client, slack_api, "EvDebug1") == BOT_TOKEN
     finally:
         await client.close()
-    err = debug_logs.readouterr().err
+    err = debug_logs.getvalue()
     assert "oauth.v2.access" in err and "INSERT INTO installations" in err  # DEBUG really was on
-    for secret in (BOT_TOKEN, CLIENT_SECRET, SECRET, env["METRICS_TOKEN"]):
+    for secret in (BOT_TOKEN, CLIENT_SECRET, SECRET, METRICS_TOKEN):
         assert secret not in err, f"{secret[:12]}... is in the DEBUG logs"
     assert "[redacted]" in err

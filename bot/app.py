@@ -60,6 +60,14 @@ class Lifecycle:
     draining: bool = False
     scheduler: Any = None  # bot.scheduler.Scheduler while it runs
     scheduler_stopping: asyncio.Task | None = None
+    stop: asyncio.Event | None = None  # chinadesk serve's stop signal (bot.server sets it)
+    failure: str | None = None  # why the process must stop with status 2 (a rejected credential)
+
+    def fail(self, message: str) -> None:
+        """A background service found the configuration unusable: stop the server, which exits with 2."""
+        self.failure = message
+        if self.stop is not None:
+            self.stop.set()
 
 
 LIFECYCLE_KEY: web.AppKey[Lifecycle] = web.AppKey("chinadesk.lifecycle", Lifecycle)
@@ -168,15 +176,16 @@ async def background_services(app: web.Application) -> AsyncIterator[None]:
     outbound connection rather than a route.
     """
     slack = app.get(SLACK_KEY)
-    if slack is not None and slack.settings.socket_mode:
-        await slack.start_socket_mode()
     lifecycle = app[LIFECYCLE_KEY]
+    if slack is not None and slack.settings.socket_mode:
+        slack.start_socket_mode(on_rejected=lifecycle.fail)  # connects in the background
     scheduler = None
     factory = _scheduler_factory() if app[BACKGROUND_KEY] else None
     if factory is not None:
         scheduler = factory(app[STORE_KEY], app[DESK_KEY])
         await scheduler.start()
         lifecycle.scheduler = scheduler
+    READY.set(1)  # store open, content loaded, services started: ready, whether or not anything probes
     try:
         yield
     finally:
@@ -215,7 +224,7 @@ def create_app(
 
     settings = settings or Settings.from_env()
     owns_store = store is None
-    store = store if store is not None else open_store(settings.database_url)
+    store = store if store is not None else open_store(settings.database_url, token_keys=settings.token_keys_value)
     # The core and the Slack adapter read channel settings on every request: cached (bot.channel_cache).
     cached = CachedSettingsStore(store)
     desk = dataclasses.replace(desk, store=cached) if desk is not None else build_desk(settings, store=cached)

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.config import ConfigError, Settings, _int
 from bot.render.text import render_text
@@ -38,6 +39,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
     text = " ".join(args.text)
     if not text.strip():
         raise CliUsageError("ask needs some text, e.g. chinadesk ask \"/china-filing facial-recognition\"")
+    try:
+        ZoneInfo(args.timezone)
+    except (ZoneInfoNotFoundError, ValueError):  # unknown, or not a zone name at all ("../x", "")
+        raise CliUsageError(
+            f"--timezone must be an IANA time zone such as Europe/London, not {args.timezone!r}") from None
 
     async def run() -> dict | str:
         # In a channel, commands may need storage (reminders, channel settings), and a --thread keeps its
@@ -79,7 +85,8 @@ def _core_settings() -> Settings:
 async def _open_store():
     from bot.store import StoreError, open_store
 
-    store = open_store(_core_settings().database_url)
+    settings = _core_settings()
+    store = open_store(settings.database_url, token_keys=settings.token_keys_value)
     try:
         await store.open()
     except StoreError as exc:

@@ -7,6 +7,8 @@ never show up in a repr, a log line or a reply.
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -38,7 +40,9 @@ class Settings:
     stale_days: int = 365
     default_timezone: str = "Asia/Shanghai"
     slack: SlackSettings | None = None  # None: Slack is off (no SLACK_* variables set)
-    teams: TeamsSettings = field(default_factory=lambda: TeamsSettings())  # no app id: local (Emulator) mode
+    # None: Teams is off (TEAMS=off, or see bound_to); no app id: local (Emulator) mode
+    teams: TeamsSettings | None = field(default_factory=lambda: TeamsSettings())
+    token_keys: SecretStr | None = None  # TOKEN_ENCRYPTION_KEY: Fernet key(s), first encrypts (bot.token_cipher)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, socket_mode: bool | None = None) -> Settings:
@@ -52,7 +56,38 @@ class Settings:
             default_timezone=env.get("DEFAULT_TIMEZONE", "Asia/Shanghai"),
             slack=SlackSettings.from_env(env, socket_mode=socket_mode),
             teams=TeamsSettings.from_env(env),
+            token_keys=token_keys(env),
         )
+
+    def bound_to(self, host: str) -> Settings:
+        """These settings for a server listening on ``host``. Teams' local (Emulator) mode checks no token,
+        so without an app id it stays on only on a loopback address, unless ``TEAMS=local`` asks for it."""
+        teams = self.teams
+        if teams is None or not teams.local_mode or teams.local_requested or is_loopback_host(host):
+            return self
+        return dataclasses.replace(self, teams=None)
+
+    @property
+    def token_keys_value(self) -> str | None:
+        """``TOKEN_ENCRYPTION_KEY`` as the store takes it (``open_store(..., token_keys=...)``)."""
+        return self.token_keys.get_secret_value() if self.token_keys else None
+
+
+def token_keys(env: Mapping[str, str]) -> SecretStr | None:
+    """``TOKEN_ENCRYPTION_KEY``, checked: one or more Fernet keys, comma-separated (never echoed)."""
+    from bot.token_cipher import TokenCipher
+
+    value = secret(env, "TOKEN_ENCRYPTION_KEY")
+    if value is None:
+        return None
+    try:
+        TokenCipher.from_setting(value.get_secret_value())
+    except ValueError as exc:
+        raise ConfigError(
+            f"TOKEN_ENCRYPTION_KEY must be one or more Fernet keys, comma-separated ({exc}); make one with "
+            "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+        ) from None
+    return value
 
 
 def secret(env: Mapping[str, str], name: str) -> SecretStr | None:
@@ -71,6 +106,7 @@ SLACK_BOT_SCOPES = (
     "app_mentions:read", "channels:history", "chat:write", "commands", "groups:history", "im:history",
 )
 _TRUE = ("1", "true", "yes", "on")
+_OFF = ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -147,10 +183,23 @@ class SlackSettings:
 
 # ---------------------------------------------------------------------------------------------- Teams
 
-TEAMS_VARIABLES = ("MICROSOFT_APP_ID", "MICROSOFT_APP_PASSWORD", "MICROSOFT_APP_TYPE", "MICROSOFT_APP_TENANT_ID")
+TEAMS_VARIABLES = ("MICROSOFT_APP_ID", "MICROSOFT_APP_PASSWORD", "MICROSOFT_APP_TYPE", "MICROSOFT_APP_TENANT_ID",
+                   "TEAMS")
 # botbuilder's ConfigurationServiceClientCredentialFactory compares these case-insensitively.
 TEAMS_APP_TYPES = {"multitenant": "MultiTenant", "singletenant": "SingleTenant", "userassignedmsi": "UserAssignedMSI"}
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def is_loopback_host(host: str) -> bool:
+    """``127.0.0.1``, ``::1``, ``localhost``: only this machine can connect (not ``0.0.0.0``, which is every
+    address)."""
+    host = host.strip().strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def is_guid(value: str) -> bool:
@@ -166,6 +215,7 @@ class TeamsSettings:
     app_password: SecretStr | None = None
     app_type: str = "MultiTenant"
     tenant_id: str | None = None
+    local_requested: bool = False  # TEAMS=local: Emulator mode even on a public address
 
     @property
     def local_mode(self) -> bool:
@@ -173,8 +223,14 @@ class TeamsSettings:
         return self.app_id is None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> TeamsSettings:
-        """The Teams settings, or :class:`ConfigError` naming the missing or malformed variable."""
+    def from_env(cls, env: Mapping[str, str]) -> TeamsSettings | None:
+        """The Teams settings (None: ``TEAMS=off``), or :class:`ConfigError` naming the variable at fault."""
+        switch = env.get("TEAMS", "").strip().lower() or "on"
+        if switch in _OFF:
+            return None
+        if switch not in (*_TRUE, "local"):
+            raise ConfigError(f"TEAMS must be on, off or local, not {switch!r}")
+        local_requested = switch == "local"
         app_id = env.get("MICROSOFT_APP_ID", "").strip() or None
         password = secret(env, "MICROSOFT_APP_PASSWORD")
         tenant_id = env.get("MICROSOFT_APP_TENANT_ID", "").strip() or None
@@ -192,7 +248,10 @@ class TeamsSettings:
                     f"Teams is partly configured ({named} set): MICROSOFT_APP_ID is missing "
                     "(the Azure Bot's Microsoft App ID)"
                 )
-            return cls()
+            return cls(local_requested=local_requested)
+        if local_requested:
+            raise ConfigError("TEAMS=local runs the Emulator endpoint without token checks, but MICROSOFT_APP_ID is "
+                              "set: unset one of them")
         if not is_guid(app_id):
             raise ConfigError(f"MICROSOFT_APP_ID must be a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), not {app_id!r}")
         if app_type != "UserAssignedMSI" and password is None:

@@ -20,8 +20,9 @@ import os
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
 from prometheus_client import (
@@ -231,6 +232,100 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
+# Environment variables whose values are secrets: never printed, whatever the log level.
+SECRET_VARIABLES = (
+    "SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "SLACK_CLIENT_SECRET", "SLACK_APP_TOKEN", "MICROSOFT_APP_PASSWORD",
+    "TOKEN_ENCRYPTION_KEY", "METRICS_TOKEN",
+)
+REDACTED = "[redacted]"
+# Secrets by their shape, wherever they come from (a workspace's OAuth token was never in the environment):
+# Slack tokens (bot, user, app-level, refresh, rotated), JWTs (Bot Framework and Azure tokens), bearer
+# credentials, and the value after a key that names a secret (JSON, dict reprs, form bodies, headers).
+_SECRET_SHAPES = re.compile(
+    r"xox[a-z]-[A-Za-z0-9-]{6,}|xoxe(?:\.xox[a-z])?-[A-Za-z0-9-]{6,}|xapp-[A-Za-z0-9-]{6,}"
+    r"|eyJ[\w-]{6,}\.[\w-]{6,}\.[\w-]{6,}"
+    r"|(?P<scheme>(?i:bearer|basic)\s+)[\w.~+/=-]{8,}"
+    r"|(?P<key>[\"']?(?i:access_token|refresh_token|bot_token|client_secret|password|signing_secret|app_token)"
+    r"[\"']?\s*[:=]\s*[\"']?)[^\"',&\s}]{4,}"
+)
+
+
+# Every match of _SECRET_SHAPES contains one of these (lower-cased): a cheap test before the regex.
+_SHAPE_MARKERS = ("xox", "xapp-", "eyj", "bearer", "basic", "access_token", "refresh_token", "bot_token",
+                  "client_secret", "password", "signing_secret", "app_token")
+
+
+def _redact(match: re.Match[str]) -> str:
+    return (match.group("scheme") or match.group("key") or "") + REDACTED
+
+
+_NUMBERS = (bool, int, float)
+
+
+class SecretFilter(logging.Filter):
+    """On the root handler: scrub secrets from every record before it is written, at every level.
+
+    Libraries log request and response bodies at DEBUG (slack_sdk the ``oauth.v2.access`` answer with its
+    bot token, aiosqlite the SQL parameters of a stored installation...): the message, its arguments,
+    the extra fields and the traceback text are all checked, for the configured secrets' values and for
+    anything shaped like a token (:data:`_SECRET_SHAPES`).
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for value in self.secrets:
+            if value in text:
+                text = text.replace(value, REDACTED)
+        return _SECRET_SHAPES.sub(_redact, text)
+
+    def suspect(self, text: str) -> bool:
+        """Whether ``text`` may hold a secret (plain loops: this runs for every log line)."""
+        for value in self.secrets:
+            if value in text:
+                return True
+        lowered = text.lower()
+        for marker in _SHAPE_MARKERS:
+            if marker in lowered:
+                return _SECRET_SHAPES.search(text) is not None
+        return False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call (arguments that do not fit): keep the template only
+            message = str(record.msg)
+        record.msg, record.args = message, None  # (rendered once: the formatter need not do it again)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        fields = {k: v if isinstance(v, str) else repr(v) for k, v in record.__dict__.items()
+                  if k not in _STANDARD and v is not None and not isinstance(v, _NUMBERS)}
+        # Most lines hold nothing secret: one look at all of the record's text decides.
+        everything = "\n".join((message, record.exc_text or "", record.stack_info or "", *fields.values()))
+        if not self.suspect(everything):
+            return True
+        record.msg = self.scrub(message)
+        for key, text in fields.items():
+            clean = self.scrub(text)
+            if clean != text:
+                setattr(record, key, clean)
+        if record.exc_text:
+            record.exc_text = self.scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.scrub(record.stack_info)
+        return True
+
+
+def secret_values(env: Mapping[str, str]) -> list[str]:
+    """The secrets configured in ``env``: :data:`SECRET_VARIABLES` (each key of a list) and the database
+    password."""
+    values = [part.strip() for name in SECRET_VARIABLES for part in env.get(name, "").split(",") if part.strip()]
+    password = urlsplit(env.get("DATABASE_URL", "")).password
+    return values + ([unquote(password)] if password else [])
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line, for log shippers in production."""
 
@@ -242,8 +337,8 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         out.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            out["exc"] = record.exc_text or self.formatException(record.exc_info)  # (SecretFilter scrubs exc_text)
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
@@ -257,17 +352,19 @@ class TextFormatter(logging.Formatter):
             extra = {"rid": record.request_id, **extra}
         if extra:
             base += " " + " ".join(f"{k}={v}" for k, v in extra.items())
-        if record.exc_info:
-            base += "\n" + self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            base += "\n" + (record.exc_text or self.formatException(record.exc_info))
         return base
 
 
-def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
-    """JSON when asked or when stderr is not a terminal (a PaaS), readable text otherwise."""
+def configure_logging(level: str = "INFO", fmt: str = "auto", env: Mapping[str, str] | None = None) -> None:
+    """JSON when asked or when stderr is not a terminal (a PaaS), readable text otherwise; secrets (those
+    configured in ``env``, default the environment, and anything shaped like a token) are scrubbed."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
     handler.addFilter(_RequestIdFilter())
+    handler.addFilter(SecretFilter(secret_values(os.environ if env is None else env)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -542,6 +542,8 @@ async def run_worker(store: Store, desk: Any, *, interval: float = 30.0, env: Ma
     flight gets ``stop_grace`` seconds to finish; what it had not posted is re-offered after the lease)."""
     import signal
 
+    from bot.observability import READY  # chinadesk_ready on `worker --metrics-port`
+
     scheduler = build_scheduler(store, desk, env=env, interval=interval)
     if not scheduler.deliverers:
         log.warning("no deliverers configured (SLACK_BOT_TOKEN, MICROSOFT_APP_ID...): nothing will be posted")
@@ -553,10 +555,12 @@ async def run_worker(store: Store, desk: Any, *, interval: float = 30.0, env: Ma
         except (NotImplementedError, RuntimeError):  # not on this platform / not the main thread
             pass
     await scheduler.start()
+    READY.set(1)
     log.info("reminder worker started", extra={"platforms": sorted(scheduler.deliverers), "interval": interval})
     try:
         await stop.wait()
     finally:
+        READY.set(0)  # draining from the signal on
         await scheduler.stop(stop_grace)
         log.info("reminder worker stopped")
 

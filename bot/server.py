@@ -12,7 +12,9 @@ SIGTERM (a PaaS restarting or scaling down, ``kill``) or SIGINT (Ctrl-C) is a gr
    (:data:`bot.app.SLACK_GRACE`), the store is closed, and the process exits 0.
 
 All of it fits in :data:`STOP_DEADLINE` seconds (platforms usually allow 10 before SIGKILL); whatever
-the scheduler had claimed but not posted is re-offered by another process after its lease.
+the scheduler had claimed but not posted is re-offered by another process after its lease. A call still
+blocked in a worker thread after that (a Teams reply to a connector that never answers) is not waited
+for: see :func:`_close_loop`.
 """
 
 from __future__ import annotations
@@ -20,20 +22,24 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
-import sys
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from aiohttp import web
 
-from bot.app import HTTP_GRACE, create_app, platforms_on
-from bot.config import Settings
+from bot.app import HTTP_GRACE, LIFECYCLE_KEY, create_app, platforms_on
+from bot.config import ConfigError, Settings
 
 log = logging.getLogger("chinadesk.server")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 STOP_DEADLINE = 9.5  # seconds from the signal to the end of the clean-up, whatever happens
+EXECUTOR_GRACE = 0.4  # then this long for worker threads (see _close_loop): within 10 s in all
 BACKLOG = 1024
 
 
@@ -44,6 +50,8 @@ def startup_lines(settings: Settings, host: str, port: int) -> list[str]:
     lines.append("Platforms on: " + (", ".join(on) if on else "none (local endpoints only)"))
     if settings.slack is None:
         lines.append("Slack: off (set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN, or see README 'Install in Slack')")
+    if settings.teams is None:
+        lines.append("Teams: off (set MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD, or see README 'Install in Teams')")
     database = settings.database_url.split("@")[-1] if "@" in settings.database_url else settings.database_url
     lines.append(f"Database: {database}")
     return lines
@@ -54,7 +62,69 @@ def serve(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFAULT_P
 
     ``background=False``: no reminder scheduler in this process (a separate ``chinadesk worker`` runs it).
     """
-    asyncio.run(run_server(settings, host=host, port=port, background=background))
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    executor = _TrackedExecutor()
+    loop.set_default_executor(executor)
+    failed = True
+    try:
+        loop.run_until_complete(run_server(settings, host=host, port=port, background=background))
+        failed = False
+    finally:
+        _close_loop(loop, executor, exit_status=1 if failed else 0)
+
+
+class _TrackedExecutor(ThreadPoolExecutor):
+    """The loop's default executor, counting the calls still running in its threads."""
+
+    def __init__(self) -> None:
+        super().__init__(thread_name_prefix="asyncio")
+        self._running = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
+        with self._lock:
+            self._running += 1
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _future: Future) -> None:
+        with self._lock:
+            self._running -= 1
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop, executor: _TrackedExecutor, *, exit_status: int) -> None:
+    """``asyncio.run``'s clean-up, except that it does not wait for ever on the executor's threads.
+
+    Some calls run in those threads and may never return in time: botbuilder sends Teams replies with
+    ``requests`` in the default executor (a 100 s timeout), and a DNS lookup can hang. asyncio would wait
+    for them, and so would the interpreter at exit, long after a platform's SIGKILL. After
+    :data:`EXECUTOR_GRACE` seconds the process leaves without them (everything else is closed by then).
+    """
+    try:
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    executor.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + EXECUTOR_GRACE
+    while executor.running and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if executor.running:
+        log.warning("exiting without waiting for %d blocked worker thread(s) (a call that never returned)",
+                    executor.running)
+        logging.shutdown()
+        os._exit(exit_status)  # the interpreter's own exit would join the blocked threads
 
 
 async def run_server(
@@ -64,6 +134,11 @@ async def run_server(
     """The serving coroutine: returns after a graceful stop (``stop`` set, or SIGTERM/SIGINT)."""
     started = time.perf_counter()
     stop = stop or asyncio.Event()
+    bound = settings.bound_to(host)
+    if bound.teams is None and settings.teams is not None:
+        log.warning("Teams is off: MICROSOFT_APP_ID is not set and the server listens on %s, so the unauthenticated "
+                    "local (Emulator) mode stays off; set TEAMS=local to run it there anyway", host)
+    settings = bound
     loop = asyncio.get_running_loop()
     signals = []
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -82,15 +157,17 @@ async def run_server(
     finally:
         gc.freeze()
         gc.enable()
+    lifecycle = app[LIFECYCLE_KEY]
+    lifecycle.stop = stop  # a background service that finds a credential rejected stops the server
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_GRACE, handle_signals=False)
     await runner.setup()  # opens the store (migrations), starts the scheduler
     try:
         site = web.TCPSite(runner, host, port, backlog=BACKLOG)
         await site.start()
-        bound = _bound_port(site) or port
-        for line in startup_lines(settings, host, bound):
-            print(line, file=sys.stderr, flush=True)
-        log.info("ready", extra={"port": bound, "startup_s": round(time.perf_counter() - started, 3)})
+        bound_port = _bound_port(site) or port
+        for line in startup_lines(settings, host, bound_port):
+            log.info(line)  # through the logger: one JSON object a line in JSON logs, like everything else
+        log.info("ready", extra={"port": bound_port, "startup_s": round(time.perf_counter() - started, 3)})
         await stop.wait()
         log.info("stopping: no new connections; finishing in-flight work")
     finally:
@@ -102,6 +179,8 @@ async def run_server(
         for sig in signals:
             loop.remove_signal_handler(sig)
         log.info("stopped", extra={"shutdown_s": round(time.perf_counter() - stopping, 3)})
+    if lifecycle.failure:
+        raise ConfigError(lifecycle.failure)  # `chinadesk serve` exits with status 2
 
 
 def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:

@@ -108,6 +108,14 @@ HANDLED_EVENTS: tuple[str, ...] = ("app_mention", "message", "app_home_opened", 
 MESSAGE_SUBSCRIPTIONS: tuple[str, ...] = ("message.im", "message.channels", "message.groups")
 HANDLED_ACTIONS: tuple[str, ...] = (ACTION_SHARE, ACTION_COMMAND, ACTION_FEEDBACK_UP, ACTION_FEEDBACK_DOWN)
 
+# Socket Mode: apps.connections.open errors that mean the app token itself is wrong (no retry helps),
+# and the back-off for everything else (unreachable, timed out, 5xx).
+APP_TOKEN_REJECTED = ("invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
+                      "not_allowed_token_type")
+SOCKET_RETRY_MIN, SOCKET_RETRY_MAX = 1.0, 60.0  # seconds: 1, 2, 4... at most a minute
+SOCKET_OPEN_SECONDS = 10.0  # apps.connections.open, and the WebSocket handshake after it
+SOCKET_CLOSE_SECONDS = 2.0
+
 # Message subtypes that are still a person writing something (everything else: edits, joins, bots...).
 _HUMAN_SUBTYPES = (None, "thread_broadcast", "file_share")
 _NOT_IN_CHANNEL = ("not_in_channel", "channel_not_found", "is_archived")
@@ -270,6 +278,34 @@ class StoreOAuthStateStore(AsyncOAuthStateStore):
 # ------------------------------------------------------------------------------------ Web API client
 
 
+class _OneLine(logging.Filter):
+    """slack_sdk's Socket Mode client logs a full traceback for every failed (re)connection: one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()} ({type(record.exc_info[1]).__name__})"
+            record.args, record.exc_info, record.exc_text = None, None, None
+        return True
+
+
+_socket_log = logging.getLogger("chinadesk.slack.socket_mode")
+_socket_log.addFilter(_OneLine())
+
+
+def _api_error(exc: SlackApiError) -> str | None:
+    """Slack's ``error`` code in a failed call (None when the body was not Slack's JSON)."""
+    data = getattr(exc.response, "data", None)
+    return data.get("error") if isinstance(data, dict) else None
+
+
+def _retry_after(exc: SlackApiError) -> float | None:
+    try:
+        return float(exc.response.headers.get("Retry-After"))
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+
 def web_client(settings: SlackSettings, token: str | None = None) -> AsyncWebClient:
     """The Web API client: ``SLACK_API_URL`` base, 429 + Retry-After and connection errors retried
     (and counted: :func:`bot.observability.slack_retry_handlers`, shared with the scheduler's client)."""
@@ -372,6 +408,7 @@ class SlackAdapter:
         self.store: Any = None
         self._tasks: set[asyncio.Task] = set()
         self._socket_handler: Any = None
+        self._socket_task: asyncio.Task | None = None
         self._command_messages: LRUCache[int, tuple[Reply, dict[str, Any]]] = LRUCache(64)
         self.replay: CommandReplay | None = (
             CommandReplay(settings.signing_secret.get_secret_value()) if settings.signing_secret else None
@@ -445,25 +482,70 @@ class SlackAdapter:
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop Socket Mode, let in-flight answers finish (briefly), cancel the rest."""
+        if self._socket_task is not None:
+            self._socket_task.cancel()
+            await asyncio.gather(self._socket_task, return_exceptions=True)
+            self._socket_task = None
         if self._socket_handler is not None:
             handler, self._socket_handler = self._socket_handler, None
-            await handler.close_async()
+            try:  # a WebSocket close waits for Slack's answer (10 s in aiohttp): not during a shutdown
+                await asyncio.wait_for(handler.close_async(), SOCKET_CLOSE_SECONDS)
+            except Exception as exc:  # timed out, or a half-open connection that fails to close
+                log.info("Socket Mode connection dropped without a clean close", extra={"error": type(exc).__name__})
         await self.drain(grace)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def start_socket_mode(self) -> None:
-        """Connect to Slack over a WebSocket (no public URL needed); returns once connected."""
+    def start_socket_mode(self, on_rejected: Callable[[str], None]) -> None:
+        """Connect to Slack over a WebSocket (no public URL needed), in the background: returns at once,
+        so that the HTTP port (health, Teams) serves whether or not Slack can be reached.
+
+        A rejected app token calls ``on_rejected`` with a message naming ``SLACK_APP_TOKEN`` (the server
+        then exits with status 2); anything else is retried with capped back-off, one log line each time.
+        """
+        self._socket_task = asyncio.create_task(self._connect_socket(on_rejected), name="slack:socket-mode")
+
+    async def _connect_socket(self, on_rejected: Callable[[str], None]) -> None:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
         assert self.settings.app_token is not None  # checked by SlackSettings.from_env
-        self._socket_handler = AsyncSocketModeHandler(
-            self.bolt, app_token=self.settings.app_token.get_secret_value(), web_client=self.bolt.client,
-            logger=logging.getLogger("chinadesk.slack.socket_mode"),
+        token = self.settings.app_token.get_secret_value()
+        # apps.connections.open without slack_sdk's own retries (and their log lines): retried below.
+        opener = AsyncWebClient(base_url=self.settings.api_url, timeout=SOCKET_OPEN_SECONDS, retry_handlers=[])
+        self._socket_handler = handler = AsyncSocketModeHandler(
+            self.bolt, app_token=token, web_client=opener, logger=_socket_log,
         )
-        await self._socket_handler.connect_async()
+        failures = 0
+        while True:
+            wait: float | None = None
+            try:
+                opened = await opener.apps_connections_open(app_token=token)
+                handler.client.wss_uri = opened["url"]
+                # slack_sdk retries a failing WebSocket connect for ever: bound it, and start over.
+                await asyncio.wait_for(handler.connect_async(), SOCKET_OPEN_SECONDS)
+            except SlackApiError as exc:
+                error = _api_error(exc)
+                if error in APP_TOKEN_REJECTED:
+                    message = (f"SLACK_APP_TOKEN was rejected by Slack ({error}): use the app-level token (xapp-...) "
+                               "with connections:write from Basic Information > App-Level Tokens")
+                    log.error(message)
+                    on_rejected(message)
+                    return
+                reason = error or f"HTTP {getattr(exc.response, 'status_code', '?')}"
+                if error == "ratelimited":
+                    wait = _retry_after(exc)
+            except Exception as exc:  # unreachable, refused, timed out, a body that is not Slack's...
+                reason = f"{type(exc).__name__}: {exc}"[:160] if str(exc) else type(exc).__name__
+            else:
+                log.info("Slack Socket Mode connected", extra={"after_failures": failures})
+                return  # slack_sdk keeps the connection from here (pings, reconnects)
+            failures += 1
+            wait = wait if wait is not None else min(SOCKET_RETRY_MAX, SOCKET_RETRY_MIN * 2 ** (failures - 1))
+            log.warning("Slack Socket Mode: cannot connect (%s); retrying in %.0f s", reason, wait,
+                        extra={"attempt": failures})
+            await asyncio.sleep(wait)
 
     # ---- aiohttp endpoints
 
@@ -485,8 +567,8 @@ class SlackAdapter:
             bolt_request = AsyncBoltRequest(body=raw.decode("utf-8"), query=request.query_string,
                                             headers=request.headers)  # type: ignore[arg-type]
             malformed = _malformed(bolt_request.body)
-        except (UnicodeDecodeError, ValueError, TypeError, AttributeError, KeyError, IndexError):
-            malformed = "unreadable body"
+        except (UnicodeDecodeError, ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError):
+            malformed = "unreadable body"  # (RecursionError: JSON nested deeper than the parser goes)
         if malformed:
             return self._refuse(request, raw, malformed)
         try:
@@ -629,7 +711,58 @@ def _malformed(body: Any) -> str | None:
     actions = body.get("actions")
     if actions is not None and (not isinstance(actions, list) or not all(isinstance(a, dict) for a in actions)):
         return "actions is not a list of objects"
+    if isinstance(event, dict):
+        wrong = _not_text(event, _EVENT_TEXT_FIELDS)
+        if wrong:
+            return f"event.{wrong} is not a string"
+        if event.get("type") == "app_home_opened" and not event.get("user"):
+            return "app_home_opened without a user"
+    for action in actions or []:
+        wrong = _not_text(action, ("action_id", "value"))
+        if wrong:
+            return f"action {wrong} is not a string"
+        if action.get("action_id") == ACTION_SHARE and not _channel_of(body):
+            return "share without a channel"
     return None
+
+
+# The fields of an event the listeners read as text: a list or an object there is not Slack's.
+_EVENT_TEXT_FIELDS = ("type", "subtype", "user", "channel", "channel_type", "text", "ts", "thread_ts", "tab")
+
+
+def _not_text(payload: dict[str, Any], fields: tuple[str, ...]) -> str | None:
+    """The first of ``fields`` that ``payload`` has with a value other than a string."""
+    return next((k for k in fields if payload.get(k) is not None and not isinstance(payload[k], str)), None)
+
+
+def _channel_of(body: dict[str, Any]) -> str | None:
+    """The conversation an interaction happened in (``channel.id``, else the container's)."""
+    channel, container = body.get("channel"), body.get("container")
+    found = (channel.get("id") if isinstance(channel, dict) else None) or (
+        container.get("channel_id") if isinstance(container, dict) else None)
+    return found if isinstance(found, str) and found else None
+
+
+_ESCAPED_SURROGATE = re.compile(r"(?:\\|%5[cC])u[dD][89a-fA-F]")  # \ud800 in JSON, %5Cud800 in a form
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def strip_lone_surrogates(body: Any) -> None:
+    """Remove, in place, lone UTF-16 surrogates from every string in a parsed payload.
+
+    JSON may carry ``\\ud800`` without its pair; Python decodes it to a string no UTF-8 encoder accepts,
+    which would fail (or be echoed) when the answer is sent. Iterative: payloads can be deeply nested.
+    """
+    stack = [body]
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in list(items):
+            if isinstance(value, str):
+                if _SURROGATE.search(value):
+                    node[key] = _SURROGATE.sub("", value)
+            elif isinstance(value, dict | list):
+                stack.append(value)
 
 
 def _authorization_url(api_url: str) -> str | None:
@@ -662,6 +795,7 @@ class EventGate(AsyncMiddleware):
     * Each ``event_id`` is claimed in the store (``slack:event:<id>``) before a listener runs, so
       Slack's retries (``X-Slack-Retry-Num``) and second deliveries are acknowledged and dropped; the
       claim is in the database, so it holds across replicas and restarts.
+    * Lone surrogates (``\\ud800`` without its pair) are stripped from the payload before anyone reads it.
 
     A class rather than a ``@app.middleware`` function: bolt builds injected keyword arguments for
     function middleware on every request, and slash commands, which this gate always lets through,
@@ -675,6 +809,13 @@ class EventGate(AsyncMiddleware):
         self, *, req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]],
     ) -> BoltResponse:
         body = req.body
+        if req.mode != "http":  # Socket Mode: the shape checks handle_events makes for HTTP requests
+            malformed = _malformed(body)
+            if malformed:
+                log.warning("malformed Slack payload dropped", extra={"reason": malformed})
+                return BoltResponse(status=200, body="")  # acknowledged: a redelivery would be just as wrong
+        if req.mode != "http" or _ESCAPED_SURROGATE.search(req.raw_body):  # (Socket Mode keeps no raw body)
+            strip_lone_surrogates(body)
         if body.get("type") != "event_callback":
             return await next()
         event = body.get("event") or {}
@@ -872,7 +1013,7 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
     async def on_share(ack: Any, body: dict, action: dict, client: AsyncWebClient, respond: Any) -> None:
         await ack()
         user = (body.get("user") or {}).get("id")
-        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+        channel = _channel_of(body)
 
         async def share() -> None:
             request = await adapter.request(

@@ -28,15 +28,21 @@ import abc
 import asyncio
 import datetime as dt
 import json
+import logging
+import os
 import re
 import secrets
+import stat
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import parse_qs, urlsplit
+
+if TYPE_CHECKING:
+    from bot.token_cipher import TokenCipher
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 
@@ -260,6 +266,12 @@ class Conn(Protocol):
     async def execute(self, sql: str, *args: Any) -> int: ...  # rows affected
 
 
+_NO_KEY = ("the stored Slack installations are encrypted but TOKEN_ENCRYPTION_KEY is not set: set it to the key "
+           "(or keys) they were encrypted with")
+_WRONG_KEY = ("the stored Slack installations cannot be decrypted with TOKEN_ENCRYPTION_KEY: list the key they were "
+              "encrypted with after the new one (comma-separated) until start-up has re-encrypted them")
+
+
 class Store(abc.ABC):
     """Everything China Desk keeps: async, backend-neutral. Construct with :func:`open_store`.
 
@@ -267,6 +279,7 @@ class Store(abc.ABC):
     """
 
     url: str
+    cipher: TokenCipher | None = None  # OAuth installations encrypted at rest (TOKEN_ENCRYPTION_KEY)
 
     # ---- lifecycle (backend-specific)
 
@@ -307,6 +320,7 @@ class Store(abc.ABC):
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
                     m.version, m.name, utcnow(),
                 )
+        await self._reseal_installations()  # (start-up's other duty to the stored data)
 
     @abc.abstractmethod
     async def claim_due(
@@ -403,6 +417,9 @@ class Store(abc.ABC):
     # ---- OAuth installations and state
 
     async def save_installation(self, platform: str, workspace: str, data: dict) -> None:
+        """Store a workspace's installation (its bot token inside): encrypted when a key is configured."""
+        if self.cipher is not None:
+            data = self.cipher.seal(data)
         async with self._tx() as c:
             await c.execute(
                 "INSERT INTO installations (platform, workspace, data, updated_at) VALUES ($1, $2, $3, $4) "
@@ -416,7 +433,41 @@ class Store(abc.ABC):
             row = await c.fetchrow(
                 "SELECT data FROM installations WHERE platform = $1 AND workspace = $2", platform, workspace,
             )
-        return None if row is None else _json(row["data"])
+        return None if row is None else self._unseal(_json(row["data"]))
+
+    def _unseal(self, data: Any) -> Any:
+        from bot.token_cipher import InvalidToken, is_sealed
+
+        if not is_sealed(data):
+            return data
+        if self.cipher is None:
+            raise StoreError(_NO_KEY)
+        try:
+            return self.cipher.unseal(data)
+        except InvalidToken:
+            raise StoreError(_WRONG_KEY) from None
+
+    async def _reseal_installations(self) -> None:
+        """At start-up: every stored installation encrypted with the first key (plain rows from before a key
+        was set, rows under a key being retired); refuse to start when they cannot be read."""
+        from bot.token_cipher import InvalidToken, is_sealed
+
+        async with self._tx() as c:
+            rows = await c.fetch("SELECT platform, workspace, data FROM installations")
+            for r in rows:
+                data = _json(r["data"])
+                if self.cipher is None:
+                    if is_sealed(data):
+                        raise StoreError(_NO_KEY)
+                    continue
+                if self.cipher.is_current(data):
+                    continue
+                try:
+                    sealed = self.cipher.reseal(data)
+                except InvalidToken:
+                    raise StoreError(_WRONG_KEY) from None
+                await c.execute("UPDATE installations SET data = $3 WHERE platform = $1 AND workspace = $2",
+                                r["platform"], r["workspace"], self._dump(sealed))
 
     async def delete_installation(self, platform: str, workspace: str) -> None:
         async with self._tx() as c:
@@ -964,8 +1015,18 @@ class _SqliteConn:
             return cur.rowcount
 
 
-def _make_parent(path: str) -> None:
-    Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+def _create_private(path: str) -> None:
+    """Create the database file readable by its owner only (SQLite gives its -wal, -shm and journal files
+    the database file's permissions); warn about an existing file that others can read."""
+    file = Path(path).expanduser()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))  # an empty file is an empty database
+    except FileExistsError:
+        mode = stat.S_IMODE(file.stat().st_mode)
+        if mode & 0o077:
+            logging.getLogger("chinadesk.store").warning(
+                "the database file is readable by other users (mode %o): chmod 600 it", mode, extra={"path": path})
 
 
 class SqliteStore(Store):
@@ -992,7 +1053,7 @@ class SqliteStore(Store):
         if self._db is not None:
             return
         if self.path != ":memory:":
-            await asyncio.to_thread(_make_parent, self.path)
+            await asyncio.to_thread(_create_private, self.path)
         try:
             self._db = await aiosqlite.connect(self.path, isolation_level=None, timeout=self.BUSY_TIMEOUT_MS / 1000)
         except sqlite3.Error as exc:
@@ -1099,8 +1160,20 @@ def sqlite_path(database_url: str) -> str:
     return path
 
 
-def open_store(database_url: str) -> Store:
-    """The store a ``DATABASE_URL`` names (not yet opened: ``await store.open()``)."""
+def open_store(database_url: str, *, token_keys: str | None = None) -> Store:
+    """The store a ``DATABASE_URL`` names (not yet opened: ``await store.open()``).
+
+    ``token_keys``: ``TOKEN_ENCRYPTION_KEY``'s value, to encrypt OAuth installations at rest
+    (:mod:`bot.token_cipher`); checked by :class:`bot.config.Settings`.
+    """
+    from bot.token_cipher import TokenCipher
+
+    store = _backend_for(database_url)
+    store.cipher = TokenCipher.from_setting(token_keys)
+    return store
+
+
+def _backend_for(database_url: str) -> Store:
     scheme = urlsplit(database_url).scheme.lower()
     if scheme == "sqlite":
         return SqliteStore(sqlite_path(database_url), url=database_url)

@@ -12,9 +12,19 @@ Authentication
 ``MICROSOFT_APP_PASSWORD``, ``MICROSOFT_APP_TYPE`` and ``MICROSOFT_APP_TENANT_ID``. Every request is
 authenticated *before* any turn runs: a missing or invalid ``Authorization`` header is answered 401 and
 nothing is sent. Without an app id the endpoint runs in local (Emulator) mode: botbuilder accepts
-requests without a token and sends replies without one. That is loudly logged at start-up, and in that
-mode replies only ever go to a loopback ``serviceUrl`` (the Emulator, or the tests' connector), so an
-unauthenticated request cannot make the bot POST to an arbitrary address.
+requests without a token and sends replies without one. That is loudly logged at start-up, ``chinadesk
+serve`` only allows it on a loopback address unless ``TEAMS=local`` asks for it (``bot.config``), and in
+that mode replies only ever go to a loopback ``serviceUrl`` (the Emulator, or the tests' connector), so an
+unauthenticated request cannot make the bot POST to an arbitrary address. ``TEAMS=off`` mounts nothing.
+
+Signing keys
+------------
+botbuilder would fetch Microsoft's token signing keys with a blocking ``requests.get`` (no timeout) in
+the middle of a request, freezing the process while Microsoft's endpoint does not answer. Its key
+look-ups are routed instead to the endpoint's :class:`bot.signing_keys.SigningKeys` (fetched with aiohttp
+under a timeout, cached, refreshed in the background): see :class:`ProviderKeys`. While no keys could be
+fetched, a request with a token gets 503 (and ``Retry-After``) within two seconds; the rest of the
+server never notices.
 
 Conversation references
 -----------------------
@@ -25,13 +35,16 @@ conversation later through :class:`TeamsDeliverer`. Removing the bot deletes the
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import copy
-import ipaddress
 import json
 import logging
 import re
+import threading
+import time
 import zipfile
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -40,16 +53,27 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from botbuilder.core import ActivityHandler, CardFactory, InvokeResponse, MessageFactory, TurnContext
-from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
+from botbuilder.integration.aiohttp import (
+    CloudAdapter,
+    ConfigurationBotFrameworkAuthentication,
+    ConfigurationServiceClientCredentialFactory,
+)
 from botbuilder.schema import (
     Activity,
     ActivityTypes,
     ChannelAccount,
     ConversationReference,
 )
+from botframework.connector.auth import (
+    AuthenticationConstants,
+    MicrosoftAppCredentials,
+    ServiceClientCredentialsFactory,
+)
+from botframework.connector.auth.jwt_token_extractor import JwtTokenExtractor
 
-from bot.config import ConfigError, Settings, TeamsSettings
+from bot.config import ConfigError, Settings, TeamsSettings, is_loopback_host
 from bot.render.adaptive import FeedbackContext, fallback_text, render_card, render_notice
+from bot.signing_keys import KeysUnavailable, SigningKey, SigningKeys
 from handlers.request import Action, Reply, Request
 from handlers.router import Desk
 
@@ -73,6 +97,8 @@ WELCOME_INTRO = (
     "(no slash needed), or ask a question{where}."
 )
 FEEDBACK_THANKS = {"up": "Thanks, glad it helped.", "down": "Thanks for telling us; we review every 👎."}
+FEEDBACK_AGAIN = "You already rated this answer; thanks."
+FEEDBACK_CLAIM_SECONDS = 365 * 86400
 
 
 @dataclass(frozen=True)
@@ -101,6 +127,153 @@ class BotFrameworkConfig:
             APP_TENANTID=teams.tenant_id or "",
             **overrides,
         )
+
+
+# --------------------------------------------------------------------------------- signing keys
+
+# The key provider of the request being authenticated (set by TeamsEndpoint.handle around botbuilder's call).
+_request_keys: contextvars.ContextVar[SigningKeys | None] = contextvars.ContextVar("teams_signing_keys", default=None)
+
+
+class ProviderKeys:
+    """botbuilder's per-issuer key cache interface (``JwtTokenExtractor.get_open_id_metadata(url).get(kid)``),
+    answered from the :class:`SigningKeys` of the request being authenticated: no network call here.
+
+    Installed once, below, in place of botbuilder's ``_OpenIdMetadata`` (which fetches with a blocking
+    ``requests.get``); this is the only place that knows how botbuilder asks for keys.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def get(self, key_id: str | None) -> SigningKey:
+        keys = _request_keys.get()
+        if keys is None:  # validation outside a request to our endpoint: never fetch inline
+            raise KeysUnavailable("Teams tokens are only checked inside a request to " + ROUTE)
+        found = await keys.key(self.url, key_id)
+        if found is None:
+            raise PermissionError("the token is signed with a key its issuer does not publish")
+        return found  # botbuilder reads .public_key and .endorsements
+
+
+JwtTokenExtractor.get_open_id_metadata = staticmethod(ProviderKeys)  # type: ignore[method-assign]
+
+
+# ------------------------------------------------------------------------------ outgoing tokens
+
+TOKEN_WAIT = 5.0  # seconds a reply waits for Microsoft's login service before giving up (503, retried)
+TOKEN_FRESH_FOR = 30 * 60.0  # an app token lives 60-90 minutes: fetch it again (off the loop) well before
+TOKEN_RETRY_AFTER = 30.0  # after a failed fetch, replies fail at once for this long instead of waiting again
+
+
+class OutgoingTokenUnavailable(Exception):
+    """The bot's own token (to call the Bot Connector) could not be had in time."""
+
+
+@dataclass
+class _HeldCredentials:
+    credentials: Any
+    fresh_until: float = 0.0
+    failed_until: float = 0.0
+    error: str = ""
+    fetch: asyncio.Future | None = None
+
+
+class OutgoingTokens(ServiceClientCredentialsFactory):
+    """botbuilder's credentials factory, wrapped so that a reply never waits on the network *on the loop*.
+
+    botbuilder makes new credentials for every reply, and they sign the request synchronously, on the
+    event loop, with MSAL: tenant discovery and a token request to Microsoft's login service, blocking and
+    without a timeout. Here one credentials object per audience is kept, and before botbuilder uses it
+    its token is fetched in a daemon thread (MSAL with a timeout), at most every
+    :data:`TOKEN_FRESH_FOR`; botbuilder's signing then finds it in MSAL's memory cache. A reply waits
+    at most :data:`TOKEN_WAIT` seconds for it, else :class:`OutgoingTokenUnavailable`.
+    """
+
+    def __init__(self, inner: ServiceClientCredentialsFactory, *, wait: float = TOKEN_WAIT,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.inner = inner
+        self.wait = wait
+        self._clock = clock
+        self._held: dict[tuple[Any, ...], _HeldCredentials] = {}
+
+    async def is_valid_app_id(self, app_id: str) -> bool:
+        return await self.inner.is_valid_app_id(app_id)
+
+    async def is_authentication_disabled(self) -> bool:
+        return await self.inner.is_authentication_disabled()
+
+    async def create_credentials(self, app_id: str, oauth_scope: str, login_endpoint: str,
+                                 validate_authority: bool) -> Any:
+        key = (app_id, oauth_scope, login_endpoint, validate_authority)
+        held = self._held.get(key)
+        if held is None:
+            created = await self.inner.create_credentials(app_id, oauth_scope, login_endpoint, validate_authority)
+            held = self._held[key] = _HeldCredentials(created)
+        if getattr(held.credentials, "microsoft_app_id", None):  # it will sign the request: token first
+            await self._ready(held)
+        return held.credentials
+
+    async def _ready(self, held: _HeldCredentials) -> None:
+        if self._clock() < held.fresh_until:
+            return
+        if held.fetch is None or held.fetch.done():
+            if self._clock() < held.failed_until:
+                raise OutgoingTokenUnavailable(held.error)
+            held.fetch = _in_daemon_thread(lambda: _fetch_token(held.credentials))
+            held.fetch.add_done_callback(lambda fetch: self._settled(held, fetch))
+        try:
+            await asyncio.wait_for(asyncio.shield(held.fetch), self.wait)
+        except TimeoutError:
+            raise OutgoingTokenUnavailable(
+                f"Microsoft's login service did not answer within {self.wait:.0f} s") from None
+        except Exception as exc:
+            raise OutgoingTokenUnavailable(held.error or type(exc).__name__) from exc
+
+    def _settled(self, held: _HeldCredentials, fetch: asyncio.Future) -> None:
+        error = None if fetch.cancelled() else fetch.exception()
+        if fetch.cancelled() or error is not None:
+            held.failed_until = self._clock() + TOKEN_RETRY_AFTER
+            held.error = f"cannot get a token from Microsoft's login service: {type(error).__name__}: {error}"[:300]
+            log.warning("Teams: %s", held.error)
+        else:
+            held.fresh_until = self._clock() + TOKEN_FRESH_FOR
+
+
+def _fetch_token(credentials: Any) -> None:
+    """(In a worker thread.) Fill the credentials' MSAL cache; MSAL gets the timeout botbuilder never sets."""
+    if isinstance(credentials, MicrosoftAppCredentials) and credentials.app is None:
+        from msal import ConfidentialClientApplication
+
+        credentials.app = ConfidentialClientApplication(
+            client_id=credentials.microsoft_app_id, client_credential=credentials.microsoft_app_password,
+            authority=credentials.oauth_endpoint, timeout=TOKEN_WAIT * 2,
+        )
+    credentials.get_access_token()
+
+
+def _in_daemon_thread(work: Callable[[], Any]) -> asyncio.Future:
+    """Run blocking ``work`` in a daemon thread (it can never hold up the loop, nor the process's exit)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if not future.done():
+            future.set_exception(error) if error is not None else future.set_result(result)
+
+    def run() -> None:
+        result, error = None, None
+        try:
+            result = work()
+        except Exception as exc:
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop is gone (shutdown): nobody is waiting any more
+            pass
+
+    threading.Thread(target=run, name="teams-token", daemon=True).start()
+    return future
 
 
 # ------------------------------------------------------------------------------------ translation
@@ -208,13 +381,7 @@ def notice_activity(text: str) -> Activity:
 
 
 def is_loopback_url(url: str | None) -> bool:
-    host = urlsplit(url or "").hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(urlsplit(url or "").hostname or "")
 
 
 # ------------------------------------------------------------------------------------------ the bot
@@ -286,6 +453,9 @@ class TeamsBot(ActivityHandler):
             vote = data.get("vote")
             if vote not in ("up", "down"):
                 return "Unknown feedback"
+            if not await self._first_vote(turn_context.activity):
+                await turn_context.send_activity(notice_activity(FEEDBACK_AGAIN))
+                return FEEDBACK_AGAIN
             await self._record_feedback(turn_context.activity, data, vote)
             thanks = FEEDBACK_THANKS[vote]
             await turn_context.send_activity(notice_activity(thanks))
@@ -298,6 +468,13 @@ class TeamsBot(ActivityHandler):
         log.info("unknown card action", extra={"action": str(kind)[:40]})
         await self._answer(turn_context, "")  # the help card: better than silence
         return "Unknown action"
+
+    async def _first_vote(self, activity: Activity) -> bool:
+        """One vote per person per answer, as in Slack: the first click on 👍/👎 under a message counts."""
+        if self.store is None or not activity.reply_to_id or activity.conversation is None:
+            return True  # no message to tie the vote to: nothing to compare with
+        key = f"teams:feedback:{channel_key(activity.conversation.id)}:{activity.reply_to_id}:{user_of(activity)}"
+        return await self.store.claim_once(key, FEEDBACK_CLAIM_SECONDS)
 
     async def _record_feedback(self, activity: Activity, data: dict[str, Any], vote: str) -> None:
         if self.store is None:
@@ -389,18 +566,31 @@ def welcome_reply(desk: Desk, *, personal: bool) -> Reply:
 class TeamsEndpoint:
     """``POST /api/messages``: authenticate, then run the turn through the CloudAdapter."""
 
-    def __init__(self, adapter: CloudAdapter, bot: TeamsBot, settings: TeamsSettings) -> None:
+    KEYS_RETRY_AFTER = 10  # seconds: what a 503 for unavailable signing keys asks the caller to wait
+
+    def __init__(self, adapter: CloudAdapter, bot: TeamsBot, settings: TeamsSettings,
+                 metadata_url: str = AuthenticationConstants.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL) -> None:
         self.adapter = adapter
         self.bot = bot
         self.settings = settings
         self.deliverer = TeamsDeliverer(adapter, bot.store, settings)
+        self.metadata_url = metadata_url  # the Bot Connector's keys: fetched from start-up on
+        self.keys = SigningKeys()
+
+    async def keep_keys(self, _app: web.Application) -> AsyncIterator[None]:
+        """``cleanup_ctx``: fetch the Bot Connector's signing keys from start-up on; stop at shutdown."""
+        if not self.settings.local_mode:
+            self.keys.watch(self.metadata_url)
+        yield
+        await self.keys.close()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if "application/json" not in request.headers.get("Content-Type", ""):
             return web.json_response({"error": "expected application/json"}, status=415)
         try:
             body = await request.json()
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # (nested deeper than the parser goes)
+            log.warning("Teams request refused: unreadable JSON", extra={"bytes": request.content_length})
             return web.json_response({"error": "invalid JSON"}, status=400)
         if not isinstance(body, dict):
             return web.json_response({"error": "expected an Activity object"}, status=400)
@@ -417,18 +607,30 @@ class TeamsEndpoint:
         # Authenticate before anything runs or is sent. botbuilder raises PermissionError for a missing
         # or rejected token, but a garbled one surfaces as a PyJWT error and an unreachable key
         # endpoint as a network error: every one of them means "not authenticated" here.
+        keys = _request_keys.set(self.keys)
         try:
             auth = await self.adapter.bot_framework_authentication.authenticate_request(
                 activity, request.headers.get("Authorization", "")
             )
+        except KeysUnavailable as exc:
+            log.warning("Teams request not checked: no signing keys yet", extra={"reason": str(exc)[:200]})
+            return web.json_response({"error": "token signing keys unavailable, retry later"}, status=503,
+                                     headers={"Retry-After": str(self.KEYS_RETRY_AFTER)})
         except Exception as exc:
             log.warning("Teams request rejected: %s", type(exc).__name__, extra={"reason": str(exc)[:200]})
             return web.json_response({"error": "unauthorized"}, status=401)
+        finally:
+            _request_keys.reset(keys)
         if self.settings.local_mode and not is_loopback_url(activity.service_url):
             log.warning("local mode: refusing a non-loopback serviceUrl", extra={"service_url": activity.service_url})
             return web.json_response({"error": "local mode only replies to loopback service URLs"}, status=403)
 
-        invoke_response = await self.adapter.process_activity(auth, activity, self.bot.on_turn)
+        try:
+            invoke_response = await self.adapter.process_activity(auth, activity, self.bot.on_turn)
+        except OutgoingTokenUnavailable as exc:  # nothing was sent: Teams delivers the activity again
+            log.warning("Teams request not answered: no token to reply with", extra={"reason": str(exc)[:200]})
+            return web.json_response({"error": "cannot reply right now, retry later"}, status=503,
+                                     headers={"Retry-After": str(self.KEYS_RETRY_AFTER)})
         if invoke_response:
             return web.Response(
                 status=invoke_response.status,
@@ -563,6 +765,8 @@ def deliverer_from_env(store: Any, env: Mapping[str, str]) -> TeamsDeliverer | N
     except ConfigError as exc:  # the server refuses to start with the same message; a worker just skips Teams
         log.warning("Teams reminders disabled: %s", exc)
         return None
+    if teams is None:  # TEAMS=off
+        return None
     return TeamsDeliverer(make_adapter(teams), store, teams)
 
 
@@ -579,9 +783,16 @@ else:
 TEAMS_KEY: web.AppKey[TeamsEndpoint] = web.AppKey("chinadesk.teams", TeamsEndpoint)
 
 
-def make_adapter(teams: TeamsSettings, config: BotFrameworkConfig | None = None) -> CloudAdapter:
-    """botbuilder's CloudAdapter, authenticated from the settings (or an explicit ``config``)."""
-    adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(config or BotFrameworkConfig.from_settings(teams)))
+def make_adapter(teams: TeamsSettings, config: BotFrameworkConfig | None = None,
+                 credentials: ServiceClientCredentialsFactory | None = None) -> CloudAdapter:
+    """botbuilder's CloudAdapter, authenticated from the settings (or an explicit ``config``).
+
+    ``credentials``: where the bot's own tokens come from (default: the app id and password, from
+    Microsoft's login service); always wrapped in :class:`OutgoingTokens`, which fetches them off the loop.
+    """
+    config = config or BotFrameworkConfig.from_settings(teams)
+    tokens = OutgoingTokens(credentials or ConfigurationServiceClientCredentialFactory(config))
+    adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(config, credentials_factory=tokens))
     adapter.on_turn_error = _on_turn_error
     return adapter
 
@@ -604,10 +815,13 @@ def setup_teams(
         log.warning(LOCAL_MODE_WARNING, ROUTE)
     else:
         log.info("Teams endpoint %s: tokens validated for app id %s (%s)", ROUTE, teams.app_id, teams.app_type)
+    config = config or BotFrameworkConfig.from_settings(teams)
     adapter = make_adapter(teams, config)
     bot = TeamsBot(desk, store, timezone=settings.default_timezone)
-    endpoint = TeamsEndpoint(adapter, bot, teams)
+    endpoint = TeamsEndpoint(adapter, bot, teams, metadata_url=config.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL
+                             or AuthenticationConstants.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL)
     app.router.add_post(ROUTE, endpoint.handle)
+    app.cleanup_ctx.append(endpoint.keep_keys)
     app[TEAMS_KEY] = endpoint
     return endpoint
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import pytest
 from slack_server import FakeSlack
@@ -59,3 +61,17 @@ async def store(tmp_path) -> AsyncIterator[Store]:
         yield s
     finally:
         await s.close()
+
+
+@contextmanager
+def restored_logging() -> Iterator[None]:
+    """Put the root handlers and every logger's level back afterwards (for tests that configure logging)."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, {n: logging.getLogger(n).level for n in logging.root.manager.loggerDict})
+    try:
+        yield
+    finally:
+        root.handlers[:], level, levels = saved
+        root.setLevel(level)
+        for name, lvl in levels.items():
+            logging.getLogger(name).setLevel(lvl)

@@ -15,8 +15,7 @@ Implemented (Bot Connector REST API v3, the calls botbuilder makes):
 when the bot has been removed (403) or the conversation is gone (404).
 
 :class:`KeyServer` plays the Bot Framework token issuer's OpenID metadata + JWKS endpoints, in a
-thread: botbuilder fetches them with the blocking ``requests`` library, which would deadlock against a
-server on the test's own event loop.
+thread (so that it also answers a fetch that blocks the test's event loop: botbuilder's own does).
 """
 
 from __future__ import annotations
@@ -128,6 +127,17 @@ class KeyServer:
         jwk.update(kid=self.kid, use="sig", endorsements=list(endorsements))
         self._keys = {"keys": [jwk]}
         self._httpd: http.server.ThreadingHTTPServer | None = None
+        self.down = False  # True: every request answers 503 (the issuer's endpoint having an outage)
+        self.requests = 0
+
+    def roll_over(self, key: Any, kid: str) -> None:
+        """Publish another signing key (the old one stays published) and sign new tokens with it."""
+        from jwt.algorithms import RSAAlgorithm
+
+        jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+        jwk.update(kid=kid, use="sig", endorsements=list(self._keys["keys"][0]["endorsements"]))
+        self._keys["keys"].append(jwk)
+        self.key, self.kid = key, kid
 
     @property
     def metadata_url(self) -> str:
@@ -140,6 +150,10 @@ class KeyServer:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                owner.requests += 1
+                if owner.down:
+                    self.send_error(503)
+                    return
                 if self.path == "/.well-known/openidconfiguration":
                     payload = {"issuer": "https://api.botframework.com", "jwks_uri": owner.metadata_url.replace(
                         "/.well-known/openidconfiguration", "/keys")}
@@ -180,3 +194,40 @@ class KeyServer:
             "nbf": now - dt.timedelta(minutes=1), "exp": now + dt.timedelta(seconds=expires_in),
         }
         return jwt.encode(claims, key or self.key, algorithm="RS256", headers={"kid": self.kid})
+
+
+class HoldingSocket:
+    """A TCP server on 127.0.0.1, in a thread, that accepts connections, says nothing, and closes each after
+    ``hold`` seconds: egress that "accepts TCP but never answers" (as ``HTTPS_PROXY``), for a bounded time
+    so that a client blocking the test's own event loop on it fails the test instead of hanging it."""
+
+    def __init__(self, hold: float) -> None:
+        import socket
+
+        self.hold = hold
+        self.accepted = 0
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.2)
+        self._stop = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def start(self) -> HoldingSocket:
+        threading.Thread(target=self._serve, daemon=True).start()
+        return self
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            threading.Timer(self.hold, conn.close).start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._sock.close()
+

@@ -19,6 +19,7 @@ Reusable by any suite (Slack adapter, reminders, scheduler)::
     [call] = api.calls_to("chat.postMessage")
     api.fail("chat.postMessage", "not_in_channel")      # next call answers ok=false
     api.rate_limit("chat.postMessage", retry_after=0)    # next call answers 429
+    api.unavailable("apps.connections.open", times=2)    # next two calls answer 503 (text/plain)
     await api.wait_for("chat.postMessage", count=1)      # for work done after an HTTP ack
 
 What it serves:
@@ -29,7 +30,9 @@ What it serves:
 * ``POST /response/<name>``: a ``response_url`` (slash commands and interactivity); see
   :meth:`FakeSlack.response_url`. Recorded with method ``"response_url"``.
 * ``GET /socket``: a Socket Mode WebSocket; :meth:`FakeSlack.socket_send` pushes an envelope and
-  returns the app's acknowledgement.
+  returns the app's acknowledgement; :meth:`FakeSlack.wait_for_socket` waits for the app to connect.
+  ``apps.connections.open`` answers ``invalid_auth`` with :meth:`FakeSlack.fail`, or 503 with
+  :meth:`FakeSlack.unavailable`, like any other method.
 
 The module also holds Slack's side of an inbound request: :func:`sign` (the ``X-Slack-Signature``
 headers, computed with slack_sdk's own ``SignatureVerifier``) and :func:`load_fixture` for the example
@@ -183,6 +186,13 @@ class FakeSlack:
                                            headers={"Retry-After": str(retry_after)}),
         ))
 
+    def unavailable(self, method: str, *, times: int | None = 1, status: int = 503) -> None:
+        """The next ``times`` calls of ``method`` answer HTTP ``status`` with a plain-text body, as a load
+        balancer in front of Slack does when Slack is down."""
+        self._rules.append(_Rule(method, times, lambda call: web.Response(
+            status=status, text="upstream connect error or disconnect/reset before headers", content_type="text/plain",
+        )))
+
     # ------------------------------------------------------------------------------ reading
 
     def calls_to(self, *methods: str) -> list[ApiCall]:
@@ -296,6 +306,10 @@ class FakeSlack:
             if ws in self._sockets:
                 self._sockets.remove(ws)
         return ws
+
+    async def wait_for_socket(self, within: float = 5.0) -> None:
+        """Wait until the app has opened its Socket Mode connection."""
+        await asyncio.wait_for(self._socket_connected.wait(), within)
 
     async def socket_send(self, kind: str, payload: dict[str, Any], *, within: float = 5.0,
                           retry_attempt: int = 0) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from bot.server import startup_lines
 from bot.store import NewPost, Store, open_store
 from content.loader import Library
 from handlers import Desk, Request
+from tests.conftest import restored_logging
 from tests.connector_server import ConnectorServer
 
 SECRET = "ops-signing-secret-" + "7" * 16
@@ -260,7 +261,6 @@ class Captured:
 def production_logging() -> Iterator[Captured]:
     """configure_logging as ``chinadesk serve`` does (JSON, INFO), plus a handler that keeps the records."""
     root = logging.getLogger()
-    saved = (root.handlers[:], root.level, {n: logging.getLogger(n).level for n in logging.root.manager.loggerDict})
     captured = Captured()
 
     class Keep(logging.Handler):
@@ -268,18 +268,13 @@ def production_logging() -> Iterator[Captured]:
             self.format(record)  # resolves the message and exception text, as a real handler would
             captured.records.append(record)
 
-    configure_logging("INFO", "json")
-    keep = Keep()
-    keep.setFormatter(JsonFormatter())
-    keep.addFilter(observability._RequestIdFilter())
-    root.handlers.append(keep)
-    try:
+    with restored_logging():
+        configure_logging("INFO", "json")
+        keep = Keep()
+        keep.setFormatter(JsonFormatter())
+        keep.addFilter(observability._RequestIdFilter())
+        root.handlers.append(keep)
         yield captured
-    finally:
-        root.handlers[:], level, levels = saved
-        root.setLevel(level)
-        for name, lvl in levels.items():
-            logging.getLogger(name).setLevel(lvl)
 
 
 async def test_info_logs_hold_neither_secrets_nor_what_people_wrote(production_logging: Captured, desk: Desk,
@@ -657,6 +652,8 @@ async def test_the_worker_serves_its_metrics_and_stops_on_sigterm_within_10_s(tm
         log = b""
         while b"reminder worker started" not in log:  # then a few passes run
             log += await asyncio.wait_for(proc.stderr.readline(), 60)
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as response:
+            assert "\nchinadesk_ready 1.0" in await response.text()  # ready, with no /readyz to probe
         await asyncio.sleep(0.5)
         signalled = asyncio.get_running_loop().time()
         proc.send_signal(signal.SIGTERM)

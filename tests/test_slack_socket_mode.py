@@ -31,6 +31,7 @@ async def socket_app(slack_api: FakeSlack, store: Store, desk: Desk) -> AsyncIte
 
 
 async def test_socket_mode_connects_with_the_app_token(socket_app: TestClient, slack_api: FakeSlack):
+    await slack_api.wait_for_socket()  # it connects in the background: the HTTP port does not wait for Slack
     [opened] = slack_api.calls_to("apps.connections.open")
     assert opened.token == "xapp-1-A0001-test"
 
@@ -58,3 +59,18 @@ async def test_slash_command_over_socket_mode_answers_in_the_ack(socket_app: Tes
 async def test_no_http_events_endpoint_without_a_signing_secret(socket_app: TestClient):
     response = await socket_app.post("/slack/events", data=b"{}")
     assert response.status in (404, 405)
+
+
+async def test_a_malformed_payload_over_socket_mode_is_acknowledged_and_dropped_quietly(
+    socket_app: TestClient, slack_api: FakeSlack, caplog: pytest.LogCaptureFixture,
+):
+    home = load_fixture("app_home_opened")
+    del home["event"]["user"]
+    mention = load_fixture("app_mention")
+    mention["event"]["text"] = ["<@UBOT>", "hello"]
+    for payload in (home, mention):
+        assert (await slack_api.socket_send("events_api", payload))["envelope_id"]
+    await socket_app.app[SLACK_KEY].drain()
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+    assert slack_api.posts() == []
+

@@ -9,6 +9,7 @@ each test only points ``serviceUrl`` at the local connector.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ import jsonschema
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from botframework.connector.auth import MicrosoftAppCredentials, ServiceClientCredentialsFactory
 
 from bot.config import Settings
 from bot.store import Store, open_store
@@ -36,7 +38,7 @@ from bot.teams import (
 )
 from handlers import Desk
 from handlers.request import Reply
-from tests.connector_server import ConnectorServer, KeyServer, Sent
+from tests.connector_server import ConnectorServer, HoldingSocket, KeyServer, Sent
 
 FIXTURES = Path(__file__).parent / "fixtures" / "teams"
 APP_ID = "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b"  # the fixtures' bot is 28:<this>
@@ -140,12 +142,39 @@ async def connector() -> AsyncIterator[ConnectorServer]:
     await server.close()
 
 
+class LocalLogin(ServiceClientCredentialsFactory):
+    """Microsoft's login service, played locally: the bot's outgoing token is ``token``."""
+
+    def __init__(self, token: str = "bot-token-from-local-login") -> None:
+        self.token = token
+
+    async def is_valid_app_id(self, app_id: str) -> bool:
+        return app_id == APP_ID
+
+    async def is_authentication_disabled(self) -> bool:
+        return False
+
+    async def create_credentials(self, app_id: str, oauth_scope: str, login_endpoint: str,
+                                 validate_authority: bool) -> MicrosoftAppCredentials:
+        login = self
+
+        class Credentials(MicrosoftAppCredentials):
+            def get_access_token(self, force_refresh: bool = False) -> str:
+                return login.token
+
+        credentials = Credentials(app_id, "unused", oauth_scope=oauth_scope)
+        credentials.app = "local"  # no MSAL client: the token comes from here
+        return credentials
+
+
 async def _harness(desk: Desk, store: Store | None, connector: ConnectorServer, env: dict[str, str],
-                   config: BotFrameworkConfig | None = None) -> TestServer:
+                   config: BotFrameworkConfig | None = None,
+                   login: ServiceClientCredentialsFactory | None = None) -> TestServer:
     app = build_app(Settings.from_env(env), desk, store)
     if config is not None:  # token validation against the local key server instead of Microsoft's
         endpoint = app[TEAMS_KEY]
-        endpoint.adapter = endpoint.deliverer.adapter = make_adapter(endpoint.settings, config)
+        endpoint.adapter = endpoint.deliverer.adapter = make_adapter(endpoint.settings, config, login)
+        endpoint.metadata_url = config.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     return server
@@ -465,17 +494,23 @@ async def test_local_mode_refuses_non_loopback_service_urls(teams: TeamsHarness)
     assert teams.connector.sent == []
 
 
-@pytest.fixture
-async def secured(desk: Desk, store: Store, connector: ConnectorServer) -> AsyncIterator[TeamsHarness]:
-    """The endpoint with an app id: every request must carry a valid Bot Connector token."""
-    keys = KeyServer().start()
-    env = {"MICROSOFT_APP_ID": APP_ID, "MICROSOFT_APP_PASSWORD": "not-a-real-secret"}
-    config = BotFrameworkConfig.from_settings(
-        Settings.from_env(env).teams,
+SECURED_ENV = {"MICROSOFT_APP_ID": APP_ID, "MICROSOFT_APP_PASSWORD": "not-a-real-secret"}
+
+
+def secured_config(keys: KeyServer) -> BotFrameworkConfig:
+    return BotFrameworkConfig.from_settings(
+        Settings.from_env(SECURED_ENV).teams,
         TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL=keys.metadata_url,
         TO_BOT_FROM_CHANNEL_TOKEN_ISSUER="https://api.botframework.com",
     )
-    server = await _harness(desk, store, connector, env, config)
+
+
+@pytest.fixture
+async def secured(desk: Desk, store: Store, connector: ConnectorServer) -> AsyncIterator[TeamsHarness]:
+    """The endpoint with an app id: every request must carry a valid Bot Connector token (from the local
+    key server); the bot's own tokens come from a local stand-in for Microsoft's login service."""
+    keys = KeyServer().start()
+    server = await _harness(desk, store, connector, SECURED_ENV, secured_config(keys), LocalLogin())
     harness = TeamsHarness(server, connector, store)
     harness.keys = keys  # type: ignore[attr-defined]
     yield harness
@@ -512,15 +547,102 @@ async def test_with_an_app_id_forged_expired_or_misaddressed_tokens_get_401(secu
 
 
 async def test_with_an_app_id_a_valid_token_is_accepted(secured: TeamsHarness):
-    from botbuilder.schema import Activity
+    keys: KeyServer = secured.keys  # type: ignore[attr-defined]
+    token = keys.token(app_id=APP_ID, service_url=secured.connector.url)
+    status, _ = await secured.post(fixture("personal_message.json", serviceUrl=secured.connector.url),
+                                   headers={"Authorization": f"Bearer {token}"})
+    assert status == 201
+    (sent,) = secured.connector.sent
+    assert sent.card["body"][0]["text"].startswith("Facial recognition technology application")
+    assert sent.authorization == "Bearer bot-token-from-local-login"  # the reply carries the bot's own token
+
+
+async def test_a_reply_never_blocks_the_server_while_microsofts_login_service_hangs(
+    desk: Desk, store: Store, connector: ConnectorServer, monkeypatch: pytest.MonkeyPatch,
+):
+    """The bot's own token comes from Microsoft's login service (MSAL, blocking): with egress that accepts
+    and never answers, a valid Teams message gets a quick 503 and every other request is answered meanwhile."""
+    keys = KeyServer().start()
+    egress = HoldingSocket(hold=4).start()
+    server = await _harness(desk, store, connector, SECURED_ENV, secured_config(keys))  # the real login client
+    try:
+        harness = TeamsHarness(server, connector, store)
+        for name in ("HTTPS_PROXY", "https_proxy"):
+            monkeypatch.setenv(name, egress.url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+        token = keys.token(app_id=APP_ID, service_url=connector.url)
+        started = asyncio.get_running_loop().time()
+        reply = asyncio.ensure_future(harness.post(fixture("personal_message.json", serviceUrl=connector.url),
+                                                   headers={"Authorization": f"Bearer {token}"}))
+        await asyncio.sleep(0.5)  # the token request is out, unanswered
+        async with aiohttp.ClientSession() as session, session.get(
+            server.make_url("/healthz"), timeout=aiohttp.ClientTimeout(total=1)) as resp:
+            assert resp.status == 200
+        assert asyncio.get_running_loop().time() - started < 1.5, "the server froze while the login service hung"
+        status, _ = await reply
+        assert status == 503
+        assert egress.accepted >= 1, "the token request never went out: the test proves nothing"
+        assert connector.sent == []
+    finally:
+        await server.close()
+        keys.close()
+        egress.close()
+
+
+async def test_while_signing_keys_cannot_be_fetched_teams_gets_503_then_recovers(secured: TeamsHarness):
+    from bot.signing_keys import SigningKeys
 
     keys: KeyServer = secured.keys  # type: ignore[attr-defined]
-    activity = Activity().deserialize(fixture("personal_message.json", serviceUrl=secured.connector.url))
+    await secured.endpoint.keys.close()
+    secured.endpoint.keys = SigningKeys(retry_min=0.05, retry_max=0.2)  # (seconds: the default waits longer)
+    keys.down = True
     token = keys.token(app_id=APP_ID, service_url=secured.connector.url)
-    auth = await secured.endpoint.adapter.bot_framework_authentication.authenticate_request(
-        activity, f"Bearer {token}")
-    assert auth.claims_identity.is_authenticated
-    assert auth.claims_identity.claims["aud"] == APP_ID
+    activity = fixture("personal_message.json", serviceUrl=secured.connector.url)
+    hdrs = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as session, session.post(
+        secured.server.make_url(ROUTE), json=activity, headers=hdrs) as resp:
+        assert resp.status == 503 and int(resp.headers["Retry-After"]) > 0
+    assert secured.connector.sent == []
+
+    keys.down = False  # the issuer answers again: the background retry fetches the keys
+    for _ in range(100):
+        status, _ = await secured.post(activity, headers=hdrs)
+        if status != 503:
+            break
+        await asyncio.sleep(0.05)
+    assert status == 201
+    assert len(secured.connector.sent) == 1
+    await secured.endpoint.keys.close()
+
+
+async def test_a_token_signed_with_a_new_key_is_accepted_after_one_refetch(secured: TeamsHarness):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from bot.signing_keys import REFETCH_UNKNOWN_AFTER, SigningKeys
+
+    keys: KeyServer = secured.keys  # type: ignore[attr-defined]
+    now = [1000.0]
+    await secured.endpoint.keys.close()
+    secured.endpoint.keys = SigningKeys(clock=lambda: now[0])
+    url = secured.connector.url
+
+    async def post(n: int) -> int:
+        token = keys.token(app_id=APP_ID, service_url=url)
+        activity = fixture("personal_message.json", serviceUrl=url, id=f"rolled-{n}")
+        return (await secured.post(activity, headers={"Authorization": f"Bearer {token}"}))[0]
+
+    assert await post(1) == 201
+    fetched = keys.requests
+    keys.roll_over(rsa.generate_private_key(public_exponent=65537, key_size=2048), "test-key-2")
+    # Just fetched: an unknown key id is not worth another fetch yet (nobody can make us fetch at will).
+    assert await post(2) == 401
+    assert keys.requests == fetched
+    now[0] += REFETCH_UNKNOWN_AFTER  # later: the issuer may well have rolled its keys over; look once
+    assert await post(3) == 201
+    assert keys.requests == fetched + 2  # the metadata and the key set, once
+    assert len(secured.connector.sent) == 2
+    await secured.endpoint.keys.close()
 
 
 # ------------------------------------------------------------------------------ bad requests

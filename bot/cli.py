@@ -178,10 +178,33 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_content_check(args: argparse.Namespace) -> int:
+def run_content_check(
+    packs: str | None = None, *, stale_days: int = 365, today: dt.date | None = None, strict: bool = False,
+    templates_dir: str | None = None,
+):
+    """The whole ``content check``: the packs themselves (content/), then every card rendered through the
+    handlers in English and Chinese (handlers/checks.py). Returns the :class:`~content.loader.CheckReport`."""
     from content.loader import check_library
+    from handlers.checks import render_samples
 
-    report = check_library(args.packs, stale_days=args.stale_days)
+    today = today or dt.date.today()
+    report = check_library(packs, stale_days=stale_days, today=today, strict=strict, templates_dir=templates_dir)
+    if report.library is not None:
+        report.errors.extend(render_samples(report.library, today=today))
+    return report
+
+
+def _today(value: str | None) -> dt.date:
+    if not value:
+        return dt.date.today()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise CliUsageError(f"--today must be a date (YYYY-MM-DD), not {value!r}") from None
+
+
+def cmd_content_check(args: argparse.Namespace) -> int:
+    report = run_content_check(args.packs, stale_days=args.stale_days, today=_today(args.today), strict=args.strict)
     print(report.render())
     return 0 if report.ok else 1
 
@@ -298,6 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     # `content check` and `--help` too, and the parser is built before main() can report it.
     check.add_argument("--stale-days", type=int, default=_int(os.environ, "CONTENT_STALE_DAYS", 365),
                        help="warn about facts older than this many days (default 365, env CONTENT_STALE_DAYS)")
+    check.add_argument("--strict", action="store_true",
+                       help="also fail on the completeness rules (Chinese text, checklists, links...) and on the "
+                            "rules still pending while the packs are rewritten")
+    check.add_argument("--today", default=None, help="check as of this date (YYYY-MM-DD; default today)")
     check.set_defaults(func=cmd_content_check)
 
     ev = sub.add_parser("eval", help="score channel Q&A on a question set (accuracy, abstention, failures)")

@@ -367,7 +367,7 @@ def welcome_reply(desk: Desk, *, personal: bool) -> Reply:
     """The install message: what the bot does, the core's help text, and buttons for the three menus."""
     from handlers.router import help_reply
 
-    help_ = help_reply(desk)
+    help_ = help_reply(desk)  # the welcome is in English: nobody has asked anything yet
     where = "" if personal else " by @mentioning me"
     return help_.model_copy(update={
         "title": WELCOME_TITLE,

@@ -44,6 +44,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
         store = await _open_store() if args.channel else None
         try:
             desk = build_desk(_core_settings() if store else Settings.from_env(), store=store)
+            language = args.lang
+            if language is None:  # in a channel, the channel's `/china-filing language` choice, as in chat
+                language = (await store.get_channel_settings(args.platform, args.channel)).language if store else "auto"
             request = Request(
                 text=text,
                 platform=args.platform,
@@ -52,6 +55,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
                 channel=args.channel,
                 workspace=args.workspace,
                 timezone=args.timezone,
+                language=language,
                 now=_now(args.now),
             )
             reply = await desk.handle(request)
@@ -282,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--user", default="cli")
     ask.add_argument("--timezone", default=DEFAULT_TIMEZONE)
     ask.add_argument("--now", default=None, help="pretend it is this instant (ISO-8601)")
+    ask.add_argument("--lang", choices=["auto", "en", "zh"], default=None,
+                     help="answer in English or Chinese (default: the --channel's setting, else auto: the "
+                          "language the text is written in)")
     ask.set_defaults(func=cmd_ask)
 
     serve = sub.add_parser("serve", help="run the server (Slack, Teams, health) on one port")

@@ -77,6 +77,7 @@ class ChannelSettings:
     workspace: str | None = None
     timezone: str = DEFAULT_TIMEZONE
     watch: bool = False
+    language: str = "auto"  # "auto", "en" or "zh" (`/china-filing language`)
 
 
 @dataclass(frozen=True)
@@ -460,7 +461,7 @@ class Store(abc.ABC):
             return ChannelSettings(platform=platform, channel=channel)
         return ChannelSettings(
             platform=platform, channel=channel, workspace=row["workspace"], timezone=row["timezone"],
-            watch=bool(row["watch"]),
+            watch=bool(row["watch"]), language=row["language"] or "auto",
         )
 
     async def set_channel_timezone(self, platform: str, workspace: str | None, channel: str, tz: str) -> None:
@@ -471,6 +472,16 @@ class Store(abc.ABC):
                 "timezone = excluded.timezone, workspace = COALESCE(excluded.workspace, channel_settings.workspace), "
                 "updated_at = excluded.updated_at",
                 platform, channel, workspace, tz, utcnow(),
+            )
+
+    async def set_channel_language(self, platform: str, workspace: str | None, channel: str, language: str) -> None:
+        async with self._tx() as c:
+            await c.execute(
+                "INSERT INTO channel_settings (platform, channel, workspace, language, updated_at) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (platform, channel) DO UPDATE SET "
+                "language = excluded.language, workspace = COALESCE(excluded.workspace, channel_settings.workspace), "
+                "updated_at = excluded.updated_at",
+                platform, channel, workspace, language, utcnow(),
             )
 
     async def set_channel_watch(self, platform: str, workspace: str | None, channel: str, on: bool) -> None:
@@ -492,7 +503,7 @@ class Store(abc.ABC):
             )
         return [
             ChannelSettings(platform=r["platform"], channel=r["channel"], workspace=r["workspace"],
-                            timezone=r["timezone"], watch=True)
+                            timezone=r["timezone"], watch=True, language=r["language"] or "auto")
             for r in rows
         ]
 

@@ -163,8 +163,8 @@ def message_text(activity: Activity) -> str:
     return _AT_TAG.sub(lambda m: m.group(1), text).strip()
 
 
-def to_request(activity: Activity, text: str, *, timezone: str) -> Request:
-    """The core's view of a Teams message."""
+def to_request(activity: Activity, text: str, *, timezone: str, language: str = "auto") -> Request:
+    """The core's view of a Teams message (``timezone`` and ``language``: the conversation's settings)."""
     conversation = activity.conversation.id if activity.conversation else None
     return Request(
         text=text,
@@ -174,6 +174,7 @@ def to_request(activity: Activity, text: str, *, timezone: str) -> Request:
         channel=channel_key(conversation) if conversation else None,
         workspace=tenant_of(activity),
         timezone=timezone,
+        language=language if language in ("auto", "en", "zh") else "auto",
     )
 
 
@@ -272,8 +273,20 @@ class TeamsBot(ActivityHandler):
                   "value": message},
         )
 
+    async def _settings(self, activity: Activity) -> tuple[str, str]:
+        """The conversation's time zone and language (`/china-filing timezone`, `language`), or the defaults."""
+        conversation = activity.conversation.id if activity.conversation else None
+        if self.store is not None and conversation:
+            try:
+                found = await self.store.get_channel_settings(PLATFORM, channel_key(conversation))
+                return found.timezone or self.timezone, getattr(found, "language", None) or "auto"
+            except Exception:  # a settings lookup must never cost an answer
+                log.exception("conversation settings lookup failed")
+        return self.timezone, "auto"
+
     async def _answer(self, turn_context: TurnContext, text: str) -> None:
-        request = to_request(turn_context.activity, text, timezone=self.timezone)
+        timezone, language = await self._settings(turn_context.activity)
+        request = to_request(turn_context.activity, text, timezone=timezone, language=language)
         reply = await self.desk.handle(request)
         await turn_context.send_activity(card_activity(reply, question=text))
 

@@ -337,8 +337,12 @@ class CommandReplay:
         return fields
 
     def signed(self, headers: Any, raw: bytes) -> bool:
-        """Slack's v0 signature over the raw body, timestamp within five minutes (as bolt checks it)."""
-        return self._verifier.is_valid(raw, headers.get("X-Slack-Request-Timestamp"), headers.get("X-Slack-Signature"))
+        """Slack's v0 signature over the raw body, timestamp within five minutes (as bolt checks it). False,
+        never an exception, for a timestamp that is not a plain number (slack_sdk would raise on it)."""
+        timestamp = headers.get("X-Slack-Request-Timestamp") or ""
+        if not (timestamp.isascii() and timestamp.isdigit()):
+            return False
+        return self._verifier.is_valid(raw, timestamp, headers.get("X-Slack-Signature"))
 
     def find(self, key: ReplayKey | None) -> ReplayedAnswer | None:
         return self._answers.get(key) if key is not None else None

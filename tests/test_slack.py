@@ -535,3 +535,12 @@ async def test_a_command_button_runs_the_command_privately_for_the_clicker(bot: 
     assert answer.params["response_type"] == "ephemeral" and answer.params["replace_original"] is False
     assert "PIPIA" in texts(validate_blocks(answer.blocks))
     assert bot.api.calls_to("chat.postMessage") == []
+
+
+def test_the_replay_signature_check_never_raises_on_odd_timestamps():
+    # Regression (seen by test_fuzz): with an answer kept, a signed-looking command whose timestamp
+    # header was empty or not a number made the replay lane raise, i.e. a 500 instead of bolt's 401.
+    replay = slack_module.CommandReplay(SECRET)
+    for timestamp in ("", "abc", "１２３", "12.5", " 1"):
+        assert replay.signed({"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": "v0=00"}, b"x") is False
+    assert replay.signed({}, b"x") is False

@@ -1,5 +1,5 @@
-"""Checks of the content that need the handlers: every card, deadline and menu rendered, in English and
-Chinese, exactly as users would get them.
+"""Checks of the content that need the handlers: every card, deadline, menu and the upcoming events
+rendered, in English and Chinese, exactly as users would get them.
 
 ``chinadesk content check`` (bot/cli.py) runs these after :func:`content.loader.check_library`, which
 checks the packs themselves: content imports nothing from the handlers, so this half lives here.
@@ -13,6 +13,7 @@ from content.i18n import LANGUAGES
 from content.loader import Library
 from handlers.cards import menu, topic_card
 from handlers.filing import deadline_reply
+from handlers.upcoming import MAX_DAYS, upcoming_reply
 
 SAMPLE_TRIGGER = dt.date(2025, 9, 20)
 
@@ -37,4 +38,8 @@ def render_samples(library: Library, *, today: dt.date) -> list[str]:
                 menu(library, kind, lang=lang)
             except Exception as exc:
                 problems.append(f"menu for {kind} ({lang}): {type(exc).__name__}: {exc}")
+        try:
+            upcoming_reply(library, today=today, days=MAX_DAYS, lang=lang)
+        except Exception as exc:
+            problems.append(f"upcoming ({lang}): {type(exc).__name__}: {exc}")
     return problems

@@ -363,7 +363,8 @@ def check_library(
 def _check_topic(report: CheckReport, library: Library, topic: Topic, *, stale_days: int, today: dt.date) -> None:
     where = f"{library.topic_pack[topic.id]}/{topic.id}"
     missing = [s for s in RECOMMENDED_SECTIONS[topic.kind] if s not in topic.sections
-               and not (topic.kind == "platform" and s in PLATFORM_ENTRY_SECTIONS)]  # "platform-no-entry" says it
+               and not (topic.kind == "platform" and s in PLATFORM_ENTRY_SECTIONS)  # "platform-no-entry" says it
+               and not (s == "dates" and topic.events)]  # a calendar card lists its events under "Dates"
     if topic.kind == "filing" and topic.deadline is None:
         missing.append("deadline rule")
     if missing:

@@ -99,14 +99,14 @@ def resolve(library: Library, text: str, kinds: tuple[TopicKind, ...], command: 
         topic = library.find(text, kind)
         if topic is not None:
             return topic
-    close = [t for kind in kinds for t in library.suggest(text, kind)][:3]
+    close = [found for kind in kinds for found in library.suggest(text, kind)][:3]
     what = msg(f"kind.{kinds[0]}")
     hint = msg("full_list_hint", command=command)
     if close:
-        names = ", ".join(f"`{topic_command(t)}`" for t in close)
+        names = ", ".join(f"`{topic_command(found)}`" for found in close)
         raise UnknownTopicError(
             msg("unknown_topic_suggest", what=what, name=echo(text), names=names),
-            suggestions=[topic_command(t) for t in close], hint=hint,
+            suggestions=[topic_command(found) for found in close], hint=hint,
         )
     raise UnknownTopicError(msg("unknown_topic", what=what, name=echo(text)), hint=hint)
 
@@ -143,7 +143,8 @@ def event_when(event: DatedEvent, lang: Language) -> str:
 
 
 def _link_lines(topics: list[Topic], lang: Language) -> str:
-    return "\n".join(f"• {t.title_in(lang)}: {topic_command(t)}" for t in topics)
+    return "\n".join(f"• {t('label_value', lang, label=topic.title_in(lang), value=topic_command(topic))}"
+                     for topic in topics)
 
 
 def topic_card(library: Library, topic: Topic, *, today: dt.date, lang: Language = "en") -> Reply:
@@ -162,7 +163,8 @@ def topic_card(library: Library, topic: Topic, *, today: dt.date, lang: Language
             facts.insert(0, topic.deadline.fact)
         lines += [sources.cite(f) for f in facts]
         if section == "follow_on":
-            lines += [f"{step.name_in(lang)}: {sources.cite(step.fact)}" for step in topic.follow_on]
+            lines += [t("label_value", lang, label=step.name_in(lang), value=sources.cite(step.fact))
+                      for step in topic.follow_on]
             facts += [step.fact for step in topic.follow_on]
         if section == "dates":
             for event in topic.events:
@@ -221,10 +223,10 @@ def topic_card(library: Library, topic: Topic, *, today: dt.date, lang: Language
 
 
 def menu(library: Library, kind: TopicKind, *, lang: Language = "en", intro: str | None = None) -> Reply:
-    topics = sorted(library.of_kind(kind), key=lambda t: t.title.casefold())
+    topics = sorted(library.of_kind(kind), key=lambda topic: topic.title.casefold())
     if kind == "sector":  # calendar briefings (618, Double 11...) sit with the sectors
-        topics += sorted(library.of_kind("calendar"), key=lambda t: t.title.casefold())
-    items = [MenuItem(id=t.id, title=t.title_in(lang), command=topic_command(t)) for t in topics]
+        topics += sorted(library.of_kind("calendar"), key=lambda topic: topic.title.casefold())
+    items = [MenuItem(id=topic.id, title=topic.title_in(lang), command=topic_command(topic)) for topic in topics]
     command = COMMAND_FOR_KIND[kind]
     reply = Reply(kind="menu", title=intro or t(f"menu.{kind}", lang), text="", items=items, language=lang,
                   actions=[language_switch(command, lang)])

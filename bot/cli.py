@@ -213,6 +213,41 @@ def cmd_content_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+STATS_HELP = {
+    "filings": "filing topics",
+    "sectors": "sector topics",
+    "platforms": "platform topics",
+    "calendar": "calendar topics",
+    "facts": "facts (summaries, section facts, deadline rules, follow-on steps, events)",
+    "unverified": "facts marked verified: false",
+    "zh_facts": "facts with Chinese text (text_zh)",
+    "sources": "sources defined (pack.yaml and topic files)",
+    "sources_http": "sources with a plain http URL",
+    "as_of_within_365_days": "facts whose as_of is at most 365 days before today",
+    "future_events": "event dates after today and at most 365 days ahead (a yearly event counts once)",
+}
+
+
+def cmd_content_stats(args: argparse.Namespace) -> int:
+    """Figures computed from the packs (the README's "Content stats" table is this command's output)."""
+    from content.loader import content_stats, load_library
+
+    today = _today(args.today)
+    stats = content_stats(load_library(args.packs), today=today)
+    if args.json:
+        print(json.dumps({**stats, "today": today.isoformat()}, indent=2))
+        return 0
+    share_of = {"unverified": "facts", "zh_facts": "facts", "as_of_within_365_days": "facts", "sources_http": "sources"}
+    print(f"| figure (as of {today.isoformat()}) | value | what it counts |")
+    print("|---|---|---|")
+    for name, value in stats.items():
+        shown = str(value)
+        if name in share_of:
+            shown += f" ({100 * value / max(stats[share_of[name]], 1):.1f} %)"
+        print(f"| `{name}` | {shown} | {STATS_HELP[name]} |")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from bot.observability import configure_logging
     from bot.server import serve
@@ -333,6 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "rules still pending while the packs are rewritten")
     check.add_argument("--today", default=None, help="check as of this date (YYYY-MM-DD; default today)")
     check.set_defaults(func=cmd_content_check)
+    stats = content_sub.add_parser("stats", help="figures computed from the packs (facts, Chinese text, sources...)")
+    stats.add_argument("--packs", default=None, help="packs folder (default: the installed packs)")
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+    stats.add_argument("--today", default=None, help="count relative to this date (YYYY-MM-DD; default today)")
+    stats.set_defaults(func=cmd_content_stats)
 
     ev = sub.add_parser("eval", help="score channel Q&A on a question set (accuracy, abstention, failures)")
     ev.add_argument("file", help="question set YAML (answerable: q/any/all, out_of_scope: list)")

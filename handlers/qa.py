@@ -1023,7 +1023,7 @@ def no_answer(desk: Desk, request: Request, confidence: float = 0.0) -> Reply:
 def answer_reply(library: Library, match: Match, *, today: Any) -> Reply:
     """The best fact (and up to two that add to it) with sources, dates, caveats and the full card."""
     topic = match.docs[0].topic
-    sources = SourceList(library, topic)
+    sources = SourceList(library, topic, today=today)  # facts over a year old show their date
     facts = [d.fact for d in match.docs]
     lines = [sources.cite(d.fact, d.topic) for d in match.docs]
     command = topic_command(topic)

@@ -594,7 +594,7 @@ def _deadline_post(desk: Desk, post, *, now: dt.datetime, late: bool) -> Reply:
     caveats: list[str] = []
     summary = f"{title} is due {format_day(due)}, {when}."
     if topic is not None and topic.deadline is not None:
-        cite = SourceList(desk.library, topic)
+        cite = SourceList(desk.library, topic, today=today)
         rule = topic.deadline
         rule_text = f"{rule.amount} {UNIT_WORDS[rule.unit]} from {rule.counted_from}"
         fields.insert(1, ReplyField(label="Rule", value=rule_text))
@@ -646,7 +646,7 @@ def _event_post(desk: Desk, post, *, now: dt.datetime, late: bool) -> Reply:
     summary = f"{p['title']}: {format_day(day)}, {'today' if days == 0 else f'in {days} days'}."
     caveats: list[str] = []
     if topic is not None and event is not None:
-        cite = SourceList(desk.library, topic)
+        cite = SourceList(desk.library, topic, today=today)
         summary += " " + cite.cite(event.fact)
         prep = topic.sections.get("preparation", [])
         if prep:

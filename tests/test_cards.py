@@ -176,3 +176,11 @@ async def test_upcoming_on_the_real_packs_renders_for_slack_and_teams(desk: Desk
     assert all("/china-filing subscribe " in f.value for f in reply.fields)
     validate_blocks(render_reply(reply).blocks)
     assert_valid_card(render_card(reply))
+
+
+async def test_answers_and_deadlines_date_their_old_facts_too(ask):
+    # The stale caveat points at "as of" marks: every reply that carries it must show them.
+    for reply in (await ask("how many users does douyin have?", mode="direct"),
+                  await ask("/china-filing facial-recognition from 2025-09-20", now=NOW)):
+        if any("more than a year old" in c for c in reply.caveats):
+            assert "(as of " in reply.text, reply.text

@@ -211,3 +211,17 @@ async def test_chinese_deadline_blocks_write_dates_the_chinese_way(ask):
     assert "截止日期：2025年11月6日（周四）" in dump and "*计算方式*" in dump
     card = render_card(reply)
     assert any("截止日期：2025年11月6日（周四）" in text for text in texts(card))
+
+
+async def test_teams_pickers_and_buttons_on_a_chinese_card_open_chinese_cards(ask):
+    menu = render_card(await ask("/china-filing --lang zh"))
+    picker = next(b for b in menu["body"] if b["type"] == "Input.ChoiceSet")
+    assert all(c["value"].endswith(" --lang zh") for c in picker["choices"])
+    opened = await ask(picker["choices"][0]["value"])
+    assert opened.kind == "filing" and opened.language == "zh"
+    error = render_card(await ask("/china-filing 人脸识 --lang zh"))  # "did you mean" buttons
+    tries = [a["data"]["text"] for a in error.get("actions", []) if a["data"].get("action") == "command"]
+    assert tries and all(value.endswith(" --lang zh") for value in tries)
+    english = render_card(await ask("/china-filing"))
+    picker = next(b for b in english["body"] if b["type"] == "Input.ChoiceSet")
+    assert not any("--lang" in c["value"] for c in picker["choices"])

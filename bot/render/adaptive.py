@@ -236,11 +236,18 @@ def _caveats(reply: Reply) -> list[dict[str, Any]]:
     return blocks
 
 
+def _same_language(command: str, reply: Reply) -> str:
+    """What a picker or button of a Chinese reply runs: the command pinned to Chinese, so that the card it
+    opens is in the language of the one clicked (a typed ``/china-filing mlps`` would be English)."""
+    return f"{command} --lang zh" if reply.language == "zh" and "--lang" not in command else command
+
+
 def _menu(reply: Reply) -> list[dict[str, Any]]:
     """A menu: the list as text, plus a picker that runs the chosen item's command."""
     if not reply.items:
         return []
-    choices = [{"title": shorten(item.title, 120), "value": item.command} for item in reply.items[:MENU_CHOICES_MAX]]
+    choices = [{"title": shorten(item.title, 120), "value": _same_language(item.command, reply)}
+               for item in reply.items[:MENU_CHOICES_MAX]]
     return [{
         "type": "Input.ChoiceSet", "id": "command", "style": "compact", "label": t("open_one", reply.language),
         "value": choices[0]["value"], "choices": choices, "spacing": "medium",
@@ -268,8 +275,8 @@ def _actions(reply: Reply, feedback: FeedbackContext | None) -> list[dict[str, A
         elif action.kind in ("feedback_up", "feedback_down"):
             vote = action.kind.removeprefix("feedback_")
             labels[vote] = action.label or labels[vote]
-    commands += [(t("try_command", lang, command=s), s) for s in reply.suggestions]
-    commands += [(t("open_command", lang, command=r), r) for r in reply.related]
+    commands += [(t("try_command", lang, command=s), _same_language(s, reply)) for s in reply.suggestions]
+    commands += [(t("open_command", lang, command=r), _same_language(r, reply)) for r in reply.related]
     seen: set[str] = set()
     for label, value in commands:
         if value in seen or len(seen) >= MAX_COMMAND_BUTTONS:

@@ -68,6 +68,13 @@ def t(key: str, lang: str = "en", /, **params: Any) -> str:
     return template.format_map(values)
 
 
+def tn(key: str, n: int, lang: str = "en", /, **params: Any) -> str:
+    """``t`` for a message about ``n`` things: ``key.one`` when ``n`` is 1 and the table has it (English
+    singulars; Chinese has none), else ``key``; ``{n}`` is filled in."""
+    singular = f"{key}.one"
+    return t(singular if n == 1 and singular in strings() else key, lang, n=n, **params)
+
+
 def placeholders(template: str) -> set[str]:
     """The ``{names}`` a message uses (for the test that both languages take the same parameters)."""
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}

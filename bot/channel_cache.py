@@ -7,7 +7,7 @@ GIL, and the benchmark showed it cost more than everything else a slash command 
 (``bench/RESULTS.md``). Settings change rarely (``/china-filing timezone``, ``watch on|off``,
 uninstalling), so :class:`CachedSettingsStore` keeps them for :data:`TTL_SECONDS`:
 
-* a write made through this process (the three setters below) invalidates the entry at once;
+* a write made through this process (the setters below) invalidates the entry at once;
 * a write made by another replica is seen within :data:`TTL_SECONDS` at most;
 * concurrent misses for one channel share one query.
 
@@ -97,6 +97,12 @@ class CachedSettingsStore:
     async def set_channel_timezone(self, platform: str, workspace: str | None, channel: str, tz: str) -> None:
         try:
             await self._store.set_channel_timezone(platform, workspace, channel, tz)
+        finally:
+            self.invalidate(platform, channel)
+
+    async def set_channel_language(self, platform: str, workspace: str | None, channel: str, language: str) -> None:
+        try:
+            await self._store.set_channel_language(platform, workspace, channel, language)
         finally:
             self.invalidate(platform, channel)
 

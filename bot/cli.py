@@ -51,6 +51,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
         store = await _open_store() if args.channel or args.thread else None
         try:
             desk = build_desk(_core_settings() if store else Settings.from_env(), store=store)
+            language = args.lang
+            if language is None:  # in a channel, the channel's `/china-filing language` choice, as in chat
+                language = (await store.get_channel_settings(args.platform, args.channel)).language if store else "auto"
             request = Request(
                 text=text,
                 platform=args.platform,
@@ -59,6 +62,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
                 channel=args.channel,
                 workspace=args.workspace,
                 timezone=args.timezone,
+                language=language,
                 now=_now(args.now),
                 thread=args.thread,
             )
@@ -187,17 +191,73 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_content_check(args: argparse.Namespace) -> int:
+def run_content_check(
+    packs: str | None = None, *, stale_days: int = 365, today: dt.date | None = None, strict: bool = False,
+    templates_dir: str | None = None,
+):
+    """The whole ``content check``: the packs themselves (content/), then every card rendered through the
+    handlers in English and Chinese (handlers/checks.py). Returns the :class:`~content.loader.CheckReport`."""
     from content.loader import check_library
+    from handlers.checks import render_samples
 
-    report = check_library(args.packs, stale_days=args.stale_days)
-    if report.ok:  # retrieval checks need packs that load
-        from content.loader import load_library
+    today = today or dt.date.today()
+    report = check_library(packs, stale_days=stale_days, today=today, strict=strict, templates_dir=templates_dir)
+    if report.library is not None:  # retrieval and rendering checks need packs that load
         from handlers.qa.checks import check_alternate_questions
 
-        report.warnings.extend(check_alternate_questions(load_library(args.packs)))
+        report.errors.extend(render_samples(report.library, today=today))
+        report.warnings.extend(check_alternate_questions(report.library))
+    return report
+
+
+def _today(value: str | None) -> dt.date:
+    if not value:
+        return dt.date.today()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise CliUsageError(f"--today must be a date (YYYY-MM-DD), not {value!r}") from None
+
+
+def cmd_content_check(args: argparse.Namespace) -> int:
+    report = run_content_check(args.packs, stale_days=args.stale_days, today=_today(args.today), strict=args.strict)
     print(report.render())
     return 0 if report.ok else 1
+
+
+STATS_HELP = {
+    "filings": "filing topics",
+    "sectors": "sector topics",
+    "platforms": "platform topics",
+    "calendar": "calendar topics",
+    "facts": "facts (summaries, section facts, deadline rules, follow-on steps, events)",
+    "unverified": "facts marked verified: false",
+    "zh_facts": "facts with Chinese text (text_zh)",
+    "sources": "sources defined (pack.yaml and topic files)",
+    "sources_http": "sources with a plain http URL",
+    "as_of_within_365_days": "facts whose as_of is at most 365 days before today",
+    "future_events": "event dates after today and at most 365 days ahead (a yearly event counts once)",
+}
+
+
+def cmd_content_stats(args: argparse.Namespace) -> int:
+    """Figures computed from the packs (the README's "Content stats" table is this command's output)."""
+    from content.loader import content_stats, load_library
+
+    today = _today(args.today)
+    stats = content_stats(load_library(args.packs), today=today)
+    if args.json:
+        print(json.dumps({**stats, "today": today.isoformat()}, indent=2))
+        return 0
+    share_of = {"unverified": "facts", "zh_facts": "facts", "as_of_within_365_days": "facts", "sources_http": "sources"}
+    print(f"| figure (as of {today.isoformat()}) | value | what it counts |")
+    print("|---|---|---|")
+    for name, value in stats.items():
+        shown = str(value)
+        if name in share_of:
+            shown += f" ({100 * value / max(stats[share_of[name]], 1):.1f} %)"
+        print(f"| `{name}` | {shown} | {STATS_HELP[name]} |")
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -285,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--now", default=None, help="pretend it is this instant (ISO-8601)")
     ask.add_argument("--thread", default=None, metavar="KEY",
                      help="a conversation: questions with the same KEY share context (follow-ups) through DATABASE_URL")
+    ask.add_argument("--lang", choices=["auto", "en", "zh"], default=None,
+                     help="answer in English or Chinese (default: the --channel's setting, else auto: the "
+                          "language the text is written in)")
     ask.set_defaults(func=cmd_ask)
 
     serve = sub.add_parser("serve", help="run the server (Slack, Teams, health) on one port")
@@ -324,7 +387,16 @@ def build_parser() -> argparse.ArgumentParser:
     # `content check` and `--help` too, and the parser is built before main() can report it.
     check.add_argument("--stale-days", type=int, default=_int(os.environ, "CONTENT_STALE_DAYS", 365),
                        help="warn about facts older than this many days (default 365, env CONTENT_STALE_DAYS)")
+    check.add_argument("--strict", action="store_true",
+                       help="also fail on the completeness rules (Chinese text, checklists, links...) and on the "
+                            "rules still pending while the packs are rewritten")
+    check.add_argument("--today", default=None, help="check as of this date (YYYY-MM-DD; default today)")
     check.set_defaults(func=cmd_content_check)
+    stats = content_sub.add_parser("stats", help="figures computed from the packs (facts, Chinese text, sources...)")
+    stats.add_argument("--packs", default=None, help="packs folder (default: the installed packs)")
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+    stats.add_argument("--today", default=None, help="count relative to this date (YYYY-MM-DD; default today)")
+    stats.set_defaults(func=cmd_content_stats)
 
     ev = sub.add_parser("eval", help="score channel Q&A on a question set (accuracy, abstention, failures)")
     ev.add_argument("file", help="question set YAML (now, answerable, conversations, deadlines, out_of_scope)")

@@ -316,7 +316,7 @@ def web_client(settings: SlackSettings, token: str | None = None) -> AsyncWebCli
 # ------------------------------------------------------------------------------ repeated commands
 
 
-ReplayKey = tuple[str, str, str, str, dt.date]
+ReplayKey = tuple[str, str, str, str, dt.date, str]
 _KEY_FIELDS = re.compile(rb"(?:^|&)(team_id|enterprise_id|is_enterprise_install|command|text|channel_id)=([^&]*)")
 
 
@@ -334,7 +334,7 @@ class CommandReplay:
     client per request, keyword-argument injection for middleware and listeners) costs more than the
     core's answer. So when a command is one the core declares read-only (``Desk.is_read_only``: its
     reply depends only on the command, its text, the channel's time zone and the local day), the
-    answer bolt sent is kept here under (workspace, command, text, time zone, day). The same signed
+    answer bolt sent is kept here under (workspace, command, text, time zone, day, language setting). The same signed
     request again is answered from here after the same checks bolt makes first: Slack's v0
     signature and the five-minute timestamp window (slack_sdk's ``SignatureVerifier``, which bolt
     uses too).
@@ -358,10 +358,12 @@ class CommandReplay:
         self.hits = 0
 
     @staticmethod
-    def key(team: str | None, command: str | None, text: str, timezone: str, day: dt.date) -> ReplayKey | None:
+    def key(
+        team: str | None, command: str | None, text: str, timezone: str, day: dt.date, language: str = "auto",
+    ) -> ReplayKey | None:
         if not team or not command or len(text) > CommandReplay.MAX_TEXT_CHARS:
             return None
-        return (team, command, text, timezone, day)
+        return (team, command, text, timezone, day, language)
 
     def remember(self, key: ReplayKey | None, message: dict[str, Any], kind: str) -> None:
         if key is not None:
@@ -384,8 +386,12 @@ class CommandReplay:
         return fields
 
     def signed(self, headers: Any, raw: bytes) -> bool:
-        """Slack's v0 signature over the raw body, timestamp within five minutes (as bolt checks it)."""
-        return self._verifier.is_valid(raw, headers.get("X-Slack-Request-Timestamp"), headers.get("X-Slack-Signature"))
+        """Slack's v0 signature over the raw body, timestamp within five minutes (as bolt checks it). False,
+        never an exception, for a timestamp that is not a plain number (slack_sdk would raise on it)."""
+        timestamp = headers.get("X-Slack-Request-Timestamp") or ""
+        if not (timestamp.isascii() and timestamp.isdigit()):
+            return False
+        return self._verifier.is_valid(raw, timestamp, headers.get("X-Slack-Signature"))
 
     def find(self, key: ReplayKey | None) -> ReplayedAnswer | None:
         return self._answers.get(key) if key is not None else None
@@ -585,20 +591,21 @@ class SlackAdapter:
     def _replay(self, request: web.Request, raw: bytes) -> web.Response | None:
         """The kept answer to a repeated read-only slash command (:class:`CommandReplay`), or None.
 
-        Never waits on anything: the channel's time zone must be in this process's settings cache
-        (:mod:`bot.channel_cache`, 5 s), otherwise bolt answers and refreshes it.
+        Never waits on anything: the channel's time zone and language must be in this process's settings
+        cache (:mod:`bot.channel_cache`, 5 s), otherwise bolt answers and refreshes it.
         """
         assert self.replay is not None
         started = time.perf_counter()
         form = self.replay.form(request.headers, raw)
         if form is None or not self.replay.signed(request.headers, raw):
             return None  # bolt answers it (401 when unsigned)
-        timezone = self.cached_timezone(form.get("channel_id"))
-        if timezone is None:
+        cached = self.cached_settings(form.get("channel_id"))
+        if cached is None:
             return None
+        timezone, language = cached
         text = slack_to_plain(form.get("text", ""))
         key = CommandReplay.key(_team_of(form), form.get("command"), text, timezone,
-                                dt.datetime.now(ZoneInfo(timezone)).date())
+                                dt.datetime.now(ZoneInfo(timezone)).date(), language)
         found = self.replay.find(key)
         if found is None:
             return None  # bolt answers it
@@ -644,19 +651,23 @@ class SlackAdapter:
 
     # ---- translating in
 
-    async def timezone(self, channel: str | None) -> str:
+    async def channel_settings(self, channel: str | None) -> tuple[str, str]:
+        """The channel's (or DM's) time zone and language choice, or the defaults."""
         if channel and self.store is not None:
             try:
-                return (await self.store.get_channel_settings(PLATFORM, channel)).timezone or self.default_timezone
+                found = await self.store.get_channel_settings(PLATFORM, channel)
+                return found.timezone or self.default_timezone, getattr(found, "language", None) or "auto"
             except Exception:  # a settings lookup must never cost an answer
                 log.exception("channel settings lookup failed")
-        return self.default_timezone
+        return self.default_timezone, "auto"
 
-    def cached_timezone(self, channel: str | None) -> str | None:
-        """The channel's time zone if this process has its settings fresh in memory, else None."""
+    def cached_settings(self, channel: str | None) -> tuple[str, str] | None:
+        """The channel's time zone and language if this process has its settings fresh in memory, else None."""
         peek = getattr(self.store, "cached_channel_settings", None)
         settings = peek(PLATFORM, channel) if channel and peek is not None else None
-        return None if settings is None else (settings.timezone or self.default_timezone)
+        if settings is None:
+            return None
+        return settings.timezone or self.default_timezone, getattr(settings, "language", None) or "auto"
 
     async def ask(self, request: Request) -> Reply:
         if self.desk is None:
@@ -667,9 +678,11 @@ class SlackAdapter:
         self, *, text: str, mode: str, user: str | None, channel: str | None, team: str | None,
         command: str | None = None, thread: str | None = None, thread_opener: bool = False,
     ) -> Request:
+        timezone, language = await self.channel_settings(channel)
         return Request(
             text=text, command=command, platform=PLATFORM, mode=mode, user=user, channel=channel, workspace=team,
-            timezone=await self.timezone(channel), thread=thread, thread_opener=thread_opener,
+            timezone=timezone, language=language if language in ("auto", "en", "zh") else "auto",
+            thread=thread, thread_opener=thread_opener,
         )
 
     # ---- translating out
@@ -884,7 +897,7 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
         message = adapter.command_message(reply)
         if adapter.replay is not None and adapter.desk is not None and adapter.desk.is_read_only(request):
             key = CommandReplay.key(request.workspace, request.command, request.text, request.timezone,
-                                    request.today())
+                                    request.today(), request.language)
             adapter.replay.remember(key, message, reply.kind)
         await ack(**message)
 

@@ -83,6 +83,7 @@ class ChannelSettings:
     workspace: str | None = None
     timezone: str = DEFAULT_TIMEZONE
     watch: bool = False
+    language: str = "auto"  # "auto", "en" or "zh" (`/china-filing language`)
 
 
 @dataclass(frozen=True)
@@ -537,27 +538,31 @@ class Store(abc.ABC):
             return ChannelSettings(platform=platform, channel=channel)
         return ChannelSettings(
             platform=platform, channel=channel, workspace=row["workspace"], timezone=row["timezone"],
-            watch=bool(row["watch"]),
+            watch=bool(row["watch"]), language=row["language"] or "auto",
         )
 
     async def set_channel_timezone(self, platform: str, workspace: str | None, channel: str, tz: str) -> None:
-        async with self._tx() as c:
-            await c.execute(
-                "INSERT INTO channel_settings (platform, channel, workspace, timezone, updated_at) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (platform, channel) DO UPDATE SET "
-                "timezone = excluded.timezone, workspace = COALESCE(excluded.workspace, channel_settings.workspace), "
-                "updated_at = excluded.updated_at",
-                platform, channel, workspace, tz, utcnow(),
-            )
+        await self._set_channel_setting(platform, workspace, channel, "timezone", tz)
+
+    async def set_channel_language(self, platform: str, workspace: str | None, channel: str, language: str) -> None:
+        await self._set_channel_setting(platform, workspace, channel, "language", language)
 
     async def set_channel_watch(self, platform: str, workspace: str | None, channel: str, on: bool) -> None:
+        await self._set_channel_setting(platform, workspace, channel, "watch", bool(on))
+
+    async def _set_channel_setting(
+        self, platform: str, workspace: str | None, channel: str, column: Literal["timezone", "language", "watch"],
+        value: str | bool,
+    ) -> None:
+        """Upsert one setting of a channel, leaving its others as they are."""
+        assert column in ("timezone", "language", "watch")  # a column name, never user text
         async with self._tx() as c:
             await c.execute(
-                "INSERT INTO channel_settings (platform, channel, workspace, watch, updated_at) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (platform, channel) DO UPDATE SET "
-                "watch = excluded.watch, workspace = COALESCE(excluded.workspace, channel_settings.workspace), "
+                f"INSERT INTO channel_settings (platform, channel, workspace, {column}, updated_at) "
+                f"VALUES ($1, $2, $3, $4, $5) ON CONFLICT (platform, channel) DO UPDATE SET "
+                f"{column} = excluded.{column}, workspace = COALESCE(excluded.workspace, channel_settings.workspace), "
                 "updated_at = excluded.updated_at",
-                platform, channel, workspace, bool(on), utcnow(),
+                platform, channel, workspace, value, utcnow(),
             )
 
     async def watched_channels(self, platform: str, workspace: str | None = None) -> list[ChannelSettings]:
@@ -569,7 +574,7 @@ class Store(abc.ABC):
             )
         return [
             ChannelSettings(platform=r["platform"], channel=r["channel"], workspace=r["workspace"],
-                            timezone=r["timezone"], watch=True)
+                            timezone=r["timezone"], watch=True, language=r["language"] or "auto")
             for r in rows
         ]
 

@@ -336,8 +336,8 @@ def message_text(activity: Activity) -> str:
     return " ".join(_AT_TAG.sub(" ", text).split())
 
 
-def to_request(activity: Activity, text: str, *, timezone: str) -> Request:
-    """The core's view of a Teams message."""
+def to_request(activity: Activity, text: str, *, timezone: str, language: str = "auto") -> Request:
+    """The core's view of a Teams message (``timezone`` and ``language``: the conversation's settings)."""
     conversation = activity.conversation.id if activity.conversation else None
     return Request(
         text=text,
@@ -347,6 +347,7 @@ def to_request(activity: Activity, text: str, *, timezone: str) -> Request:
         channel=channel_key(conversation) if conversation else None,
         workspace=tenant_of(activity),
         timezone=timezone,
+        language=language if language in ("auto", "en", "zh") else "auto",
         # The conversation, for follow-ups: a channel's reply chain (its id ends ;messageid=<root>), or the chat.
         thread=conversation,
     )
@@ -441,8 +442,20 @@ class TeamsBot(ActivityHandler):
                   "value": message},
         )
 
+    async def _settings(self, activity: Activity) -> tuple[str, str]:
+        """The conversation's time zone and language (`/china-filing timezone`, `language`), or the defaults."""
+        conversation = activity.conversation.id if activity.conversation else None
+        if self.store is not None and conversation:
+            try:
+                found = await self.store.get_channel_settings(PLATFORM, channel_key(conversation))
+                return found.timezone or self.timezone, getattr(found, "language", None) or "auto"
+            except Exception:  # a settings lookup must never cost an answer
+                log.exception("conversation settings lookup failed")
+        return self.timezone, "auto"
+
     async def _answer(self, turn_context: TurnContext, text: str) -> None:
-        request = to_request(turn_context.activity, text, timezone=self.timezone)
+        timezone, language = await self._settings(turn_context.activity)
+        request = to_request(turn_context.activity, text, timezone=timezone, language=language)
         reply = await self.desk.handle(request)
         await turn_context.send_activity(card_activity(reply, question=text))
 
@@ -546,7 +559,7 @@ def welcome_reply(desk: Desk, *, personal: bool) -> Reply:
     """The install message: what the bot does, the core's help text, and buttons for the three menus."""
     from handlers.router import help_reply
 
-    help_ = help_reply(desk)
+    help_ = help_reply(desk)  # the welcome is in English: nobody has asked anything yet
     where = "" if personal else " by @mentioning me"
     return help_.model_copy(update={
         "title": WELCOME_TITLE,

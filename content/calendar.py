@@ -43,6 +43,7 @@ import chinese_calendar
 import holidays as holidays_lib
 import yaml
 
+from content.i18n import format_day, format_span, holiday_name, t
 from content.loader import parse_yaml
 
 __all__ = [
@@ -90,7 +91,6 @@ _STATUTORY_NAMES: dict[str, str] = {
     "National Day": "National Day",
 }
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MAX_RANGE_DAYS = 31  # a longer "holiday" range in the overrides file is certainly a typo
 
@@ -123,20 +123,25 @@ class WorkingDayCount:
         """True when part of the period falls in a year whose official arrangement we do not have."""
         return bool(self.estimated_years)
 
-    def explain(self) -> list[str]:
-        """Short lines saying what the count skipped and counted, for the deadline card."""
+    def explain(self, lang: str = "en") -> list[str]:
+        """Short lines saying what the count skipped and counted, for the deadline card (``lang``: en/zh)."""
         lines: list[str] = []
         days_off = sorted(self.holidays_skipped + self.weekend_holidays)
         breaks = [run for run in _runs(days_off) if any(d.weekday() < 5 for d, _ in run)]
         if breaks:
-            parts = [f"{_span(run[0][0], run[-1][0])} ({_names(n for _, n in run)})" for run in breaks]
-            lines.append("Skipped public holidays: " + "; ".join(parts))
+            open_, close = ("（", "）") if lang == "zh" else (" (", ")")
+            parts = []
+            for run in breaks:
+                names = holiday_name(_names(n for _, n in run), lang)
+                parts.append(f"{format_span(run[0][0], run[-1][0], lang)}{open_}{names}{close}")
+            lines.append(t("count.holidays", lang, list=("；" if lang == "zh" else "; ").join(parts)))
         if self.makeup_days_counted:
-            lines.append("Counted make-up working days: " + ", ".join(_day_text(d) for d in self.makeup_days_counted))
+            days = t("list_sep", lang).join(format_day(d, lang) for d in self.makeup_days_counted)
+            lines.append(t("count.makeup_days", lang, list=days))
         if self.weekend_days_skipped:
-            lines.append(f"Skipped weekend days: {self.weekend_days_skipped}")
+            lines.append(t("count.weekend_days", lang, n=self.weekend_days_skipped))
         if self.estimated_years:
-            lines.append(_estimate_line(self.estimated_years))
+            lines.append(_estimate_line(self.estimated_years, lang))
         return lines
 
 
@@ -158,19 +163,18 @@ class CalendarDayCount:
         """True when whether ``due`` is a working day comes from an estimated year."""
         return bool(self.estimated_years)
 
-    def explain(self) -> list[str]:
+    def explain(self, lang: str = "en") -> list[str]:
         """Short lines for the card: what kind of day the due date is, and the next working day."""
         lines: list[str] = []
         if not self.working_day and self.next_working_day is not None:
-            why = self.holiday or "a weekend"
-            lines.append(
-                f"{_day_text(self.due)} is not a working day in China ({why}); "
-                f"the next working day is {_day_text(self.next_working_day)}."
-            )
+            why = holiday_name(self.holiday, lang) if self.holiday else t("a_weekend", lang)
+            lines.append(t("count.day_off", lang, day=format_day(self.due, lang), why=why,
+                           next=format_day(self.next_working_day, lang)))
         elif self.makeup_for:
-            lines.append(f"{_day_text(self.due)} is a make-up working day ({self.makeup_for}).")
+            lines.append(t("count.makeup_day", lang, day=format_day(self.due, lang),
+                           name=holiday_name(self.makeup_for, lang)))
         if self.estimated_years:
-            lines.append(_estimate_line(self.estimated_years))
+            lines.append(_estimate_line(self.estimated_years, lang))
         return lines
 
 
@@ -687,29 +691,8 @@ def _names(names: Iterable[str]) -> str:
     return ", ".join(dict.fromkeys(part for name in names for part in name.split(", ")))
 
 
-def _day_text(d: dt.date) -> str:
-    return f"{_WEEKDAYS[d.weekday()]} {d.day} {_MONTHS[d.month - 1]} {d.year}"
-
-
-def _span(a: dt.date, b: dt.date) -> str:
-    """``1–8 Oct 2025``, ``28 Jan–4 Feb 2025``, ``31 Dec 2026–1 Jan 2027`` (locale-independent)."""
-    if a == b:
-        return f"{a.day} {_MONTHS[a.month - 1]} {a.year}"
-    if a.year != b.year:
-        return f"{a.day} {_MONTHS[a.month - 1]} {a.year}–{b.day} {_MONTHS[b.month - 1]} {b.year}"
-    if a.month != b.month:
-        return f"{a.day} {_MONTHS[a.month - 1]}–{b.day} {_MONTHS[b.month - 1]} {b.year}"
-    return f"{a.day}–{b.day} {_MONTHS[a.month - 1]} {a.year}"
-
-
-def _estimate_line(years: tuple[int, ...]) -> str:
+def _estimate_line(years: tuple[int, ...], lang: str = "en") -> str:
     if len(years) == 1:
-        return (
-            f"Estimate: {years[0]}'s official holiday arrangement is not published in our data; "
-            "computed from weekends and statutory holidays."
-        )
-    listed = ", ".join(str(y) for y in years[:-1]) + f" and {years[-1]}"
-    return (
-        f"Estimate: the official holiday arrangements for {listed} are not published in our data; "
-        "computed from weekends and statutory holidays."
-    )
+        return t("count.estimate_one", lang, year=years[0])
+    listed = t("list_sep", lang).join(str(y) for y in years[:-1]) + t("and", lang) + str(years[-1])
+    return t("count.estimate_many", lang, years=listed)

@@ -16,12 +16,24 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2 import FileSystemLoader, StrictUndefined, pass_context
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import ValidationError
 from rapidfuzz import fuzz, process
 
-from content.schema import RECOMMENDED_SECTIONS, SECTION_LABELS, Fact, PackMeta, Source, Topic, TopicKind
+from content import i18n
+from content.i18n import format_day  # noqa: F401  (re-exported: callers have long imported it from here)
+from content.schema import (
+    RECOMMENDED_SECTIONS,
+    Fact,
+    Language,
+    PackMeta,
+    Source,
+    Topic,
+    TopicKind,
+    section_label,
+)
 
 CONTENT_DIR = Path(__file__).resolve().parent
 PACKS_DIR = CONTENT_DIR / "packs"
@@ -55,11 +67,22 @@ class Library:
     root: Path = PACKS_DIR
     templates_dir: Path = TEMPLATES_DIR
     _names: dict[str, str] = field(default_factory=dict)  # normalised name -> topic id
+    # topic id -> ids of the topics linked to it either way: its own `related` first, then every topic
+    # that lists it. Derived once here so that a card never scans the library to find its back-links.
+    links: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for topic in self.topics.values():
             for name in self.names_of(topic):
                 self._names.setdefault(normalise_name(name), topic.id)
+        links: dict[str, dict[str, None]] = {
+            tid: dict.fromkeys(r for r in t.related if r in self.topics and r != tid) for tid, t in self.topics.items()
+        }
+        for topic in self.topics.values():
+            for other in topic.related:
+                if other in links and other != topic.id:
+                    links[other].setdefault(topic.id)
+        self.links = {tid: tuple(ids) for tid, ids in links.items()}
 
     # ----------------------------------------------------------------------------------- lookups
 
@@ -72,6 +95,11 @@ class Library:
 
     def of_kind(self, kind: TopicKind) -> list[Topic]:
         return [t for t in self.topics.values() if t.kind == kind]
+
+    def linked(self, topic: Topic, *kinds: TopicKind) -> list[Topic]:
+        """Topics of ``kinds`` linked to ``topic`` either way (a sector's filings, a filing's sectors)."""
+        found = (self.topics[tid] for tid in self.links.get(topic.id, ()))
+        return [t for t in found if t.kind in kinds]
 
     def source(self, topic: Topic, fact: Fact) -> Source:
         return self.source_by_id(topic, fact.source)
@@ -119,20 +147,26 @@ class Library:
             autoescape=False,
             auto_reload=False,  # loaded once per process, like the packs: no stat() of the file per render
         )
-        env.filters["day"] = format_day
+        # `t("sources")` and `x | day` read the language the template is rendered in (`lang`), so that
+        # every fixed string of a template has its Chinese version in content/strings.yaml.
+        env.globals["t"] = _template_t
+        env.filters["day"] = _template_day
         return env
 
-    def render(self, template: str, **context: Any) -> str:
-        text = self.templates.get_template(f"{template}.j2").render(**context)
+    def render(self, template: str, *, lang: Language = "en", **context: Any) -> str:
+        text = self.templates.get_template(f"{template}.j2").render(lang=lang, **context)
         # Templates are laid out for editors; collapse the blank lines their layout leaves behind.
         return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
-def format_day(value: dt.date | dt.datetime) -> str:
-    """``Tue 4 Nov 2025`` (or with the time for datetimes): unambiguous for UK and Chinese readers."""
-    if isinstance(value, dt.datetime):
-        return value.strftime("%a %-d %b %Y %H:%M %Z").strip()
-    return value.strftime("%a %-d %b %Y")
+@pass_context
+def _template_t(context: Context, key: str, **params: Any) -> str:
+    return i18n.t(key, context.get("lang", "en"), **params)
+
+
+@pass_context
+def _template_day(context: Context, value: dt.date | dt.datetime) -> str:
+    return i18n.format_day(value, context.get("lang", "en"))
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -247,16 +281,40 @@ def load_library(root: Path | str | None = None, templates_dir: Path | str | Non
 
 # ------------------------------------------------------------------------------------------- checking
 
+# Rules whose breach is an error: a source a lawyer would not accept, a calendar that only looks back.
+ERROR_RULES = frozenset({"http-source", "no-publisher", "no-future-event", "unknown-related", "strings"})
+# Rules of completeness (bilingual, linked, actionable): warnings, errors under `content check --strict`.
+QUALITY_RULES = frozenset({
+    "no-text-zh", "few-next-steps", "unlinked-topic", "unlinked-filing", "platform-no-entry", "duplicate-question",
+})
+# Error rules that the packs on this branch still break while the content helpers fix them on theirs:
+# reported as warnings unless `--strict`. The coordinator empties this set once the 2026-27 packs land.
+STRICT_BY_DEFAULT_PENDING = {"http-source", "no-future-event"}
+MIN_NEXT_STEPS = 3
+PLATFORM_ENTRY_SECTIONS = ("foreign_brands", "commerce")
+FUTURE_EVENT_HORIZON_DAYS = 3650  # "in the future": within ten years of the check
+
 
 @dataclass
 class CheckReport:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    strict: bool = False
+    library: Library | None = None  # what was checked, for checks above content (rendering every card)
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    def add(self, rule: str, message: str) -> None:
+        """Report a breach of ``rule``: an error or a warning depending on the rule and ``strict``."""
+        line = f"[{rule}] {message}"
+        pending = rule in STRICT_BY_DEFAULT_PENDING and not self.strict
+        if (rule in ERROR_RULES and not pending) or (rule in QUALITY_RULES and self.strict):
+            self.errors.append(line)
+        else:
+            self.warnings.append(line)
 
     def render(self) -> str:
         lines = []
@@ -278,44 +336,81 @@ def check_library(
     stale_days: int = 365,
     today: dt.date | None = None,
     templates_dir: Path | str | None = None,
+    strict: bool = False,
 ) -> CheckReport:
-    """Everything ``chinadesk content check`` reports: load errors, template errors, stale facts."""
-    # Imported here: rendering every card goes through the real handlers, so the check sees exactly
-    # what users would (and handlers import this module).
-    from handlers.cards import render_samples
-
-    report = CheckReport()
+    """Everything ``chinadesk content check`` reports about the packs themselves: load errors, sources,
+    dates, links, Chinese text, checklists, stale facts. Rendering every card is a check of the handlers
+    on top of this one (``bot/cli.py`` composes them): content imports nothing above itself."""
+    report = CheckReport(strict=strict)
     today = today or dt.date.today()
     try:
         library = load_library(root, templates_dir)
     except ContentError as exc:
         report.errors.extend(exc.problems)
         return report
+    report.library = library
 
     kinds = [t.kind for t in library.topics.values()]
     report.counts = {f"{kind} topics": kinds.count(kind) for kind in sorted(set(kinds))}
     for topic in library.topics.values():
-        pack = library.topic_pack[topic.id]
-        missing = [s for s in RECOMMENDED_SECTIONS[topic.kind] if s not in topic.sections]
-        if topic.kind == "filing" and topic.deadline is None:
-            missing.append("deadline rule")
-        if missing:
-            report.warnings.append(f"{pack}/{topic.id}: no {', '.join(missing)} (sources did not support it?)")
-        if len(topic.aliases) < 2:
-            report.warnings.append(f"{pack}/{topic.id}: fewer than two aliases")
-        for section, fact in topic.all_facts():
-            label = SECTION_LABELS[topic.kind].get(section, section)
-            if (today - fact.as_of).days > stale_days:
-                report.warnings.append(
-                    f"{pack}/{topic.id}: {label}: stale, as of {fact.as_of} (> {stale_days} days): {fact.text[:70]}"
-                )
-            if fact.as_of > today:
-                report.errors.append(f"{pack}/{topic.id}: {label}: as_of {fact.as_of} is in the future")
-            if any(mark in fact.text for mark in ("{{", "{%", "<", ">")):
-                report.errors.append(f"{pack}/{topic.id}: {label}: fact text holds markup or template syntax")
-            source = library.source(topic, fact)
-            if source.published > today:
-                report.errors.append(f"{pack}/{topic.id}: source {fact.source!r} is published in the future")
+        _check_topic(report, library, topic, stale_days=stale_days, today=today)
+    _check_sources(report, library)
+    _check_questions(report, library)
+    _check_strings(report)
+    return report
+
+
+def _check_topic(report: CheckReport, library: Library, topic: Topic, *, stale_days: int, today: dt.date) -> None:
+    where = f"{library.topic_pack[topic.id]}/{topic.id}"
+    missing = [s for s in RECOMMENDED_SECTIONS[topic.kind] if s not in topic.sections
+               and not (topic.kind == "platform" and s in PLATFORM_ENTRY_SECTIONS)  # "platform-no-entry" says it
+               and not (s == "dates" and topic.events)]  # a calendar card lists its events under "Dates"
+    if topic.kind == "filing" and topic.deadline is None:
+        missing.append("deadline rule")
+    if missing:
+        report.warnings.append(f"{where}: no {', '.join(missing)} (sources did not support it?)")
+    if len(topic.aliases) < 2:
+        report.warnings.append(f"{where}: fewer than two aliases")
+    facts = topic.all_facts()
+    for section, fact in facts:
+        label = section_label(topic.kind, section)
+        if (today - fact.as_of).days > stale_days:
+            report.warnings.append(
+                f"{where}: {label}: stale, as of {fact.as_of} (> {stale_days} days): {fact.text[:70]}"
+            )
+        if fact.as_of > today:
+            report.errors.append(f"{where}: {label}: as_of {fact.as_of} is in the future")
+        if any(mark in text for text in (fact.text, fact.text_zh or "") for mark in ("{{", "{%", "<", ">")):
+            report.errors.append(f"{where}: {label}: fact text holds markup or template syntax")
+        source = library.source(topic, fact)
+        if source.published > today:
+            report.errors.append(f"{where}: source {fact.source!r} is published in the future")
+    no_zh = [section for section, fact in facts if not fact.text_zh]
+    if no_zh:
+        report.add("no-text-zh", f"{where}: {len(no_zh)} of {len(facts)} facts have no text_zh (Chinese text), "
+                                 f"e.g. in {section_label(topic.kind, no_zh[0])}")
+    if topic.kind == "filing" and len(topic.next_steps) < MIN_NEXT_STEPS:
+        report.add("few-next-steps", f"{where}: {len(topic.next_steps)} next_steps; a filing card ends with a "
+                                     f"checklist of at least {MIN_NEXT_STEPS} (prepare, file, expect, keep)")
+    if topic.kind in ("sector", "platform") and not library.linked(topic, "filing"):
+        report.add("unlinked-topic", f"{where}: no filing is linked to it either way (add the filings that apply "
+                                     f"to `related`)")
+    if topic.kind == "filing" and not library.linked(topic, "sector", "platform"):
+        report.add("unlinked-filing", f"{where}: no sector or platform is linked to it either way")
+    if topic.kind == "platform":
+        absent = [s for s in PLATFORM_ENTRY_SECTIONS if not topic.sections.get(s)]
+        if absent:
+            report.add("platform-no-entry", f"{where}: no {' or '.join(absent)} section: a platform card says how a "
+                                            f"foreign brand gets on and sells")
+    if topic.kind == "calendar" and not any(
+        e.occurrences(today + dt.timedelta(days=1), today + dt.timedelta(days=FUTURE_EVENT_HORIZON_DAYS))
+        for e in topic.events
+    ):
+        report.add("no-future-event", f"{where}: no event after {today}: add the next dates (an estimate, "
+                                      f"labelled so, until the official notice is out)")
+
+
+def _check_sources(report: CheckReport, library: Library) -> None:
     for pack_name, meta in library.packs.items():
         pack_topics = [t for t in library.topics.values() if library.topic_pack[t.id] == pack_name]
         used = {fact.source for t in pack_topics for _, fact in t.all_facts()}
@@ -326,6 +421,60 @@ def check_library(
             if sid not in used:
                 report.warnings.append(f"{where}: source {sid!r} is cited by no fact")
             if src.url.scheme != "https":
-                report.warnings.append(f"{where}: source {sid!r} is not served over https: {src.url}")
-    report.errors.extend(render_samples(library, today=today))
-    return report
+                report.add("http-source", f"{where}: source {sid!r} is not served over https: {src.url}")
+            if not (src.publisher or "").strip():
+                report.add("no-publisher", f"{where}: source {sid!r} names no publisher")
+
+
+def _check_questions(report: CheckReport, library: Library) -> None:
+    """The same alternate question on two facts (or twice on one) makes retrieval pick at random."""
+    seen: dict[str, str] = {}
+    for topic in library.topics.values():
+        for section, fact in topic.all_facts():
+            where = f"{library.topic_pack[topic.id]}/{topic.id}/{section}"
+            for question in fact.questions:
+                key = normalise_name(question)
+                if key in seen:
+                    report.add("duplicate-question", f"{where}: question {question!r} is also listed at {seen[key]}")
+                else:
+                    seen[key] = where
+
+
+def _check_strings(report: CheckReport) -> None:
+    for key, entry in i18n.strings().items():
+        if not entry.get("zh"):
+            report.add("strings", f"strings.yaml: {key!r} has no zh text")
+        elif i18n.placeholders(entry["en"]) != i18n.placeholders(entry["zh"]):
+            report.add("strings", f"strings.yaml: {key!r}: en and zh use different {{placeholders}}")
+
+
+# ---------------------------------------------------------------------------------------------- stats
+
+STATS_FIELDS = (
+    "filings", "sectors", "platforms", "calendar", "facts", "unverified", "zh_facts", "sources", "sources_http",
+    "as_of_within_365_days", "future_events",
+)
+
+
+def content_stats(library: Library, *, today: dt.date) -> dict[str, int]:
+    """The figures of ``chinadesk content stats`` (README, "Content stats", defines each)."""
+    facts = [fact for topic in library.topics.values() for _, fact in topic.all_facts()]
+    sources = [src for meta in library.packs.values() for src in meta.sources.values()]
+    sources += [src for topic in library.topics.values() for src in topic.sources.values()]
+    horizon = today + dt.timedelta(days=365)
+    kinds = [t.kind for t in library.topics.values()]
+    return {
+        "filings": kinds.count("filing"),
+        "sectors": kinds.count("sector"),
+        "platforms": kinds.count("platform"),
+        "calendar": kinds.count("calendar"),
+        "facts": len(facts),
+        "unverified": sum(not f.verified for f in facts),
+        "zh_facts": sum(bool(f.text_zh) for f in facts),
+        "sources": len(sources),
+        "sources_http": sum(src.url.scheme == "http" for src in sources),
+        "as_of_within_365_days": sum(0 <= (today - f.as_of).days <= 365 for f in facts),
+        "future_events": sum(
+            len(e.occurrences(today + dt.timedelta(days=1), horizon)) for t in library.topics.values() for e in t.events
+        ),
+    }

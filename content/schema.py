@@ -113,6 +113,14 @@ SECTION_LABELS_ZH: dict[str, dict[str, str]] = {
     },
 }
 
+
+
+def section_label(kind: TopicKind, section: str, language: Language = "en") -> str:
+    """The label a reader sees for a section, in ``language`` (the section's id if it has none)."""
+    labels = SECTION_LABELS_ZH if language == "zh" else SECTION_LABELS
+    return labels[kind].get(section) or SECTION_LABELS[kind].get(section, section)
+
+
 RECOMMENDED_SECTIONS: dict[str, tuple[str, ...]] = {
     "filing": ("authority", "who_must_file", "trigger", "documents", "review_time"),
     "sector": ("size", "key_players", "policy", "opportunities"),
@@ -175,6 +183,7 @@ class DeadlineRule(_Strict):
     amount: int = Field(gt=0, le=3650)
     unit: DeadlineUnit
     counted_from: str = Field(min_length=3)  # "the day stored facial data first reaches 100,000 people"
+    counted_from_zh: str | None = None  # the same in Chinese ("存储的人脸信息首次达到10万人之日")
     fact: Fact  # the sourced statement of the rule
 
 
@@ -188,6 +197,9 @@ class FollowOnStep(_Strict):
     unit: DeadlineUnit | None = None
     # What the step is counted from: the filing deadline itself, or the end of the previous step.
     after: Literal["deadline", "previous"] = "previous"
+
+    def name_in(self, language: Language) -> str:
+        return (self.name_zh or self.name) if language == "zh" else self.name
 
     @model_validator(mode="after")
     def _amount_and_unit_together(self) -> FollowOnStep:
@@ -230,6 +242,9 @@ class DatedEvent(_Strict):
         if not _ID.match(v):
             raise ValueError(f"event id {v!r} must be lower-case words joined by hyphens")
         return v
+
+    def title_in(self, language: Language) -> str:
+        return (self.title_zh or self.title) if language == "zh" else self.title
 
     @field_validator("month_day")
     @classmethod
@@ -297,6 +312,9 @@ class Topic(_Strict):
         if self.kind != "filing" and (self.deadline or self.follow_on or self.next_steps):
             raise ValueError("only filings carry a deadline rule, follow-on steps or a next-steps checklist")
         return self
+
+    def title_in(self, language: Language) -> str:
+        return (self.title_zh or self.title) if language == "zh" else self.title
 
     def all_facts(self) -> list[tuple[str, Fact]]:
         """Every fact of the topic with the section it sits in."""

@@ -4,7 +4,7 @@ Importing this package registers every feature with the router (each module decl
 commands next to its handler).
 """
 
-from handlers import briefings, filing, qa, reminders  # noqa: F401  (registers the commands)
+from handlers import briefings, filing, language, qa, reminders, upcoming  # noqa: F401  (registers the commands)
 from handlers.request import Reply, Request
 from handlers.router import Desk, router
 

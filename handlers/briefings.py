@@ -19,10 +19,11 @@ from handlers.router import Desk, router
     read_only=True,
 )
 async def china_sector(request: Request, desk: Desk, args: str) -> Reply:
+    lang = request.answer_language()
     if not args:
-        return menu(desk.library, "sector", intro="China sector briefings")
+        return menu(desk.library, "sector", lang=lang)
     topic = resolve(desk.library, args, ("sector", "calendar"), "/china-sector")
-    return topic_card(desk.library, topic, today=request.today())
+    return topic_card(desk.library, topic, today=request.today(), lang=lang)
 
 
 @router.command(
@@ -33,7 +34,8 @@ async def china_sector(request: Request, desk: Desk, args: str) -> Reply:
     read_only=True,
 )
 async def china_platform(request: Request, desk: Desk, args: str) -> Reply:
+    lang = request.answer_language()
     if not args:
-        return menu(desk.library, "platform", intro="Chinese platforms I can brief you on")
+        return menu(desk.library, "platform", lang=lang)
     topic = resolve(desk.library, args, ("platform",), "/china-platform")
-    return topic_card(desk.library, topic, today=request.today())
+    return topic_card(desk.library, topic, today=request.today(), lang=lang)

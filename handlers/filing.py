@@ -15,9 +15,19 @@ from zoneinfo import ZoneInfo
 from dateutil.parser import isoparse
 
 from content.calendar import ChinaCalendar, china_calendar
-from content.loader import Library, format_day
-from content.schema import DeadlineUnit, Topic
-from handlers.cards import SourceList, caveats_for, menu, resolve, topic_card, topic_command
+from content.i18n import Both, Month, format_day, msg, t
+from content.loader import Library
+from content.schema import DeadlineUnit, Language, Topic
+from handlers.cards import (
+    SourceList,
+    caveats_for,
+    language_switch,
+    menu,
+    resolve,
+    share_action,
+    topic_card,
+    topic_command,
+)
 from handlers.request import (
     DEFAULT_TIMEZONE,
     Action,
@@ -38,7 +48,7 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}")
 _UNPADDED = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?!\d)")
 EARLIEST, LATEST = dt.date(2000, 1, 1), dt.date(2099, 12, 31)
 
-UNIT_WORDS = {"working_days": "working days", "calendar_days": "calendar days", "hours": "hours"}
+UNIT_WORDS = {unit: t(f"unit.{unit}", "en") for unit in ("working_days", "calendar_days", "hours")}
 
 
 def parse_start(text: str, tz: str, today: dt.date) -> dt.date | dt.datetime:
@@ -48,11 +58,9 @@ def parse_start(text: str, tz: str, today: dt.date) -> dt.date | dt.datetime:
     if word in ("today", "yesterday"):
         return today - dt.timedelta(days=1 if word == "yesterday" else 0)
     if not raw:
-        raise UsageError("Which date? Add the date the obligation was triggered, e.g. `from 2025-09-20`.")
+        raise UsageError(msg("which_date"))
     if not _ISO_DATE.match(raw):
-        raise BadDateError(
-            f"I couldn't read “{echo(raw, 30)}” as a date. Please write it as YYYY-MM-DD, e.g. 2025-09-20."
-        )
+        raise BadDateError(msg("unreadable_date", text=echo(raw, 30)))
     # 2025-9-20 is how people type 2025-09-20; isoparse wants the zeros.
     raw = _UNPADDED.sub(lambda m: f"{m[1]}-{int(m[2]):02d}-{int(m[3]):02d}", raw)
     try:
@@ -61,59 +69,64 @@ def parse_start(text: str, tz: str, today: dt.date) -> dt.date | dt.datetime:
         y, m, *_ = (int(p) for p in re.findall(r"\d+", raw)[:3])
         if 1 <= m <= 12 and 1 <= y <= 9999:  # dt.date's range: 9999-12-99 must not overflow into year 10000
             days = calendar.monthrange(y, m)[1]
-            raise BadDateError(
-                f"{echo(raw, 30)} is not a real date: {dt.date(y, m, 1):%B %Y} has {days} days."
-            ) from None
-        raise BadDateError(f"{echo(raw, 30)} is not a real date. Please write it as YYYY-MM-DD.") from None
+            month = Month(dt.date(y, m, 1))
+            raise BadDateError(msg("not_a_date_month", text=echo(raw, 30), month=month, days=days)) from None
+        raise BadDateError(msg("not_a_date", text=echo(raw, 30))) from None
     if not EARLIEST <= value.date() <= LATEST:
-        raise BadDateError(f"{value.date().isoformat()} is outside the years I can count (2000-2099).")
+        raise BadDateError(msg("date_out_of_range", date=value.date().isoformat()))
     if len(raw) <= 10:  # a date only
         return value.date()
     return value if value.tzinfo else value.replace(tzinfo=ZoneInfo(tz))
 
 
-def due_date(cal: ChinaCalendar, start: dt.date | dt.datetime, amount: int, unit: DeadlineUnit):
-    """Apply one rule: returns (due, lines explaining the count, estimate?)."""
+def due_date(
+    cal: ChinaCalendar, start: dt.date | dt.datetime, amount: int, unit: DeadlineUnit, lang: Language = "en",
+):
+    """Apply one rule: returns (due, lines explaining the count in ``lang``, estimate?)."""
     if unit == "hours":
         if not isinstance(start, dt.datetime):
             start = dt.datetime.combine(start, dt.time(0, 0), tzinfo=ZoneInfo(DEFAULT_TIMEZONE))
-        return cal.add_hours(start, amount), [f"{amount} clock hours from {format_day(start)}."], False
+        line = t("count.hours", lang, amount=amount, start=format_day(start, lang))
+        return cal.add_hours(start, amount), [line], False
     day = start.date() if isinstance(start, dt.datetime) else start
     if unit == "calendar_days":
         due = cal.add_calendar_days(day, amount)
-        lines = [f"{amount} calendar days after {format_day(day)} (every day counts)."]
+        lines = [t("count.calendar_days", lang, amount=amount, start=format_day(day, lang))]
         if not cal.is_working_day(due):
-            lines.append(
-                f"{format_day(due)} is not a working day in China; the next working day is "
-                f"{format_day(cal.next_working_day(due))}. Check whether the authority accepts it then."
-            )
+            lines.append(t("count.not_working_day", lang, due=format_day(due, lang),
+                           next=format_day(cal.next_working_day(due), lang)))
         return due, lines, not cal.is_official(due.year)
     count = cal.add_working_days(day, amount)
-    lines = [f"Counted {amount} working days after {format_day(day)} (the trigger day itself is not counted)."]
-    lines += count.explain()
+    lines = [t("count.working_days", lang, amount=amount, start=format_day(day, lang))]
+    lines += count.explain(lang)
     return count.due, lines, count.estimate
+
+
+def rule_text(topic: Topic, lang: Language = "en") -> str:
+    """``30 working days from the day ...`` / ``自...起30个工作日``."""
+    rule = topic.deadline
+    assert rule is not None
+    counted_from = (rule.counted_from_zh or rule.counted_from) if lang == "zh" else rule.counted_from
+    return t("rule", lang, amount=rule.amount, unit=t(f"unit.{rule.unit}", lang), counted_from=counted_from)
 
 
 def deadline_reply(
     library: Library, topic: Topic, start: dt.date | dt.datetime, *, today: dt.date,
-    cal: ChinaCalendar | None = None, tz: str = DEFAULT_TIMEZONE,
+    cal: ChinaCalendar | None = None, tz: str = DEFAULT_TIMEZONE, lang: Language = "en",
 ) -> Reply:
-    """The computed deadline for a filing triggered on ``start``, with its follow-on steps dated."""
+    """The computed deadline for a filing triggered on ``start``, with its follow-on steps dated, in ``lang``."""
     rule = topic.deadline
     if rule is None:
-        raise UsageError(
-            f"{topic.title} has no fixed “within N days” deadline in our sources, so there is nothing to "
-            f"count from a date. `{topic_command(topic)}` shows what the rules do say."
-        )
+        raise UsageError(msg("no_deadline", title=Both(topic.title, topic.title_zh), command=topic_command(topic)))
     cal = cal or china_calendar()
-    sources = SourceList(library, topic)
+    sources = SourceList(library, topic, lang=lang, today=today)
     assumed_midnight = rule.unit == "hours" and not isinstance(start, dt.datetime)
     if assumed_midnight:  # an hour rule needs a time of day; without one, count from the start of the day
         start = dt.datetime.combine(start, dt.time(0, 0), tzinfo=ZoneInfo(tz))
-    due, counted, estimate = due_date(cal, start, rule.amount, rule.unit)
+    due, counted, estimate = due_date(cal, start, rule.amount, rule.unit, lang)
     if assumed_midnight:
-        counted.append(f"No time was given, so the count starts at 00:00 ({tz}); add one, e.g. from 2025-09-20 14:30.")
-    rule_text = f"{rule.amount} {UNIT_WORDS[rule.unit]} from {rule.counted_from}"
+        counted.append(t("count.midnight", lang, tz=tz))
+    rule_line = rule_text(topic, lang)
     summary = sources.cite(rule.fact)  # cited first, so the rule's own source is [1]
     shown = [rule.fact]
 
@@ -129,7 +142,7 @@ def deadline_reply(
             previous = date
         steps.append(
             ReplyStep(
-                label=step.name,
+                label=step.name_in(lang),
                 text=sources.cite(step.fact),
                 date=date.date() if isinstance(date, dt.datetime) else date,
                 estimate=step_estimate,
@@ -140,52 +153,56 @@ def deadline_reply(
     if rule.unit == "working_days":
         left = cal.working_days_between(today, due_day)
         status = (
-            f"{left} working days from today ({format_day(today)})" if left > 0
-            else "due today" if due_day == today
-            else f"passed {abs(left)} working days ago"
+            t("status.working_days_left", lang, n=left, today=format_day(today, lang)) if left > 0
+            else t("status.due_today", lang) if due_day == today
+            else t("status.passed_working_days", lang, n=abs(left))
         )
     else:
         days = (due_day - today).days
         status = (
-            f"{days} calendar days from today" if days > 0 else "due today" if days == 0 else f"passed {-days} days ago"
+            t("status.calendar_days_left", lang, n=days) if days > 0
+            else t("status.due_today", lang) if days == 0
+            else t("status.passed_days", lang, n=-days)
         )
 
-    caveats = caveats_for(shown, regulatory=True, today=today)
+    caveats = caveats_for(shown, regulatory=True, today=today, lang=lang)
     if estimate or any(s.estimate for s in steps):
-        caveats.insert(
-            0,
-            "Estimate: part of this period falls in a year whose official holiday arrangement is not in "
-            "our calendar data yet; it was counted from weekends and statutory holidays only.",
-        )
+        caveats.insert(0, t("estimate_caveat", lang))
     if steps:
-        caveats.append("Follow-on dates assume you file on the due date; filing earlier moves them earlier.")
+        caveats.append(t("follow_on_caveat", lang))
+    if sources.missing_zh:
+        caveats.append(t("missing_zh_caveat", lang))
+    command = f"{topic_command(topic)} from {start:%Y-%m-%d}"
     reply = Reply(
         kind="deadline",
-        title=f"{topic.title}: due {format_day(due)}",
+        title=t("deadline_title", lang, title=topic.title_in(lang), day=format_day(due, lang)),
         text="",
         summary=summary,
         topic=topic.id,
         deadline=ReplyDeadline(
-            start=start, due=due, rule=rule_text, unit=rule.unit, amount=rule.amount, counted=counted,
+            start=start, due=due, rule=rule_line, unit=rule.unit, amount=rule.amount, counted=counted,
             estimate=estimate,
         ),
         fields=[
-            ReplyField(label="Rule", value=rule_text),
-            ReplyField(label="Triggered", value=format_day(start)),
-            ReplyField(label="Due", value=format_day(due) + (" (estimate)" if estimate else "")),
-            ReplyField(label="Status", value=status),
+            ReplyField(label=t("field.rule", lang), value=rule_line),
+            ReplyField(label=t("field.triggered", lang), value=format_day(start, lang)),
+            ReplyField(label=t("field.due", lang),
+                       value=format_day(due, lang) + (t("estimate_mark", lang) if estimate else "")),
+            ReplyField(label=t("field.status", lang), value=status),
         ],
         steps=steps,
         sources=sources.refs,
         caveats=caveats,
         related=[topic_command(topic)],
         actions=[
-            Action(kind="share", label="Share to channel", value=f"{topic_command(topic)} from {start:%Y-%m-%d}"),
-            Action(kind="command", label="Set reminders",
+            share_action(command, lang),
+            Action(kind="command", label=t("set_reminders", lang),
                    value=f"/china-filing remind {topic.id} from {start:%Y-%m-%d}"),
+            language_switch(command, lang),
         ],
+        language=lang,
     )
-    return reply.model_copy(update={"text": library.render("deadline", reply=reply)})
+    return reply.model_copy(update={"text": library.render("deadline", lang=lang, reply=reply)})
 
 
 @router.command(
@@ -199,23 +216,22 @@ def deadline_reply(
     read_only=True,
 )
 async def china_filing(request: Request, desk: Desk, args: str) -> Reply:
+    lang = request.answer_language()
     if not args:
-        return menu(desk.library, "filing", intro="China filings I can brief you on")
+        return menu(desk.library, "filing", lang=lang)
     match = _FROM.match(args)
     if match and desk.library.find(args, "filing") is None:  # a name may itself contain "on" or "after"
         name, when = match["topic"].strip(), match["date"].strip()
         if not name:
-            raise UsageError(
-                "Which filing? Put its name before the date, e.g. `/china-filing facial-recognition from 2025-09-20`."
-            )
+            raise UsageError(msg("which_filing"))
         topic = resolve(desk.library, name, ("filing",), "/china-filing")
         start = parse_start(when, request.timezone, request.today())
-        return deadline_reply(desk.library, topic, start, today=request.today(), tz=request.timezone)
+        return deadline_reply(desk.library, topic, start, today=request.today(), tz=request.timezone, lang=lang)
     # "<topic> 2025-09-20" without the word "from" is common enough to accept.
     parts = args.rsplit(" ", 1)
     if len(parts) == 2 and _ISO_DATE.match(parts[1]):
         topic = resolve(desk.library, parts[0], ("filing",), "/china-filing")
         start = parse_start(parts[1], request.timezone, request.today())
-        return deadline_reply(desk.library, topic, start, today=request.today(), tz=request.timezone)
+        return deadline_reply(desk.library, topic, start, today=request.today(), tz=request.timezone, lang=lang)
     topic = resolve(desk.library, args, ("filing",), "/china-filing")
-    return topic_card(desk.library, topic, today=request.today())
+    return topic_card(desk.library, topic, today=request.today(), lang=lang)

@@ -20,10 +20,11 @@ from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from content.calendar import ChinaCalendar
-from content.loader import Library, format_day
-from content.schema import DatedEvent, Topic
+from content.i18n import Both, format_day, msg, t, tn
+from content.loader import Library
+from content.schema import DatedEvent, Language, Topic
 from handlers.cards import SourceList, caveats_for, resolve, topic_command
-from handlers.filing import EARLIEST, UNIT_WORDS, deadline_reply, parse_start
+from handlers.filing import EARLIEST, deadline_reply, parse_start, rule_text
 from handlers.request import (
     DEFAULT_TIMEZONE,
     NotAvailableError,
@@ -45,13 +46,8 @@ EVENT_HORIZON = dt.timedelta(days=400)
 NOTE_MAX = 200
 ALL = "all"
 
-NEEDS_CHANNEL = (
-    "Reminders need a channel: use this in Slack/Teams or `chinadesk ask ... --channel C`."
-)
-NEEDS_STORE = (
-    "Reminders need storage, and this deployment has none configured (set DATABASE_URL, or run "
-    "`chinadesk ask ... --channel C`, which uses the default SQLite file)."
-)
+NEEDS_CHANNEL = t("reminders_need_channel", "en")
+NEEDS_STORE = t("reminders_need_store", "en")
 
 _DATE = r"\d{4}-\d{1,2}-\d{1,2}(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?|today|yesterday"
 _REMIND = re.compile(
@@ -78,10 +74,10 @@ class ReminderTime:
         return offset_label(self.offset)
 
 
-def offset_label(offset: int) -> str:
+def offset_label(offset: int, lang: Language = "en") -> str:
     if offset == 0:
-        return "on the due day"
-    return f"{offset} working day{'s' if offset != 1 else ''} before"
+        return t("offset.due_day", lang)
+    return tn("offset.before", offset, lang)
 
 
 def local_instant(day: dt.date, tz: str, at: dt.time = REMINDER_TIME) -> dt.datetime:
@@ -141,7 +137,7 @@ def deadline_posts(
 def events_of(library: Library, topic: str) -> list[tuple[Topic, DatedEvent]]:
     """Every dated event of ``topic`` (a topic id, or ``all``)."""
     topics = library.topics.values() if topic == ALL else [library.topics[topic]] if topic in library.topics else []
-    return [(t, e) for t in topics for e in t.events]
+    return [(owner, e) for owner in topics for e in owner.events]
 
 
 def event_posts(
@@ -153,7 +149,7 @@ def event_posts(
     event twice (``all`` and the topic itself), never schedules a post twice.
     """
     out = []
-    for t, event in events_of(library, topic):
+    for owner, event in events_of(library, topic):
         leads = sorted(set(event.lead_days), reverse=True)
         first = (start.date() - dt.timedelta(days=1))
         last = end.date() + dt.timedelta(days=max(leads, default=0) + 1)
@@ -163,7 +159,7 @@ def event_posts(
                 if not start <= at < end:
                     continue
                 payload = {
-                    "topic": t.id, "event": event.id, "title": event.title, "date": day.isoformat(), "lead": lead,
+                    "topic": owner.id, "event": event.id, "title": event.title, "date": day.isoformat(), "lead": lead,
                     "tz": tz,
                 }
                 key = f"ev:{platform}:{channel}:{event.id}:{day.isoformat()}:{lead}"
@@ -187,15 +183,12 @@ def parse_timezone(text: str) -> str:
         name = "UTC"
     if name is None:
         close = [z for k, z in _zones().items() if raw.casefold() and raw.casefold() in k][:3]
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise UserError(
-            f"I don't know the time zone “{echo(raw, 40)}”. Use an IANA name such as Europe/London, "
-            f"Asia/Shanghai or America/New_York.{hint}"
-        )
+        hint = msg("timezone_did_you_mean", names=", ".join(close)) if close else ""
+        raise UserError(msg("unknown_timezone", name=echo(raw, 40), hint=hint))
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):  # listed but without data on this system
-        raise UserError(f"The time zone {name} is not available on this server.") from None
+        raise UserError(msg("timezone_unavailable", name=name)) from None
     return name
 
 
@@ -204,9 +197,9 @@ def parse_timezone(text: str) -> str:
 
 def _context(request: Request, desk: Desk) -> tuple[object, str]:
     if desk.store is None:
-        raise NotAvailableError(NEEDS_STORE)
+        raise NotAvailableError(msg("reminders_need_store"))
     if not request.channel:
-        raise NotAvailableError(NEEDS_CHANNEL)
+        raise NotAvailableError(msg("reminders_need_channel"))
     return desk.store, request.channel
 
 
@@ -222,24 +215,36 @@ def _new_posts(planned: Sequence[PlannedPost]) -> list[PlannedPost]:
 
 
 def _reply(library: Library, template: str, reply: Reply, **context) -> Reply:
-    return reply.model_copy(update={"text": library.render(template, reply=reply, **context)})
+    text = library.render(template, lang=reply.language, reply=reply, **context)
+    return reply.model_copy(update={"text": text})
 
 
-def _status_line(cal: ChinaCalendar, today: dt.date, due: dt.date) -> str:
+def _status_line(cal: ChinaCalendar, today: dt.date, due: dt.date, lang: Language = "en") -> str:
     left = cal.working_days_between(today, due)
     if due == today:
-        return "due today"
+        return t("status.due_today", lang)
     if due < today:
-        return f"passed {format_day(due)}"
-    return f"{left} working day{'s' if left != 1 else ''} from today ({format_day(today)})"
+        return t("status.passed_on", lang, day=format_day(due, lang))
+    return tn("status.working_days_from_today", left, lang, today=format_day(today, lang))
 
 
-def _days(n: int) -> str:
-    return f"{n} day{'s' if n != 1 else ''}"
+def _when(at: dt.datetime, tz: str, lang: Language = "en") -> str:
+    return format_day(at.astimezone(ZoneInfo(tz)), lang)
 
 
-def _when(at: dt.datetime, tz: str) -> str:
-    return format_day(at.astimezone(ZoneInfo(tz)))
+def _topic_name(library: Library, topic_id: str, lang: Language) -> str:
+    """A tracked or subscribed topic's title in ``lang`` (``all`` for every dated event; the id if it is gone)."""
+    if topic_id == ALL:
+        return t("all_dated_events", lang)
+    topic = library.topics.get(topic_id)
+    return topic.title_in(lang) if topic else topic_id
+
+
+def _event_title(library: Library, payload: dict, lang: Language) -> str:
+    """A scheduled event post's title in ``lang``: the event's, if the packs still have it."""
+    topic = library.topics.get(payload.get("topic", ""))
+    event = next((e for e in topic.events if e.id == payload.get("event")), None) if topic else None
+    return event.title_in(lang) if event else payload.get("title", "")
 
 
 @router.subcommand(
@@ -248,10 +253,9 @@ def _when(at: dt.datetime, tz: str) -> str:
 )
 async def remind(request: Request, desk: Desk, args: str) -> Reply:
     store, channel = _context(request, desk)
+    lang = request.answer_language()
     if not args:
-        raise UsageError(
-            "Which filing, and from when? e.g. `/china-filing remind facial-recognition from 2025-09-20 board pack`."
-        )
+        raise UsageError(msg("remind_usage"))
     match = _REMIND.match(args)
     if match:
         name, when, note = match["topic"].strip(), match["date"], (match["note"] or "").strip()
@@ -259,28 +263,22 @@ async def remind(request: Request, desk: Desk, args: str) -> Reply:
         loose = _FROM_ANY.match(args)
         if loose is None or not loose["topic"].strip():
             topic = resolve(desk.library, args, ("filing",), "/china-filing")  # a bare name: say what is missing
-            raise UsageError(
-                f"From which date? e.g. `/china-filing remind {topic.id} from 2025-09-20`."
-            )
+            raise UsageError(msg("remind_which_date", topic=topic.id))
         name, rest = loose["topic"].strip(), loose["rest"].strip()
         when, _, note = rest.partition(" ")
     topic = resolve(desk.library, name, ("filing",), "/china-filing")
     rule = topic.deadline
+    title = Both(topic.title, topic.title_zh)
     if rule is None:
-        raise UsageError(
-            f"{topic.title} has no fixed deadline to count from a date, so there is nothing to remind about. "
-            f"`{topic_command(topic)}` shows what the rules do say."
-        )
+        raise UsageError(msg("remind_no_deadline", title=title, command=topic_command(topic)))
     if rule.unit == "hours":
-        raise UsageError(
-            f"{topic.title} is due within {rule.amount} hours of {rule.counted_from}: too soon for scheduled "
-            f"reminders. `{topic_command(topic)} from <date and time>` shows the exact time."
-        )
+        raise UsageError(msg("remind_hours", title=title, amount=rule.amount, command=topic_command(topic),
+                             counted_from=Both(rule.counted_from, rule.counted_from_zh)))
     tz = await _channel_tz(request, desk)
     now = request.now.astimezone(dt.UTC)
     today = now.astimezone(ZoneInfo(tz)).date()
     start = parse_start(when, tz, today)
-    computed = deadline_reply(desk.library, topic, start, today=today, cal=desk.calendar)
+    computed = deadline_reply(desk.library, topic, start, today=today, cal=desk.calendar, lang=lang)
     assert computed.deadline is not None
     due_value = computed.deadline.due
     due = due_value.date() if isinstance(due_value, dt.datetime) else due_value
@@ -293,28 +291,29 @@ async def remind(request: Request, desk: Desk, args: str) -> Reply:
     )
     schedule = [
         ReplyStep(
-            label=p.payload["label"],
-            text=_when(p.due_at, tz) + (" (already passed, skipped)" if p.status == "skipped" else ""),
+            label=offset_label(p.payload["offset"], lang),
+            text=_when(p.due_at, tz, lang) + (t("already_passed_skipped", lang) if p.status == "skipped" else ""),
             date=p.due_at.astimezone(ZoneInfo(tz)).date(),
         )
         for p in planned
     ]
     passed = now >= day_end(due, tz)
+    estimate = t("estimate_mark", lang) if computed.deadline.estimate else ""
     fields = [
-        ReplyField(label="Tracked as", value=tracked.ref),
-        ReplyField(label="Due", value=format_day(due) + (" (estimate)" if computed.deadline.estimate else "")),
-        ReplyField(label="Status", value=_status_line(desk.calendar, today, due)),
-        ReplyField(label="Rule", value=computed.deadline.rule),
-        ReplyField(label="Time zone", value=tz),
+        ReplyField(label=t("field.tracked_as", lang), value=tracked.ref),
+        ReplyField(label=t("field.due", lang), value=format_day(due, lang) + estimate),
+        ReplyField(label=t("field.status", lang), value=_status_line(desk.calendar, today, due, lang)),
+        ReplyField(label=t("field.rule", lang), value=computed.deadline.rule),
+        ReplyField(label=t("field.time_zone", lang), value=tz),
     ]
     if clean_note:
-        fields.append(ReplyField(label="Note", value=echo(clean_note, NOTE_MAX)))
+        fields.append(ReplyField(label=t("field.note", lang), value=echo(clean_note, NOTE_MAX)))
     caveats = list(computed.caveats)
     if passed:
-        caveats.insert(0, f"This deadline passed on {format_day(due)}, so no reminders will be posted.")
+        caveats.insert(0, t("deadline_passed_no_reminders", lang, day=format_day(due, lang)))
     reply = Reply(
         kind="reminder",
-        title=f"Reminders set: {topic.title}, due {format_day(due)}",
+        title=t("reminders_set_title", lang, title=topic.title_in(lang), day=format_day(due, lang)),
         text="",
         summary=computed.summary,
         topic=topic.id,
@@ -325,6 +324,7 @@ async def remind(request: Request, desk: Desk, args: str) -> Reply:
         caveats=caveats,
         related=["/china-filing reminders", f"/china-filing cancel {tracked.ref}"],
         ephemeral=False,
+        language=lang,
     )
     return _reply(desk.library, "reminder_set", reply, ref=tracked.ref, tz=tz, passed=passed,
                   time=REMINDER_TIME.strftime("%H:%M"))
@@ -336,6 +336,7 @@ async def remind(request: Request, desk: Desk, args: str) -> Reply:
 )
 async def list_reminders(request: Request, desk: Desk, args: str) -> Reply:
     store, channel = _context(request, desk)
+    lang = request.answer_language()
     tz = await _channel_tz(request, desk)
     today = request.now.astimezone(ZoneInfo(tz)).date()
     tracked = await store.list_tracked(request.platform, channel=channel)
@@ -349,41 +350,40 @@ async def list_reminders(request: Request, desk: Desk, args: str) -> Reply:
             next_for[key] = p.due_at
 
     def title(topic_id: str) -> str:
-        if topic_id == ALL:
-            return "all dated events"
-        topic = desk.library.topics.get(topic_id)
-        return topic.title if topic else topic_id
+        return _topic_name(desk.library, topic_id, lang)
 
     deadline_lines = []
     for d in tracked:
-        line = f"{d.ref}: {title(d.topic)}, due {format_day(d.due)} ({_status_line(desk.calendar, today, d.due)})"
+        line = t("list_deadline_line", lang, ref=d.ref, title=title(d.topic), day=format_day(d.due, lang),
+                 status=_status_line(desk.calendar, today, d.due, lang))
         nxt = next_for.get(("d", d.id))
-        line += f"; next reminder {_when(nxt, tz)}" if nxt else "; no reminders left"
+        line += t("list_next_reminder", lang, when=_when(nxt, tz, lang)) if nxt else t("list_no_reminders_left", lang)
         if d.note:
-            line += f"; note: {echo(d.note)}"
+            line += t("list_note", lang, note=echo(d.note))
         if d.status == "paused":
-            line += f" [PAUSED: {d.paused_reason}]"
+            line += t("list_paused", lang, reason=d.paused_reason)
         deadline_lines.append(line)
     sub_lines = []
     for s in subs:
-        line = f"{s.ref}: {title(s.topic)}"
+        line = t("list_subscription_line", lang, ref=s.ref, title=title(s.topic))
         nxt = next_for.get(("s", s.id))
-        line += f"; next post {_when(nxt, tz)}" if nxt else "; nothing scheduled in the next year"
+        line += t("list_next_post", lang, when=_when(nxt, tz, lang)) if nxt else t("list_nothing_next_year", lang)
         if s.status == "paused":
-            line += f" [PAUSED: {s.paused_reason}]"
+            line += t("list_paused", lang, reason=s.paused_reason)
         sub_lines.append(line)
     fields = []
     if deadline_lines:
-        fields.append(ReplyField(label="Tracked deadlines", value="\n".join(deadline_lines)))
+        fields.append(ReplyField(label=t("tracked_deadlines", lang), value="\n".join(deadline_lines)))
     if sub_lines:
-        fields.append(ReplyField(label="Subscriptions", value="\n".join(sub_lines)))
+        fields.append(ReplyField(label=t("subscriptions", lang), value="\n".join(sub_lines)))
     reply = Reply(
         kind="reminder",
-        title="Reminders in this channel",
+        title=t("reminders_title", lang),
         text="",
-        summary="" if fields else "Nothing is tracked in this channel yet.",
+        summary="" if fields else t("reminders_empty", lang),
         fields=fields,
         related=["/china-filing remind <filing> from YYYY-MM-DD", "/china-filing subscribe <topic|all>"],
+        language=lang,
     )
     return _reply(desk.library, "reminder_list", reply, tz=tz, empty=not fields)
 
@@ -394,34 +394,31 @@ async def list_reminders(request: Request, desk: Desk, args: str) -> Reply:
 )
 async def cancel(request: Request, desk: Desk, args: str) -> Reply:
     store, channel = _context(request, desk)
+    lang = request.answer_language()
     match = _REF.match(args.strip())
     if match is None:
-        raise UsageError(
-            "Which one? Give its id from `/china-filing reminders`, e.g. `/china-filing cancel D12`."
-        )
+        raise UsageError(msg("cancel_usage"))
     kind, item = match["kind"].casefold(), int(match["id"])
     done = None
     if kind in ("d", ""):
         d = await store.get_tracked(item)
         if d is not None and d.channel == channel and d.platform == request.platform:
             if kind == "" and (s := await store.get_subscription(item)) and s.channel == channel:
-                raise UsageError(
-                    f"Both D{item} and S{item} exist here: say which, e.g. `/china-filing cancel D{item}`."
-                )
+                raise UsageError(msg("cancel_ambiguous", n=item))
             await store.delete_tracked(request.platform, channel, item)
-            topic = desk.library.topics.get(d.topic)
-            done = f"Stopped tracking {d.ref}: {topic.title if topic else d.topic}, due {format_day(d.due)}."
+            done = t("cancelled_deadline", lang, ref=d.ref, title=_topic_name(desk.library, d.topic, lang),
+                     day=format_day(d.due, lang))
     if done is None and kind in ("s", ""):
         s = await store.get_subscription(item)
         if s is not None and s.channel == channel and s.platform == request.platform:
             await store.delete_subscription(request.platform, channel, item)
             await _rematerialise_channel(request, desk)
-            done = f"Cancelled subscription {s.ref} ({'all dated events' if s.topic == ALL else s.topic})."
+            done = t("cancelled_subscription", lang, ref=s.ref,
+                     title=t("all_dated_events", lang) if s.topic == ALL else s.topic)
     if done is None:
-        raise UsageError(
-            f"There is no reminder {echo(args.strip(), 20)} in this channel. `/china-filing reminders` lists them."
-        )
-    reply = Reply(kind="reminder", title="Cancelled", text="", summary=done, related=["/china-filing reminders"])
+        raise UsageError(msg("cancel_not_found", ref=echo(args.strip(), 20)))
+    reply = Reply(kind="reminder", title=t("cancelled_title", lang), text="", summary=done,
+                  related=["/china-filing reminders"], language=lang)
     return _reply(desk.library, "reminder_notice", reply)
 
 
@@ -431,13 +428,11 @@ async def cancel(request: Request, desk: Desk, args: str) -> Reply:
 )
 async def timezone(request: Request, desk: Desk, args: str) -> Reply:
     store, channel = _context(request, desk)
+    lang = request.answer_language()
     if not args.strip():
         tz = await _channel_tz(request, desk)
-        summary = (
-            f"This channel's reminders are posted at 09:00 {tz}. "
-            "Change it with `/china-filing timezone Europe/London`."
-        )
-        reply = Reply(kind="reminder", title=f"Time zone: {tz}", text="", summary=summary)
+        reply = Reply(kind="reminder", title=t("timezone_title", lang, tz=tz), text="",
+                      summary=t("timezone_current", lang, tz=tz), language=lang)
         return _reply(desk.library, "reminder_notice", reply)
     tz = parse_timezone(args)
     await store.set_channel_timezone(request.platform, request.workspace, channel, tz)
@@ -450,11 +445,11 @@ async def timezone(request: Request, desk: Desk, args: str) -> Reply:
         planned = deadline_posts(desk.calendar, topic=topic, start=d.start, due=d.due, tz=tz, note=d.note, now=now)
         moved += await store.reschedule_tracked(d.id, _new_posts(planned), now=now)
     await _rematerialise_channel(request, desk, drop_pending=True)
-    summary = f"Reminders in this channel are now posted at 09:00 {tz}."
+    summary = t("timezone_set", lang, tz=tz)
     if moved:
-        summary += f" {moved} upcoming reminder{'s' if moved != 1 else ''} moved to the new time."
-    reply = Reply(kind="reminder", title=f"Time zone set: {tz}", text="", summary=summary,
-                  related=["/china-filing reminders"])
+        summary += tn("timezone_moved", moved, lang)
+    reply = Reply(kind="reminder", title=t("timezone_set_title", lang, tz=tz), text="", summary=summary,
+                  related=["/china-filing reminders"], language=lang)
     return _reply(desk.library, "reminder_notice", reply)
 
 
@@ -464,6 +459,7 @@ async def timezone(request: Request, desk: Desk, args: str) -> Reply:
 )
 async def subscribe(request: Request, desk: Desk, args: str) -> Reply:
     store, channel = _context(request, desk)
+    lang = request.answer_language()
     topic_id = _subscription_topic(desk.library, args)
     tz = await _channel_tz(request, desk)
     now = request.now.astimezone(dt.UTC)
@@ -474,22 +470,23 @@ async def subscribe(request: Request, desk: Desk, args: str) -> Reply:
     await materialise_subscription(desk.library, store, sub, tz=tz, now=now)
     upcoming = [p for p in await store.list_posts(request.platform, channel, status="pending")
                 if p.kind == "event" and (topic_id == ALL or p.payload.get("topic") == topic_id)]
-    what = "every dated event in the content packs" if topic_id == ALL else desk.library.topics[topic_id].title
+    what = t("every_dated_event", lang) if topic_id == ALL else desk.library.topics[topic_id].title_in(lang)
     steps = [
-        ReplyStep(label=p.payload["title"], text=f"{_when(p.due_at, tz)} ({_days(p.payload['lead'])} ahead)",
+        ReplyStep(label=_event_title(desk.library, p.payload, lang),
+                  text=t("subscribed_step", lang, when=_when(p.due_at, tz, lang),
+                         days=tn("n_days", p.payload["lead"], lang)),
                   date=p.due_at.astimezone(ZoneInfo(tz)).date())
         for p in upcoming[:6]
     ]
-    summary = (
-        f"{'Subscribed' if created else 'Already subscribed'} ({sub.ref}): I'll post {what} in this channel ahead "
-        f"of time, at 09:00 {tz}."
-    )
+    state = t("subscribed" if created else "already_subscribed", lang)
+    summary = t("subscribed_summary", lang, state=state, ref=sub.ref, what=what, tz=tz)
     reply = Reply(
-        kind="reminder", title=f"Subscribed: {what}", text="", summary=summary,
+        kind="reminder", title=t("subscribed_title", lang, what=what), text="", summary=summary,
         topic=None if topic_id == ALL else topic_id,
         steps=steps, related=["/china-filing reminders", f"/china-filing unsubscribe {topic_id}"], ephemeral=False,
+        language=lang,
     )
-    return _reply(desk.library, "reminder_subscribed", reply, upcoming=len(upcoming))
+    return _reply(desk.library, "reminder_subscribed", reply, upcoming=len(upcoming), topic_id=topic_id)
 
 
 @router.subcommand(
@@ -498,11 +495,12 @@ async def subscribe(request: Request, desk: Desk, args: str) -> Reply:
 )
 async def unsubscribe(request: Request, desk: Desk, args: str) -> Reply:
     store, channel = _context(request, desk)
+    lang = request.answer_language()
     subs = await store.list_subscriptions(request.platform, channel=channel)
     if not args.strip():
         if len(subs) != 1:
-            listed = ", ".join(f"`{s.topic}`" for s in subs) or "none"
-            raise UsageError(f"Unsubscribe from what? This channel's subscriptions: {listed}.")
+            listed = ", ".join(f"`{s.topic}`" for s in subs) or msg("none")
+            raise UsageError(msg("unsubscribe_what", listed=listed))
         topic_id = subs[0].topic
     else:
         match = _REF.match(args.strip())
@@ -510,28 +508,29 @@ async def unsubscribe(request: Request, desk: Desk, args: str) -> Reply:
         topic_id = by_ref[0].topic if by_ref else _subscription_topic(desk.library, args, need_events=False)
     found = [s for s in subs if s.topic == topic_id]
     if not found:
-        raise UsageError(f"This channel is not subscribed to {echo(topic_id, 40)}. `/china-filing reminders` lists it.")
+        raise UsageError(msg("not_subscribed", topic=echo(topic_id, 40)))
     for s in found:
         await store.delete_subscription(request.platform, channel, s.id)
     await _rematerialise_channel(request, desk)
-    what = "all dated events" if topic_id == ALL else desk.library.topics[topic_id].title
-    reply = Reply(kind="reminder", title=f"Unsubscribed: {what}", text="",
-                  summary=f"I'll no longer post {what} in this channel.", related=["/china-filing reminders"])
+    what = _topic_name(desk.library, topic_id, lang)
+    reply = Reply(kind="reminder", title=t("unsubscribed_title", lang, what=what), text="",
+                  summary=t("unsubscribed_summary", lang, what=what), related=["/china-filing reminders"],
+                  language=lang)
     return _reply(desk.library, "reminder_notice", reply)
 
 
 def _subscription_topic(library: Library, args: str, *, need_events: bool = True) -> str:
     text = args.strip()
     if not text:
-        raise UsageError("Subscribe to what? e.g. `/china-filing subscribe 618` or `/china-filing subscribe all`.")
+        raise UsageError(msg("subscribe_usage"))
     if text.casefold() in (ALL, "everything", "*"):
         return ALL
     topic = resolve(library, text, ("filing", "calendar", "sector", "platform"), "/china-filing subscribe")
     if need_events and not topic.events:
-        with_events = sorted(t.id for t in library.topics.values() if t.events)
+        with_events = sorted(found.id for found in library.topics.values() if found.events)
         raise UsageError(
-            f"{topic.title} has no dated events to post. Topics with events: {', '.join(with_events)} (or `all`).",
-            suggestions=[f"/china-filing subscribe {t}" for t in with_events[:3]],
+            msg("no_events", title=Both(topic.title, topic.title_zh), topics=", ".join(with_events)),
+            suggestions=[f"/china-filing subscribe {topic_id}" for topic_id in with_events[:3]],
         )
     return topic.id
 
@@ -559,59 +558,59 @@ async def _rematerialise_channel(request: Request, desk: Desk, *, drop_pending: 
 # ---------------------------------------------------------------------------------- the posts
 
 
-def render_post(desk: Desk, post, *, now: dt.datetime, late: bool) -> Reply:
-    """What a due post says (``post`` is a ``bot.store.ScheduledPost``); called by the scheduler."""
+def render_post(desk: Desk, post, *, now: dt.datetime, late: bool, lang: Language = "en") -> Reply:
+    """What a due post says (``post`` is a ``bot.store.ScheduledPost``), in ``lang``; called by the scheduler."""
     if post.kind == "deadline":
-        return _deadline_post(desk, post, now=now, late=late)
-    return _event_post(desk, post, now=now, late=late)
+        return _deadline_post(desk, post, now=now, late=late, lang=lang)
+    return _event_post(desk, post, now=now, late=late, lang=lang)
 
 
-def _next_step(topic: Topic, sources: SourceList, offset: int, due: dt.date) -> ReplyStep:
+def _next_step(topic: Topic, sources: SourceList, offset: int, due: dt.date, lang: Language) -> ReplyStep:
     documents = topic.sections.get("documents", [])
     if offset >= 5 and documents:
-        return ReplyStep(label="Next step", text=f"Prepare the filing documents: {sources.cite(documents[0])}")
+        return ReplyStep(label=t("next_step", lang), text=t("prepare_documents", lang, fact=sources.cite(documents[0])))
     fact = topic.deadline.fact if topic.deadline else topic.summary
-    return ReplyStep(label="Next step", text=f"File by {format_day(due)}: {sources.cite(fact)}", date=due)
+    return ReplyStep(label=t("next_step", lang), text=t("file_by", lang, day=format_day(due, lang),
+                                                        fact=sources.cite(fact)), date=due)
 
 
-def _deadline_post(desk: Desk, post, *, now: dt.datetime, late: bool) -> Reply:
+def _deadline_post(desk: Desk, post, *, now: dt.datetime, late: bool, lang: Language) -> Reply:
     p = post.payload
     tz = p.get("tz") or DEFAULT_TIMEZONE
     due = dt.date.fromisoformat(p["due"])
     today = now.astimezone(ZoneInfo(tz)).date()
     left = desk.calendar.working_days_between(today, due)
     topic = desk.library.topics.get(p["topic"])
-    title = topic.title if topic else p.get("title", p["topic"])
+    title = topic.title_in(lang) if topic else p.get("title", p["topic"])
     ref = f"D{post.deadline_id}"
-    when = "today" if due == today else f"in {left} working day{'s' if left != 1 else ''}"
+    when = t("today", lang) if due == today else tn("in_working_days", left, lang)
     fields = [
-        ReplyField(label="What is due", value=title),
-        ReplyField(label="When", value=format_day(due)),
-        ReplyField(label="Working days left", value="0 (due today)" if due == today else str(left)),
+        ReplyField(label=t("field.what_is_due", lang), value=title),
+        ReplyField(label=t("field.when", lang), value=format_day(due, lang)),
+        ReplyField(label=t("field.working_days_left", lang),
+                   value=t("zero_due_today", lang) if due == today else str(left)),
     ]
     steps: list[ReplyStep] = []
     sources: list = []
     caveats: list[str] = []
-    summary = f"{title} is due {format_day(due)}, {when}."
+    summary = t("post_due_summary", lang, title=title, day=format_day(due, lang), when=when)
     if topic is not None and topic.deadline is not None:
-        cite = SourceList(desk.library, topic)
-        rule = topic.deadline
-        rule_text = f"{rule.amount} {UNIT_WORDS[rule.unit]} from {rule.counted_from}"
-        fields.insert(1, ReplyField(label="Rule", value=rule_text))
-        summary += " " + cite.cite(rule.fact)  # cited first, so the rule's source is [1]
-        steps.append(_next_step(topic, cite, int(p.get("offset", 0)), due))
-        steps += [ReplyStep(label=s.name, text=cite.cite(s.fact)) for s in topic.follow_on[:1]]
+        cite = SourceList(desk.library, topic, lang=lang, today=today)
+        summary += " " + cite.cite(topic.deadline.fact)  # cited first, so the rule's source is [1]
+        fields.insert(1, ReplyField(label=t("field.rule", lang), value=rule_text(topic, lang)))
+        steps.append(_next_step(topic, cite, int(p.get("offset", 0)), due, lang))
+        steps += [ReplyStep(label=s.name_in(lang), text=cite.cite(s.fact)) for s in topic.follow_on[:1]]
         sources = cite.refs
-        caveats = caveats_for([rule.fact], regulatory=True, today=today)
+        caveats = caveats_for([topic.deadline.fact], regulatory=True, today=today, lang=lang)
     if p.get("note"):
-        fields.append(ReplyField(label="Note", value=echo(p["note"], NOTE_MAX)))
-    fields.append(ReplyField(label="Tracked as", value=f"{ref} (started {p.get('start', '?')})"))
+        fields.append(ReplyField(label=t("field.note", lang), value=echo(p["note"], NOTE_MAX)))
+    fields.append(ReplyField(label=t("field.tracked_as", lang),
+                             value=t("tracked_started", lang, ref=ref, start=p.get("start", "?"))))
     if late:
-        scheduled = _when(post.due_at, tz)
-        caveats.insert(0, f"Late: this reminder was due {scheduled}, but I was offline then.")
+        caveats.insert(0, t("late_reminder", lang, when=_when(post.due_at, tz, lang)))
     reply = Reply(
         kind="reminder",
-        title=("Late reminder: " if late else "Reminder: ") + f"{title} due {format_day(due)}",
+        title=t("late_reminder_title" if late else "reminder_title", lang, title=title, day=format_day(due, lang)),
         text="",
         summary=summary,
         topic=p["topic"],
@@ -621,11 +620,13 @@ def _deadline_post(desk: Desk, post, *, now: dt.datetime, late: bool) -> Reply:
         caveats=caveats,
         related=[f"/china-filing cancel {ref}"] + ([topic_command(topic)] if topic else []),
         ephemeral=False,
+        language=lang,
     )
-    return _reply(desk.library, "reminder", reply, late=late, label=p.get("label", ""), ref=ref)
+    label = offset_label(int(p["offset"]), lang) if "offset" in p else p.get("label", "")
+    return _reply(desk.library, "reminder", reply, late=late, label=label, ref=ref)
 
 
-def _event_post(desk: Desk, post, *, now: dt.datetime, late: bool) -> Reply:
+def _event_post(desk: Desk, post, *, now: dt.datetime, late: bool, lang: Language) -> Reply:
     p = post.payload
     tz = p.get("tz") or DEFAULT_TIMEZONE
     day = dt.date.fromisoformat(p["date"])
@@ -634,33 +635,34 @@ def _event_post(desk: Desk, post, *, now: dt.datetime, late: bool) -> Reply:
     working = desk.calendar.working_days_between(today, day)
     topic = desk.library.topics.get(p["topic"])
     event = next((e for e in topic.events if e.id == p["event"]), None) if topic else None
+    title = _event_title(desk.library, p, lang)
     ref = f"S{post.subscription_id}"
+    time_left = t("time_left_line", lang, days=tn("n_days", days, lang), working=tn("n_working_days", working, lang))
     fields = [
-        ReplyField(label="What", value=p["title"]),
-        ReplyField(label="When", value=format_day(day)),
-        ReplyField(label="Time left", value="today" if days == 0 else
-                   f"{days} day{'s' if days != 1 else ''} ({working} working day{'s' if working != 1 else ''})"),
+        ReplyField(label=t("field.what", lang), value=title),
+        ReplyField(label=t("field.when", lang), value=format_day(day, lang)),
+        ReplyField(label=t("field.time_left", lang), value=t("today", lang) if days == 0 else time_left),
     ]
     steps: list[ReplyStep] = []
     sources: list = []
-    summary = f"{p['title']}: {format_day(day)}, {'today' if days == 0 else f'in {days} days'}."
+    when = t("today", lang) if days == 0 else tn("in_days", days, lang)
+    summary = t("event_summary", lang, title=title, day=format_day(day, lang), when=when)
     caveats: list[str] = []
     if topic is not None and event is not None:
-        cite = SourceList(desk.library, topic)
+        cite = SourceList(desk.library, topic, lang=lang, today=today)
         summary += " " + cite.cite(event.fact)
         prep = topic.sections.get("preparation", [])
-        if prep:
-            step = cite.cite(prep[0])
-        else:
-            step = f"Check what it means for you: `{topic_command(topic)}` has the full briefing."
-        steps.append(ReplyStep(label="Next step", text=step))
+        step = cite.cite(prep[0]) if prep else t("check_briefing", lang, command=topic_command(topic))
+        steps.append(ReplyStep(label=t("next_step", lang), text=step))
         sources = cite.refs
-        caveats = caveats_for([event.fact], regulatory=topic.kind == "filing", today=today)
+        caveats = caveats_for([event.fact], regulatory=topic.kind == "filing", today=today, lang=lang)
+        if event.estimate:
+            caveats.append(t("event_estimate_caveat", lang))
     if late:
-        caveats.insert(0, f"Late: this was due to be posted {_when(post.due_at, tz)}, but I was offline then.")
+        caveats.insert(0, t("late_event", lang, when=_when(post.due_at, tz, lang)))
     reply = Reply(
         kind="reminder",
-        title=("Late: " if late else "Coming up: ") + f"{p['title']} on {format_day(day)}",
+        title=t("late_event_title" if late else "event_title", lang, title=title, day=format_day(day, lang)),
         text="",
         summary=summary,
         topic=p["topic"],
@@ -670,5 +672,6 @@ def _event_post(desk: Desk, post, *, now: dt.datetime, late: bool) -> Reply:
         caveats=caveats,
         related=[f"/china-filing unsubscribe {ref}"] + ([topic_command(topic)] if topic else []),
         ephemeral=False,
+        language=lang,
     )
     return _reply(desk.library, "reminder_event", reply, late=late, ref=ref)

@@ -16,21 +16,20 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from content.i18n import Text, render_text, t
+
 Platform = Literal["slack", "teams", "text"]
 Language = Literal["en", "zh"]
 LanguageChoice = Literal["auto", "en", "zh"]
 Mode = Literal["command", "mention", "direct", "watch"]
 ReplyKind = Literal[
     "menu", "help", "filing", "deadline", "sector", "platform", "calendar", "answer", "no_answer",
-    "reminder", "error",
+    "reminder", "upcoming", "error",
 ]
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 MAX_INPUT_CHARS = 4000  # longer messages are refused politely, never parsed
-LEGAL_CAVEAT = (
-    "This is guidance, not legal advice: rules and deadlines change, so check the authority's "
-    "current notice (or a qualified adviser) before relying on it."
-)
+LEGAL_CAVEAT = t("legal_caveat", "en")  # content/strings.yaml has it in Chinese too
 
 
 class Request(BaseModel):
@@ -133,6 +132,7 @@ class Reply(BaseModel):
     caveats: list[str] = Field(default_factory=list)
     suggestions: list[str] = Field(default_factory=list)
     related: list[str] = Field(default_factory=list)  # commands that show more
+    checklist: list[str] = Field(default_factory=list)  # "Next steps", shown as a numbered list
     actions: list[Action] = Field(default_factory=list)
     confidence: float | None = None
     ephemeral: bool = True  # slash-command answers are private until shared
@@ -141,7 +141,7 @@ class Reply(BaseModel):
     @property
     def is_structured(self) -> bool:
         """Cards, deadlines and answers have structure to lay out; menus, help and errors are their text."""
-        return bool(self.summary or self.fields or self.deadline or self.steps)
+        return bool(self.summary or self.fields or self.deadline or self.steps or self.checklist)
 
     def full_card_command(self) -> str | None:
         """The command that shows this reply in full (where a shortened rendering points to)."""
@@ -172,6 +172,11 @@ class Reply(BaseModel):
             out["items"] = [i.model_dump() for i in self.items]
         if self.steps:
             out["steps"] = [s.model_dump(mode="json") for s in self.steps]
+        if self.checklist:
+            out["checklist"] = list(self.checklist)
+        if self.fields:
+            out["fields"] = [f.model_dump() for f in self.fields]
+        out["language"] = self.language
         return out
 
 
@@ -179,15 +184,27 @@ class Reply(BaseModel):
 
 
 class UserError(Exception):
-    """A mistake in what the user typed; becomes a friendly ``error`` reply in one place (the router)."""
+    """A mistake in what the user typed; becomes a friendly ``error`` reply in one place (the router).
+
+    ``message`` and ``hint`` may be a :class:`~content.i18n.Text` (a key of content/strings.yaml and its
+    parameters), rendered in the reply's language there; ``.message`` is always the English text.
+    """
 
     kind: ReplyKind = "error"
 
-    def __init__(self, message: str, *, suggestions: list[str] | None = None, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(
+        self, message: str | Text, *, suggestions: list[str] | None = None, hint: str | Text = "",
+    ) -> None:
+        super().__init__(str(message))
+        self.text = message
+        self.hint_text = hint
+        self.message = str(message)
         self.suggestions = suggestions or []
-        self.hint = hint
+        self.hint = str(hint)
+
+    def render(self, lang: str) -> tuple[str, str]:
+        """(message, hint) in ``lang``."""
+        return render_text(self.text, lang), render_text(self.hint_text, lang)
 
 
 class UsageError(UserError):

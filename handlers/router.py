@@ -25,10 +25,13 @@ from typing import Any
 from cachetools import LRUCache
 
 from content.calendar import ChinaCalendar, china_calendar
+from content.i18n import has, msg, t
 from content.loader import Library
 from handlers.request import (
     MAX_INPUT_CHARS,
     InputTooLargeError,
+    Language,
+    LanguageChoice,
     Reply,
     Request,
     UnknownTopicError,
@@ -53,6 +56,10 @@ _WORDS = {
 }
 HELP_WORDS = ("help", "?", "usage")
 _LEAD = re.compile(r"^(?P<slash>/?)(?P<word>[a-z-]+)(?:\s+(?P<rest>.*))?$", re.IGNORECASE | re.DOTALL)
+# `--lang en` after any command or question: that one reply in that language (the other-language button
+# sends it). Dashes that phones and word processors make of `--` are accepted too.
+_LANG_FLAG = re.compile(r"(?:^|\s)(?:--|[—–])lang(?:\s*=\s*|\s+|$)(?P<value>\S*)", re.IGNORECASE)
+LANGUAGE_CHOICES: tuple[LanguageChoice, ...] = ("auto", "en", "zh")
 
 
 @dataclass
@@ -60,6 +67,7 @@ class Subcommand:
     handler: Handler
     usage: str
     summary: str
+    read_only: bool = False  # like a command's: the reply depends only on the text, time zone, day, language
 
 
 @dataclass
@@ -91,9 +99,13 @@ class Router:
 
         return register
 
-    def subcommand(self, command: str, word: str, *, usage: str, summary: str) -> Callable[[Handler], Handler]:
+    def subcommand(
+        self, command: str, word: str, *, usage: str, summary: str, read_only: bool = False,
+    ) -> Callable[[Handler], Handler]:
+        """Register ``command word ...``; ``read_only`` as for :meth:`command` (cached per day)."""
+
         def register(fn: Handler) -> Handler:
-            self.subcommands.setdefault(command, {})[word] = Subcommand(fn, usage, summary)
+            self.subcommands.setdefault(command, {})[word] = Subcommand(fn, usage, summary, read_only)
             return fn
 
         return register
@@ -126,10 +138,8 @@ def split_command(text: str) -> tuple[str | None, str, bool]:
     command = _WORDS.get(word)
     if command is None:
         if match["slash"]:
-            raise UsageError(
-                f"I don't know the command “/{echo(word, 30)}”. I answer {', '.join(COMMANDS)}.",
-                hint="Try `/china-filing help`.",
-            )
+            raise UsageError(msg("unknown_command", command="/" + echo(word, 30), commands=", ".join(COMMANDS)),
+                             hint=msg("try_help"))
         return None, text, False
     explicit = bool(match["slash"]) or word.startswith("china-")
     return command, (match["rest"] or "").strip(), explicit
@@ -144,11 +154,23 @@ def looks_binary(text: str) -> bool:
     return bad > max(8, len(sample) // 10)
 
 
-CacheKey = tuple[str, str, str, dt.date]
+def read_language_flag(request: Request) -> Request:
+    """The request without a ``--lang en|zh|auto`` flag, with that choice as its language (else as it came)."""
+    found = _LANG_FLAG.search(request.text)
+    if found is None:
+        return request
+    value = found["value"].casefold()
+    if value not in LANGUAGE_CHOICES:
+        raise UsageError(msg("bad_lang_flag", value=echo(found["value"], 20)))
+    text = (request.text[: found.start()] + " " + request.text[found.end():]).strip()
+    return request.model_copy(update={"text": text, "language": value})
+
+
+CacheKey = tuple[str, str, str, dt.date, str]
 
 
 class ReplyCache:
-    """Replies of read-only commands, per (command, arguments, time zone, local day).
+    """Replies of read-only commands, per (command, arguments, time zone, local day, answer language).
 
     Cards, menus and computed deadlines are pure functions of those and of the content, which is
     loaded once per process; the same command typed again the same day gets the same :class:`Reply`
@@ -163,7 +185,7 @@ class ReplyCache:
     def __init__(self, maxsize: int = 256) -> None:
         # ~14 KB a deadline reply: a few MB at most, and the menus and popular cards stay in.
         self._items: LRUCache[CacheKey, Reply | UserError] = LRUCache(maxsize)
-        self._errors: LRUCache[tuple[str, str, tuple[str, ...]], Reply] = LRUCache(128)
+        self._errors: LRUCache[tuple[str, str, tuple[str, ...], str], Reply] = LRUCache(128)
         self.hits = self.misses = 0
 
     async def get(self, key: CacheKey, compute: Callable[[], Awaitable[Reply]]) -> Reply:
@@ -183,9 +205,9 @@ class ReplyCache:
             raise copy.copy(found).with_traceback(None)  # a fresh exception each time: tracebacks never pile up
         return found
 
-    def error_reply(self, exc: UserError, build: Callable[[UserError], Reply]) -> Reply:
-        """The friendly reply for a user mistake, built once per distinct message (they repeat: typos)."""
-        key = (exc.message, exc.hint, tuple(exc.suggestions))
+    def error_reply(self, exc: UserError, lang: str, build: Callable[[UserError], Reply]) -> Reply:
+        """The friendly reply for a user mistake, built once per distinct message and language (typos repeat)."""
+        key = (exc.message, exc.hint, tuple(exc.suggestions), lang)
         found = self._errors.get(key)
         if found is None:
             found = self._errors[key] = build(exc)
@@ -208,9 +230,10 @@ class Desk:
     def is_read_only(self, request: Request) -> bool:
         """Whether this command's reply depends only on its text, time zone, local day and the content.
 
-        True for the help and for commands registered ``read_only`` (cards, menus, deadlines), when no
-        sub-command is named: the same request again the same day gets the same reply, so a surface may
-        keep and repeat its rendering. Anything that reads or writes the store is False.
+        True for the help and for commands and sub-commands registered ``read_only`` (cards, menus,
+        deadlines, upcoming events): the same request again the same day, in the same language, gets the
+        same reply, so a surface may keep and repeat its rendering. Anything that reads or writes the
+        store is False.
         """
         if request.mode != "command" or not request.command:
             return False
@@ -220,7 +243,8 @@ class Desk:
         first = clean_input(request.text).partition(" ")[0].casefold()
         if first in HELP_WORDS:
             return True
-        return command in router.read_only and first not in router.subcommands.get(command, {})
+        sub = router.subcommands.get(command, {}).get(first)
+        return sub.read_only if sub is not None else command in router.read_only
 
     async def handle(self, request: Request) -> Reply:
         """Run one request through the middleware chain and the router."""
@@ -242,25 +266,19 @@ def _bind(mw: Middleware, desk: Desk, nxt: Callable[[Request], Awaitable[Reply]]
 
 
 async def dispatch(request: Request, desk: Desk) -> Reply:
-    if len(request.text) > MAX_INPUT_CHARS:
-        raise InputTooLargeError(
-            f"That message is {len(request.text):,} characters long; I read questions and commands of up to "
-            f"{MAX_INPUT_CHARS:,} characters. Please shorten it."
-        )
-    if looks_binary(request.text):
-        raise InputTooLargeError("That looks like binary data rather than text, so I can't read it.")
     text = clean_input(request.text)
+    lang = request.answer_language()
 
     if request.mode == "watch":  # ambient channel messages are only ever questions
         return await _fallback(request.model_copy(update={"text": text}), desk)
     if not request.command and text.casefold() in ("", "help", "?"):  # empty, only an @mention, or "help"
-        return await _cached_help(desk, None)
+        return await _cached_help(desk, None, lang)
 
     if request.command:
         command = command_name(request.command)
         args, explicit = text, True
         if command not in router.commands:
-            raise UsageError(f"I don't know the command “{echo(command, 30)}”. I answer {', '.join(COMMANDS)}.")
+            raise UsageError(msg("unknown_command", command=echo(command, 30), commands=", ".join(COMMANDS)))
     else:
         found, args, explicit = split_command(text)
         if found is None:
@@ -271,12 +289,15 @@ async def dispatch(request: Request, desk: Desk) -> Reply:
     sub = router.subcommands.get(command, {}).get(first.casefold())
     try:
         if first.casefold() in HELP_WORDS:
-            return await _cached_help(desk, command)
+            return await _cached_help(desk, command, lang)
         if sub is not None:
+            if sub.read_only:
+                key = (command, args, request.timezone, request.today(), lang)
+                return await desk.replies.get(key, lambda: sub.handler(request, desk, rest.strip()))
             return await sub.handler(request, desk, rest.strip())
         handler = router.commands[command]
         if command in router.read_only:
-            key = (command, args, request.timezone, request.today())
+            key = (command, args, request.timezone, request.today(), lang)
             return await desk.replies.get(key, lambda: handler(request, desk, args))
         return await handler(request, desk, args)
     except UnknownTopicError:
@@ -288,49 +309,68 @@ async def dispatch(request: Request, desk: Desk) -> Reply:
 
 async def _fallback(request: Request, desk: Desk) -> Reply:
     if router.fallback_handler is None:
-        raise UsageError("I answer /china-filing, /china-sector and /china-platform.")
+        raise UsageError(msg("no_fallback"))
     return await router.fallback_handler(request, desk)
 
 
-async def _cached_help(desk: Desk, command: str | None) -> Reply:
-    """The help never changes while the process runs: one Reply per command, whatever the day."""
+async def _cached_help(desk: Desk, command: str | None, lang: Language) -> Reply:
+    """The help never changes while the process runs: one Reply per command and language, whatever the day."""
 
     async def build() -> Reply:
-        return help_reply(desk, command)
+        return help_reply(desk, command, lang=lang)
 
-    return await desk.replies.get(("help", command or "", "", dt.date.min), build)
+    return await desk.replies.get(("help", command or "", "", dt.date.min, lang), build)
 
 
-def help_reply(desk: Desk, command: str | None = None) -> Reply:
+def _translated(key: str, english: str, lang: Language) -> str:
+    """A registered command's own English words, or their Chinese from content/strings.yaml."""
+    return t(key, lang) if lang != "en" and has(key) else english
+
+
+def help_reply(desk: Desk, command: str | None = None, *, lang: Language = "en") -> Reply:
     lines = []
     for name in COMMANDS:
         if name not in router.commands:
             continue
-        usages = [*router.usages[name], (f"{name} help", "this help")]
-        usages += [(s.usage, s.summary) for s in router.subcommands.get(name, {}).values()]
-        lines.append({"command": name, "summary": router.summaries[name], "usages": usages})
-    reply = Reply(kind="help", title="China Desk: what I can do", text="", topic=None)
-    text = desk.library.render("help", commands=lines, focus=command)
+        usages = [(usage, _translated(f"usage:{usage}", what, lang)) for usage, what in router.usages[name]]
+        usages.append((f"{name} help", t("help_this_help", lang)))
+        usages += [(s.usage, _translated(f"usage:{s.usage}", s.summary, lang))
+                   for s in router.subcommands.get(name, {}).values()]
+        summary = _translated(f"cmd:{name}", router.summaries[name], lang)
+        lines.append({"command": name, "summary": summary, "usages": usages})
+    reply = Reply(kind="help", title=t("help_title", lang), text="", topic=None, language=lang)
+    text = desk.library.render("help", lang=lang, commands=lines, focus=command)
     return reply.model_copy(update={"text": text})
 
 
-def _error_reply(desk: Desk, exc: UserError) -> Reply:
-    reply = Reply(kind="error", title="I couldn't do that", text="", suggestions=exc.suggestions)
-    return reply.model_copy(update={"text": desk.library.render("error", message=exc.message, hint=exc.hint)})
+def _error_reply(desk: Desk, exc: UserError, lang: Language) -> Reply:
+    message, hint = exc.render(lang)
+    reply = Reply(kind="error", title=t("error_title", lang), text="", suggestions=exc.suggestions, language=lang)
+    return reply.model_copy(update={"text": desk.library.render("error", lang=lang, message=message, hint=hint)})
+
+
+def check_input(request: Request) -> Request:
+    """Refuse what is not a question or command (too long, binary) and read a ``--lang`` flag."""
+    if len(request.text) > MAX_INPUT_CHARS:
+        raise InputTooLargeError(msg("too_long", length=f"{len(request.text):,}", limit=f"{MAX_INPUT_CHARS:,}"))
+    if looks_binary(request.text):
+        raise InputTooLargeError(msg("binary"))
+    return read_language_flag(request)
 
 
 async def user_errors_to_replies(request: Request, desk: Desk, call_next) -> Reply:
-    """The one place a user mistake (or our own failure) becomes a friendly reply."""
+    """The one place a user mistake (or our own failure) becomes a friendly reply, in the reply's language."""
+    lang: Language = request.answer_language() if len(request.text) <= MAX_INPUT_CHARS else "en"
     try:
+        request = check_input(request)
+        lang = request.answer_language()
         return await call_next(request)
     except UserError as exc:
-        return desk.replies.error_reply(exc, lambda e: _error_reply(desk, e))
+        return desk.replies.error_reply(exc, lang, lambda e: _error_reply(desk, e, lang))
     except Exception:
         log.exception("handler failed", extra={"platform": request.platform})
-        reply = Reply(kind="error", title="Something went wrong on our side", text="")
+        reply = Reply(kind="error", title=t("internal_title", lang), text="", language=lang)
         text = desk.library.render(
-            "error",
-            message="Something went wrong on our side while answering that; it has been logged.",
-            hint="Please try again in a moment.",
+            "error", lang=lang, message=t("internal_message", lang), hint=t("internal_hint", lang),
         )
         return reply.model_copy(update={"text": text})

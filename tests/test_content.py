@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.cli import run_content_check
 from content.loader import PACKS_DIR, ContentError, check_library, load_library
 
 
@@ -70,9 +71,11 @@ def test_broken_template_is_reported_per_topic(packs_copy: Path, tmp_path: Path)
     templates = tmp_path / "templates"
     shutil.copytree(TEMPLATES_DIR, templates)
     (templates / "platform.j2").write_text("{{ reply.no_such_field.x }}")
-    report = check_library(packs_copy, templates_dir=templates)
+    # Rendering every card is the handlers' half of `content check` (content imports nothing above it).
+    report = run_content_check(str(packs_copy), templates_dir=str(templates))
     assert not report.ok
-    assert any("douyin" in e and "template" in e for e in report.errors)
+    assert any("douyin (en)" in e and "template" in e for e in report.errors)
+    assert any("douyin (zh)" in e and "template" in e for e in report.errors)
 
 
 # ------------------------------------------------------------- the platform and calendar packs (issue 13)

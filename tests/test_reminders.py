@@ -331,3 +331,32 @@ async def test_cli_text_platform_reminders_print_to_stdout(tmp_path):
     assert code == 0, err
     assert re.search(r"^\[ops\] Reminder: Facial recognition", out, re.MULTILINE)
     assert "posted=1" in out and "late=0" in out
+
+
+# ---------------------------------------------------------------------------------------- in Chinese
+
+
+async def test_reminder_commands_answer_in_chinese(say, sdesk: Desk, store: Store):
+    reply = await say("/china-filing remind 人脸识别 from 2025-09-20 董事会材料")
+    assert reply.kind == "reminder" and reply.language == "zh"
+    assert reply.title == "已设置提醒：人脸识别技术应用备案，截止日期 2025年11月6日（周四）"
+    assert "我将在 09:00（Asia/Shanghai）提醒本频道：" in reply.text
+    assert "- 提前 10 个工作日：2025年10月23日（周四）09:00 CST" in reply.text
+    assert "跟踪编号：D1" in reply.text
+    listed = await say("/china-filing reminders --lang zh")
+    assert listed.title == "本频道的提醒"
+    line = "D1：人脸识别技术应用备案，截止日期 2025年11月6日（周四）（距今天（2025年9月22日（周一））还有 29 个工作日）"
+    assert line in listed.text
+    subscribed = await say("/china-filing subscribe 618 --lang zh")
+    assert subscribed.summary.startswith("已订阅（S1）：我会在 Asia/Shanghai 时间 09:00 提前在本频道发布")
+    assert "`/china-filing unsubscribe 618` 可停止这些发布。" in subscribed.text
+    error = await say("/china-filing cancel 哪个")
+    assert error.kind == "error" and "请给出 `/china-filing reminders` 中的编号" in error.text
+    bad_zone = await say("/china-filing timezone 火星 --lang zh")
+    assert bad_zone.kind == "error" and "我不认识时区“火星”" in bad_zone.text
+    # A scheduled post can be rendered in Chinese too (the scheduler passes the channel's language).
+    [post] = (await store.list_posts("slack", "C1", status="pending"))[:1]
+    posted = render_post(sdesk, post, now=post.due_at, late=True, lang="zh")
+    assert posted.title == "延迟的提醒：人脸识别技术应用备案，截止日期 2025年11月6日（周四）"
+    assert "这是提前 10 个工作日的提醒。`/china-filing cancel D1` 可停止这些提醒。" in posted.text
+    assert render_post(sdesk, post, now=post.due_at, late=False).title.startswith("Reminder: Facial recognition")

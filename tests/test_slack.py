@@ -592,3 +592,12 @@ async def test_a_thread_not_begun_with_a_question_to_the_bot_needs_a_mention(bot
     await bot.settle()
     last = bot.api.calls_to("chat.postMessage")[-1]
     assert last.params["thread_ts"] == root["event"]["ts"] and "provincial" in texts(last.blocks)
+
+
+def test_the_replay_signature_check_never_raises_on_odd_timestamps():
+    # Regression (seen by test_fuzz): with an answer kept, a signed-looking command whose timestamp
+    # header was empty or not a number made the replay lane raise, i.e. a 500 instead of bolt's 401.
+    replay = slack_module.CommandReplay(SECRET)
+    for timestamp in ("", "abc", "１２３", "12.5", " 1"):
+        assert replay.signed({"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": "v0=00"}, b"x") is False
+    assert replay.signed({}, b"x") is False

@@ -186,6 +186,20 @@ async def test_channel_settings_defaults_and_updates(store: Store):
     assert (await store.get_channel_settings("slack", "C2")).timezone == "Asia/Shanghai"
 
 
+async def test_channel_language_defaults_to_auto_and_is_kept_per_channel(store: Store):
+    assert (await store.get_channel_settings("slack", "C1")).language == "auto"
+    await store.set_channel_timezone("slack", "T1", "C1", "Europe/London")
+    await store.set_channel_language("slack", "T1", "C1", "zh")
+    await store.set_channel_language("slack", "T1", "D7", "en")  # a user's DM is a channel of its own
+    await store.set_channel_watch("slack", "T1", "C1", True)
+    got = await store.get_channel_settings("slack", "C1")
+    assert (got.language, got.timezone, got.watch) == ("zh", "Europe/London", True)  # setters leave the rest
+    assert (await store.get_channel_settings("slack", "D7")).language == "en"
+    assert [c.language for c in await store.watched_channels("slack")] == ["zh"]
+    await store.delete_workspace("slack", "T1")
+    assert (await store.get_channel_settings("slack", "C1")).language == "auto"
+
+
 # ----------------------------------------------------------------------------- deadlines and posts
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from bot.render.text import render_text
-from content.loader import format_day
+from content.i18n import format_day, t
 from handlers.request import Reply
 
 CARD_VERSION = "1.5"
@@ -124,7 +124,8 @@ class FeedbackContext:
 
 def _marker(reply: Reply) -> str:
     command = reply.full_card_command()
-    return f"… (full card: {md(command)})" if command else "… (shortened)"
+    lang = reply.language
+    return f"… ({t('full_card', lang, command=md(command))})" if command else f"… ({t('shortened', lang)})"
 
 
 def _lines(text: str, limit: int, marker: str, **props: Any) -> list[dict[str, Any]]:
@@ -161,7 +162,7 @@ def _fields(reply: Reply, marker: str) -> list[dict[str, Any]]:
             facts.clear()
 
     for field in reply.fields:
-        label = md(field.label) + (" (unverified)" if field.unverified else "")
+        label = md(field.label) + (f" ({t('unverified', reply.language)})" if field.unverified else "")
         value = field.value.strip()
         if len(value) <= FACT_MAX and "\n" not in value:
             facts.append({"title": label, "value": md(value)})
@@ -178,15 +179,17 @@ def _deadline(reply: Reply) -> list[dict[str, Any]]:
     if deadline is None:
         return []
     due = _day(deadline.due)
+    lang = reply.language
+    heading = md(t("due_heading", lang, day=format_day(deadline.due, lang))) + f" ({due.isoformat()})"
     items = [
         _text(
-            f"Due {md(format_day(deadline.due))} ({due.isoformat()})" + (" (estimate)" if deadline.estimate else ""),
+            heading + (md(t("estimate_mark", lang)) if deadline.estimate else ""),
             weight="bolder", size="large", color="attention" if deadline.estimate else "accent",
         ),
         _text(md(deadline.rule), isSubtle=True, spacing="none"),
     ]
     if deadline.counted:
-        items.append(_text("How it was counted", weight="bolder", spacing="small"))
+        items.append(_text(t("how_counted", lang), weight="bolder", spacing="small"))
         items += [_text(f"• {md(line)}", spacing="none") for line in deadline.counted]
     return [{"type": "Container", "id": "deadline", "style": "emphasis", "spacing": "medium", "items": items}]
 
@@ -194,19 +197,31 @@ def _deadline(reply: Reply) -> list[dict[str, Any]]:
 def _steps(reply: Reply) -> list[dict[str, Any]]:
     if not reply.steps:
         return []
-    body = [_heading("Then")]
+    lang = reply.language
+    body = [_heading(t("then", lang))]
     for step in reply.steps:
         when = ""
         if step.date is not None:
-            when = f" — by {md(format_day(step.date))}" + (" (estimate)" if step.estimate else "")
+            when = " — " + md(t("by_day", lang, day=format_day(step.date, lang)))
+            when += md(t("estimate_mark", lang)) if step.estimate else ""
         body.append(_text(f"**{md(step.label)}**{when}: {md(step.text)}", spacing="small"))
+    return body
+
+
+def _checklist(reply: Reply) -> list[dict[str, Any]]:
+    """"Next steps", numbered; each step its own TextBlock with the number escaped, so that every Teams
+    client shows "1." as written rather than re-numbering a Markdown list."""
+    if not reply.checklist:
+        return []
+    body = [_heading(t("next_steps", reply.language))]
+    body += [_text(md(f"{number}. {step}"), spacing="small") for number, step in enumerate(reply.checklist, start=1)]
     return body
 
 
 def _sources(reply: Reply) -> list[dict[str, Any]]:
     if not reply.sources:
         return []
-    body = [_heading("Sources")]
+    body = [_heading(t("sources", reply.language))]
     for number, src in enumerate(reply.sources, start=1):
         published = src.published_label or src.published.isoformat()
         body.append(_text(f"\\[{number}\\] {link(src.title, src.url)} ({md(published)})", spacing="small"))
@@ -221,13 +236,20 @@ def _caveats(reply: Reply) -> list[dict[str, Any]]:
     return blocks
 
 
+def _same_language(command: str, reply: Reply) -> str:
+    """What a picker or button of a Chinese reply runs: the command pinned to Chinese, so that the card it
+    opens is in the language of the one clicked (a typed ``/china-filing mlps`` would be English)."""
+    return f"{command} --lang zh" if reply.language == "zh" and "--lang" not in command else command
+
+
 def _menu(reply: Reply) -> list[dict[str, Any]]:
     """A menu: the list as text, plus a picker that runs the chosen item's command."""
     if not reply.items:
         return []
-    choices = [{"title": shorten(item.title, 120), "value": item.command} for item in reply.items[:MENU_CHOICES_MAX]]
+    choices = [{"title": shorten(item.title, 120), "value": _same_language(item.command, reply)}
+               for item in reply.items[:MENU_CHOICES_MAX]]
     return [{
-        "type": "Input.ChoiceSet", "id": "command", "style": "compact", "label": "Open one",
+        "type": "Input.ChoiceSet", "id": "command", "style": "compact", "label": t("open_one", reply.language),
         "value": choices[0]["value"], "choices": choices, "spacing": "medium",
     }]
 
@@ -241,10 +263,11 @@ def _body_text(reply: Reply) -> str:
 
 def _actions(reply: Reply, feedback: FeedbackContext | None) -> list[dict[str, Any]]:
     actions: list[dict[str, Any]] = []
+    lang = reply.language
     if reply.items:
-        actions.append(_submit("Open", {"action": "command"}, style="positive"))
+        actions.append(_submit(t("open", lang), {"action": "command"}, style="positive"))
     commands: list[tuple[str, str]] = []
-    labels = {"up": "👍 Helpful", "down": "👎 Not helpful"}
+    labels = {"up": t("helpful", lang), "down": t("not_helpful", lang)}
     for action in reply.actions:
         # "share" is Slack's: there a slash-command answer is private. Teams replies are already visible.
         if action.kind == "command" and action.value:
@@ -252,8 +275,8 @@ def _actions(reply: Reply, feedback: FeedbackContext | None) -> list[dict[str, A
         elif action.kind in ("feedback_up", "feedback_down"):
             vote = action.kind.removeprefix("feedback_")
             labels[vote] = action.label or labels[vote]
-    commands += [(f"Try {s}", s) for s in reply.suggestions]
-    commands += [(f"Open {r}", r) for r in reply.related]
+    commands += [(t("try_command", lang, command=s), _same_language(s, reply)) for s in reply.suggestions]
+    commands += [(t("open_command", lang, command=r), _same_language(r, reply)) for r in reply.related]
     seen: set[str] = set()
     for label, value in commands:
         if value in seen or len(seen) >= MAX_COMMAND_BUTTONS:
@@ -289,6 +312,7 @@ def render_card(reply: Reply, *, feedback: FeedbackContext | None = None) -> dic
         body += _fields(reply, marker)
         body += _deadline(reply)
         body += _steps(reply)
+        body += _checklist(reply)
         body += _sources(reply)
     else:
         body += _lines(_body_text(reply), TEXT_MAX, marker)

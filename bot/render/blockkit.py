@@ -38,7 +38,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from content.loader import format_day
+from content.i18n import format_day, t
 from handlers.request import Reply
 
 if TYPE_CHECKING:  # only for type hints: the renderer never talks to the store
@@ -249,7 +249,8 @@ def _json_value(payload: dict[str, Any]) -> str:
 
 def _truncation_marker(reply: Reply) -> str:
     command = reply.full_card_command()
-    return f"… (full card: `{escape(command)}`)" if command else "… (shortened)"
+    lang = reply.language
+    return f"… ({t('full_card', lang, command=f'`{escape(command)}`')})" if command else f"… ({t('shortened', lang)})"
 
 
 def _field_blocks(reply: Reply, marker: str) -> list[Block]:
@@ -262,7 +263,7 @@ def _field_blocks(reply: Reply, marker: str) -> list[Block]:
             grid.clear()
 
     for field in reply.fields:
-        label = escape(field.label) + (" _(unverified)_" if field.unverified else "")
+        label = escape(field.label) + (f" _({t('unverified', reply.language)})_" if field.unverified else "")
         value = escape(field.value)
         if len(value) <= SHORT_FIELD and "\n" not in value:
             grid.append(_mrkdwn(shorten(f"*{label}*\n{value}", FIELD_MAX)))
@@ -283,11 +284,12 @@ def _deadline_blocks(reply: Reply) -> list[Block]:
     deadline = reply.deadline
     if deadline is None:
         return []
-    due = format_day(deadline.due)
-    lines = [f":date: *Due {escape(due)}*" + (" _(estimate)_" if deadline.estimate else "")]
+    lang = reply.language
+    due = t("due_heading", lang, day=format_day(deadline.due, lang))
+    lines = [f":date: *{escape(due)}*" + (f" _({t('estimate', lang)})_" if deadline.estimate else "")]
     lines.append(f"_{escape(deadline.rule)}_")
     if deadline.counted:
-        lines.append("*How it was counted*")
+        lines.append(f"*{t('how_counted', lang)}*")
         lines.extend(f"• {escape(line)}" for line in deadline.counted)
     return [_section(c) for c in split_text("\n".join(lines), SECTION_MAX)]
 
@@ -295,19 +297,30 @@ def _deadline_blocks(reply: Reply) -> list[Block]:
 def _step_blocks(reply: Reply) -> list[Block]:
     if not reply.steps:
         return []
-    lines = ["*Then*"]
+    lang = reply.language
+    lines = [f"*{t('then', lang)}*"]
     for step in reply.steps:
         when = ""
         if step.date is not None:
-            when = f" — by {escape(format_day(step.date))}" + (" (estimate)" if step.estimate else "")
+            when = " — " + escape(t("by_day", lang, day=format_day(step.date, lang)))
+            when += t("estimate_mark", lang) if step.estimate else ""
         lines.append(f"• *{escape(step.label)}*{when}: {escape(step.text)}")
+    return [_section(c) for c in split_text("\n".join(lines), SECTION_MAX)]
+
+
+def _checklist_blocks(reply: Reply) -> list[Block]:
+    """"Next steps": the numbered checklist that ends a filing card."""
+    if not reply.checklist:
+        return []
+    lines = [f"*{t('next_steps', reply.language)}*"]
+    lines += [f"{number}. {escape(step)}" for number, step in enumerate(reply.checklist, start=1)]
     return [_section(c) for c in split_text("\n".join(lines), SECTION_MAX)]
 
 
 def _source_blocks(reply: Reply) -> list[Block]:
     if not reply.sources:
         return []
-    lines = ["*Sources*"]
+    lines = [f"*{t('sources', reply.language)}*"]
     for number, src in enumerate(reply.sources, start=1):
         published = src.published_label or src.published.isoformat()
         lines.append(f"[{number}] {link(src.url, src.title)} ({escape(published)})")
@@ -326,7 +339,8 @@ def _caveat_blocks(reply: Reply) -> list[Block]:
 def _related_blocks(reply: Reply) -> list[Block]:
     if not reply.related:
         return []
-    return [_context(["More: " + " · ".join(f"`{escape(c)}`" for c in reply.related)])]
+    more = t("more", reply.language)
+    return [_context([f"{more}: " + " · ".join(f"`{escape(c)}`" for c in reply.related)])]
 
 
 def _button(text: str, action_id: str, value: str, *, style: str | None = None) -> ButtonElement:
@@ -339,10 +353,11 @@ def _button(text: str, action_id: str, value: str, *, style: str | None = None) 
 def _action_blocks(reply: Reply, *, share: bool, feedback: FeedbackRef | None) -> list[Block]:
     buttons: list[ButtonElement] = []
     commands = 0
-    labels = {"feedback_up": "👍 Helpful", "feedback_down": "👎 Not helpful"}
+    lang = reply.language
+    labels = {"feedback_up": t("helpful", lang), "feedback_down": t("not_helpful", lang)}
     for action in reply.actions:
         if action.kind == "share" and share and action.value:
-            buttons.append(_button(action.label or "Share to channel", ACTION_SHARE, action.value, style="primary"))
+            buttons.append(_button(action.label or t("share", lang), ACTION_SHARE, action.value, style="primary"))
         elif action.kind == "command" and action.value:
             # action_ids must be unique within a block: suffix all but the first.
             action_id = ACTION_COMMAND if commands == 0 else f"{ACTION_COMMAND}:{commands}"
@@ -384,7 +399,7 @@ def render_reply(
     marker = _truncation_marker(reply)
     head: list[Block] = [HeaderBlock(text=PlainTextObject(text=shorten(escape(reply.title), HEADER_MAX), emoji=True))]
     if shared_by:
-        head.append(_context([f"Shared by <@{escape(shared_by)}>"]))
+        head.append(_context([t("shared_by", reply.language, user=f"<@{escape(shared_by)}>")]))
 
     body: list[Block] = []
     if reply.is_structured:
@@ -396,6 +411,7 @@ def render_reply(
         body += _field_blocks(reply, marker)
         body += _deadline_blocks(reply)
         body += _step_blocks(reply)
+        body += _checklist_blocks(reply)
         if body:
             body.append(DividerBlock())
         body += _source_blocks(reply)
@@ -405,7 +421,8 @@ def render_reply(
             text = text[len(reply.title):].lstrip(":\n ")
         body += [_section(c) for c in split_text(escape(text), SECTION_MAX)]
         if reply.suggestions and not any(s in reply.text for s in reply.suggestions):
-            body.append(_section("Did you mean: " + ", ".join(f"`{escape(s)}`" for s in reply.suggestions)))
+            did_you_mean = t("did_you_mean", reply.language)
+            body.append(_section(f"{did_you_mean}: " + ", ".join(f"`{escape(s)}`" for s in reply.suggestions)))
 
     tail: list[Block] = _caveat_blocks(reply) + _related_blocks(reply)
     actions = _action_blocks(reply, share=share, feedback=feedback)

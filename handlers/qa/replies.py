@@ -7,6 +7,7 @@ import inspect
 import logging
 from typing import Any
 
+from content.i18n import t
 from content.loader import Library
 from content.schema import SECTION_LABELS_ZH, Topic
 from handlers.cards import SourceList, caveats_for, topic_command
@@ -63,7 +64,7 @@ def no_answer(desk: Desk, request: Request, confidence: float = 0.0, *, match: M
     """An honest "I don't know". When the question is clearly about one topic but the fact is unclear,
     it says so and points at that topic's card; when the packs lack that point, it says the topic is
     covered but not this point. Otherwise it lists what it can answer."""
-    title = "我没有经过核实的答案" if language == "zh" else "I don't have a vetted answer to that"
+    title = t("no_answer_title", language)
     reply = Reply(kind="no_answer", title=title, text="", confidence=confidence, language=language)
     if request.mode == "watch":
         return reply  # ambient messages we cannot answer get no reply at all
@@ -71,8 +72,8 @@ def no_answer(desk: Desk, request: Request, confidence: float = 0.0, *, match: M
     if topic is not None:
         command = topic_command(topic)
         name = (topic.title_zh or topic.title) if language == "zh" else _lower_title(topic)
-        text = desk.library.render("no_answer", kinds={}, topic=name, command=command, point_missing=point_missing,
-                                   language=language)
+        text = desk.library.render("no_answer", lang=language, kinds={}, topic=name, command=command,
+                                   point_missing=point_missing)
         return reply.model_copy(update={"text": text, "topic": topic.id, "suggestions": [command],
                                         "related": [command]})
     kinds: dict[str, dict[str, Any]] = {}
@@ -80,8 +81,8 @@ def no_answer(desk: Desk, request: Request, confidence: float = 0.0, *, match: M
         titles = sorted((t.title for t in desk.library.of_kind(kind)), key=str.casefold)
         if titles:
             kinds[kind] = {"count": len(titles), "examples": titles[:4]}
-    text = desk.library.render("no_answer", kinds=kinds, topic=None, command=None, point_missing=False,
-                               language=language)
+    text = desk.library.render("no_answer", lang=language, kinds=kinds, topic=None, command=None,
+                               point_missing=False)
     return reply.model_copy(update={"text": text})
 
 
@@ -115,7 +116,7 @@ def answer_reply(library: Library, match: Match, *, today: Any, language: Langua
     """The best fact (and up to two that add to it) with sources, dates, caveats and the full card, in
     ``language`` where the facts have it (a fact without a Chinese text is shown in English)."""
     topic = match.docs[0].topic
-    sources = SourceList(library, topic)
+    sources = SourceList(library, topic, lang=language, today=today)  # old facts show their date
     facts = [d.fact for d in match.docs]
     lines = [_cite(sources, d.fact, d.topic, language) for d in match.docs]
     command = topic_command(topic)
@@ -136,19 +137,20 @@ def answer_reply(library: Library, match: Match, *, today: Any, language: Langua
         fields=[ReplyField(label=label, value=line, unverified=not d.fact.verified)
                 for d, label, line in zip(match.docs, labels, lines, strict=True)],
         sources=sources.refs,
-        caveats=caveats_for(facts, regulatory=any(d.topic.kind == "filing" for d in match.docs), today=today),
+        caveats=caveats_for(facts, regulatory=any(d.topic.kind == "filing" for d in match.docs), today=today,
+                            lang=language),
         related=[command],
         actions=[
-            Action(kind="command", label="Full card", value=command),
-            Action(kind="feedback_up", label="👍 Helpful", value=ref),
-            Action(kind="feedback_down", label="👎 Not right", value=ref),
+            Action(kind="command", label=t("full_card_button", language), value=command),
+            Action(kind="feedback_up", label=t("helpful", language), value=ref),
+            Action(kind="feedback_down", label=t("not_right", language), value=ref),
         ],
         confidence=match.confidence,
         ephemeral=False,
         language=language,
     )
     dates = sorted({f.as_of for f in facts})
-    text = library.render("answer", reply=reply, lines=lines, as_of=dates, command=command, language=language)
+    text = library.render("answer", lang=language, reply=reply, lines=lines, as_of=dates, command=command)
     return reply.model_copy(update={"text": text})
 
 
@@ -162,17 +164,13 @@ def _label(doc: Any, language: Language) -> str:
     return doc.label
 
 
-_STATUS_MARK = {"en": {"disputed": " (disputed)", "superseded": " (superseded)"},
-                "zh": {"disputed": "（有争议）", "superseded": "（已被取代）"}}
-
-
 def _cite(sources: SourceList, fact: Any, topic: Topic, language: Language) -> str:
-    """A fact as a reader sees it, in ``language`` when the fact has that text."""
+    """A fact as a reader sees it (in the list's language), marked when the pack disputes or supersedes it."""
     line = sources.cite(fact, topic)
-    if language == "zh" and fact.text_zh:
-        line = fact.text_zh + line[len(fact.text):]
-    mark = _STATUS_MARK[language].get(fact.status, "")
-    return line.replace(" [", mark + " [", 1) if mark else line
+    if fact.status == "current":
+        return line
+    head, _, number = line.rpartition(" [")
+    return f"{head}{t('status.' + fact.status, language)} [{number}"
 
 
 def _follow_up(index: QAIndex, question: str, context: Context | None) -> Match:

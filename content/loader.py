@@ -287,9 +287,6 @@ ERROR_RULES = frozenset({"http-source", "no-publisher", "no-future-event", "unkn
 QUALITY_RULES = frozenset({
     "no-text-zh", "few-next-steps", "unlinked-topic", "unlinked-filing", "platform-no-entry", "duplicate-question",
 })
-# Error rules that the packs on this branch still break while the content helpers fix them on theirs:
-# reported as warnings unless `--strict`. The coordinator empties this set once the 2026-27 packs land.
-STRICT_BY_DEFAULT_PENDING = {"http-source", "no-future-event"}
 MIN_NEXT_STEPS = 3
 PLATFORM_ENTRY_SECTIONS = ("foreign_brands", "commerce")
 FUTURE_EVENT_HORIZON_DAYS = 3650  # "in the future": within ten years of the check
@@ -310,8 +307,7 @@ class CheckReport:
     def add(self, rule: str, message: str) -> None:
         """Report a breach of ``rule``: an error or a warning depending on the rule and ``strict``."""
         line = f"[{rule}] {message}"
-        pending = rule in STRICT_BY_DEFAULT_PENDING and not self.strict
-        if (rule in ERROR_RULES and not pending) or (rule in QUALITY_RULES and self.strict):
+        if rule in ERROR_RULES or (rule in QUALITY_RULES and self.strict):
             self.errors.append(line)
         else:
             self.warnings.append(line)

@@ -15,7 +15,6 @@ import pytest
 from test_cli import CHINADESK
 
 from bot.cli import run_content_check
-from content import loader
 from content.loader import CONTENT_DIR, check_library, content_stats, load_library
 
 FIXTURES = Path(__file__).parent / "fixtures" / "packs"
@@ -81,12 +80,12 @@ def test_stats_from_the_command_line():
 # --------------------------------------------------------------------------------------------- check
 
 
-def test_fixture_packs_check_clean_with_the_quality_rules_as_warnings():
+def test_fixture_packs_report_the_quality_rules_as_warnings_and_an_http_source_as_an_error():
     report = run_content_check(str(FIXTURES), today=TODAY)
-    assert report.ok, report.render()
+    assert rules(report.errors) == {"http-source"}
+    assert "http://www.example.org/gamma-guide" in report.render()
     assert rules(report.warnings) == {
         "no-text-zh", "few-next-steps", "unlinked-filing", "platform-no-entry", "duplicate-question",
-        "http-source",  # pending: an error once the coordinator empties STRICT_BY_DEFAULT_PENDING
     }
     assert any("gamma-filing" in w and "0 next_steps" in w for w in report.warnings)
     assert any("delta-platform" in w and "foreign_brands" in w for w in report.warnings)
@@ -103,34 +102,22 @@ def test_strict_turns_the_quality_rules_and_the_pending_ones_into_errors():
     assert proc.returncode == 1 and "[few-next-steps]" in proc.stdout
     proc = subprocess.run([CHINADESK, "content", "check", "--packs", str(FIXTURES), "--today", "2026-12-01"],
                           capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout
-
-
-def test_only_http_and_future_events_are_pending():
-    assert {"http-source", "no-future-event"} == loader.STRICT_BY_DEFAULT_PENDING
-
-
-def test_an_http_source_is_an_error_once_no_longer_pending(monkeypatch):
-    monkeypatch.setattr(loader, "STRICT_BY_DEFAULT_PENDING", set())
-    report = check_library(FIXTURES, today=TODAY)
-    assert "http-source" in rules(report.errors) and "http://www.example.org/gamma-guide" in report.render()
+    assert proc.returncode == 1 and "ERROR   [http-source]" in proc.stdout
+    assert "ERROR   [few-next-steps]" not in proc.stdout and "warning [few-next-steps]" in proc.stdout
 
 
 def test_a_source_without_publisher_is_an_error(packs: Path):
     edit(packs / "sectors" / "pack.yaml", "    publisher: Example Research\n", "")
     report = check_library(packs, today=TODAY)
-    assert not report.ok and rules(report.errors) == {"no-publisher"}
-    assert "sector-report" in report.errors[0]
+    assert not report.ok and rules(report.errors) == {"no-publisher", "http-source"}  # the fixtures' http source
+    assert any("sector-report" in e for e in report.errors if e.startswith("[no-publisher]"))
 
 
-def test_a_calendar_with_no_future_event_fails(packs: Path, monkeypatch):
+def test_a_calendar_with_no_future_event_fails(packs: Path):
     path = packs / "calendar" / "spring-sale.yaml"
     text = path.read_text(encoding="utf-8")
     path.write_text(text[: text.index("events:")] + text[text.index("- id: last-sale"):].replace(
         "- id: last-sale", "events:\n- id: last-sale"), encoding="utf-8")
-    assert "no-future-event" in rules(check_library(packs, today=TODAY, strict=True).errors)
-    assert "no-future-event" in rules(check_library(packs, today=TODAY).warnings)  # pending on this branch
-    monkeypatch.setattr(loader, "STRICT_BY_DEFAULT_PENDING", set())
     report = check_library(packs, today=TODAY)
     assert "no-future-event" in rules(report.errors) and "spring-sale" in report.render()
 
@@ -150,11 +137,10 @@ def test_a_sector_or_platform_no_filing_links_to_is_reported(packs: Path):
     assert not any("alpha-filing" in w for w in report.warnings if w.startswith("[unlinked"))
 
 
-def test_real_packs_have_no_error_outside_the_pending_rules():
-    report = run_content_check()
+def test_real_packs_pass_even_the_strict_check():
+    # Bilingual, linked, with checklists and no duplicated alternate questions: CI runs `--strict`.
+    report = run_content_check(strict=True)
     assert report.ok, report.render()
-    strict = check_library(strict=True)
-    assert rules(strict.errors) <= {*loader.QUALITY_RULES, *loader.STRICT_BY_DEFAULT_PENDING}
 
 
 def test_content_imports_nothing_from_handlers_or_bot():

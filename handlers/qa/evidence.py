@@ -60,14 +60,21 @@ class AlternateQuestions:
             for token in every:
                 self.postings.setdefault(token, []).append(qi)
 
-    def similarity(self, query: Query, qi: int) -> float:
+    def similarity(self, query: Query, qi: int, intent_docs: dict[str, np.ndarray]) -> float:
         """IDF-weighted overlap of the question and alternate question ``qi``: the words both have over
-        the words either has (0-1)."""
-        tokens, own = self.tokens[qi], self.words[qi]
+        the words either has (0-1). A word of the question's form ("是什么", "how old") counts as shared
+        when the alternate question's fact is of that kind, as in confidence."""
+        tokens, own, doc = self.tokens[qi], self.words[qi], self.doc[qi]
         shared = total = 0.0
         covered: set[str] = set()
         for c in query.concepts:
             if c.idf <= 0:
+                continue
+            if c.intents:
+                credit = float(any(intent_docs[name][doc] for name in c.intents))
+                covered.update(t for t in c.credit if t in tokens)
+                shared += c.idf * credit
+                total += c.idf
                 continue
             credit = max((w for t, w in c.credit.items() if t in tokens), default=0.0)
             covered.update(t for t in c.credit if t in tokens)
@@ -78,7 +85,7 @@ class AlternateQuestions:
         total += sum(w for t, w in own.items() if t not in covered)
         return shared / total if total > 0 else 0.0
 
-    def best(self, query: Query) -> tuple[int, float] | None:
+    def best(self, query: Query, intent_docs: dict[str, np.ndarray]) -> tuple[int, float] | None:
         """(fact, similarity) of the alternate question closest to ``query``, or None."""
         candidates: set[int] = set()
         for c in query.concepts:
@@ -86,7 +93,7 @@ class AlternateQuestions:
                 candidates.update(self.postings.get(token, ()))
         best: tuple[int, float] | None = None
         for qi in candidates:
-            sim = self.similarity(query, qi)
+            sim = self.similarity(query, qi, intent_docs)
             if best is None or sim > best[1]:
                 best = (self.doc[qi], sim)
         return best

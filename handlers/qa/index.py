@@ -142,6 +142,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         # Chinese stop words and cues too, so that "多长时间" or "什么时候" stays one (stop) word.
         cjk += [w for w in lexicon.stopwords if has_cjk(w)]
         cjk += [c for i in lexicon.intents for c in i.cues if has_cjk(c) and "*" not in c]
+        cjk += [c for c in (*lexicon.deadline_cues, *lexicon.question_cues) if has_cjk(c)]  # 最晚 is one word
         self.analyzer = an = Analyzer(lexicon, cjk)
 
         self.docs: list[Doc] = []
@@ -363,7 +364,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         elif sections:
             total *= 1.0 + INTENT_BOOST * np.isin(self.doc_section, list(sections))
         top = float(total.max())
-        found = self.alternate_questions.best(query) if top > 0 else None
+        found = self.alternate_questions.best(query, self.intent_docs) if top > 0 else None
         if found is not None and found[1] >= QUESTION_MATCH:
             # Asked (almost) as editors wrote one of a fact's alternate questions.
             total[found[0]] += QUESTION_MATCH_BOOST * top

@@ -217,9 +217,10 @@ async def _deadline(desk: Desk, request: Request, question: str, match: Match, c
     elif not explicit:
         # Names no filing, but is plainly about one's deadline rule ("refund deadline for returned goods
         # we got back on 25 nov?"): the dates are the asker's own data, so they are left out to find which.
+        # The rule's own fact must be part of the answer: a filing has other deadlines than its rule.
         about = index.match(DATE_SPAN.sub(" ", question))
-        if (about.docs and about.docs[0].section == "deadline" and about.docs[0].topic.deadline is not None
-                and about.confidence >= DEADLINE_TOPIC_BAR):
+        rule = about.topic.deadline if about.topic is not None else None
+        if rule is not None and about.confidence >= DEADLINE_TOPIC_BAR and any(d.fact is rule.fact for d in about.docs):
             named = [about.docs[0].topic]
     ask = deadline_question(
         question, named=named, context_filing=context_filing,

@@ -14,7 +14,7 @@ that is dated by other years only ("ESTIMATE: ... 9 June 2027") answers another 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -43,9 +43,10 @@ class AlternateQuestions:
     """Every fact's alternate questions as analysed words, with an inverted index for lookup."""
 
     def __init__(self, analyzer: Analyzer, questions: Iterable[tuple[str, int]], idf: dict[str, float],
-                 max_idf: float) -> None:
+                 max_idf: float, kinds: Callable[[str], frozenset[str]]) -> None:
         self.idf, self.max_idf = idf, max_idf
         self.doc: list[int] = []
+        self.kinds: list[frozenset[str]] = []  # the intents it asks ("how long", "who"), see Query.intents
         self.words: list[dict[str, float]] = []  # the question's own words (token -> IDF)
         self.tokens: list[frozenset[str]] = []  # ...and their parts ("人脸识别" -> 人脸, 识别)
         self.postings: dict[str, list[int]] = {}
@@ -55,6 +56,7 @@ class AlternateQuestions:
             every = frozenset(analyzer.stem(w) for u in units for w in u if analyzer.keep(w))
             qi = len(self.doc)
             self.doc.append(di)
+            self.kinds.append(kinds(text))
             self.words.append(own)
             self.tokens.append(every)
             for token in every:
@@ -86,13 +88,17 @@ class AlternateQuestions:
         return shared / total if total > 0 else 0.0
 
     def best(self, query: Query, intent_docs: dict[str, np.ndarray]) -> tuple[int, float] | None:
-        """(fact, similarity) of the alternate question closest to ``query``, or None."""
+        """(fact, similarity) of the alternate question closest to ``query`` that asks the same kind of
+        thing ("where do we file the standard contract" is not "what do we submit for it"), or None."""
         candidates: set[int] = set()
         for c in query.concepts:
             for token in c.credit:
                 candidates.update(self.postings.get(token, ()))
+        asked = frozenset(i.name for i in query.intents)
         best: tuple[int, float] | None = None
         for qi in candidates:
+            if (asked or self.kinds[qi]) and not (asked & self.kinds[qi]):
+                continue
             sim = self.similarity(query, qi, intent_docs)
             if best is None or sim > best[1]:
                 best = (self.doc[qi], sim)

@@ -210,7 +210,6 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         n = len(topics)
         self.idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
         self.max_idf = math.log(1 + (n + 0.5) / 0.5)
-        self.alternate_questions = AlternateQuestions(an, asked, self.idf, self.max_idf)
 
         # Words a typo may be corrected to, bucketed by length (a typo rarely changes length by more
         # than one or two letters, and this keeps correction fast on a large corpus).
@@ -316,6 +315,11 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
                 mask[di] = doc.section in intent.sections or (
                     any_cue is not None and any(any_cue.search(k) for k in folded_keywords[di]))
             self.intent_docs[intent.name] = mask
+        self.alternate_questions = AlternateQuestions(an, asked, self.idf, self.max_idf, self.question_kinds)
+
+    def question_kinds(self, text: str) -> frozenset[str]:
+        """The intents a question states ("how long", "who"), as :meth:`analyse` finds them."""
+        return frozenset(i.name for i in self.analyse(text).intents)
 
     @classmethod
     def build(cls, library: Library, lexicon: Lexicon | None = None) -> QAIndex:
@@ -365,8 +369,10 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             total *= 1.0 + INTENT_BOOST * np.isin(self.doc_section, list(sections))
         top = float(total.max())
         found = self.alternate_questions.best(query, self.intent_docs) if top > 0 else None
-        if found is not None and found[1] >= QUESTION_MATCH:
-            # Asked (almost) as editors wrote one of a fact's alternate questions.
+        if (found is not None and found[1] >= QUESTION_MATCH
+                and (not sections or self.docs[found[0]].section in sections)):
+            # Asked (almost) as editors wrote one of a fact's alternate questions (and, in a follow-up that
+            # states no intent, of the kind the conversation was about).
             total[found[0]] += QUESTION_MATCH_BOOST * top
         asked_years = years(query.text)
         if asked_years:  # "dragon boat festival 2026": not the 2027 estimate

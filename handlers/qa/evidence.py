@@ -23,6 +23,15 @@ if TYPE_CHECKING:
     from handlers.qa.query import Query
     from handlers.qa.text import Analyzer
 
+# A length of time, as "how long" needs one: "15 working days", "3 to 6 months", "for weeks", "30个工作日".
+DURATION = re.compile(
+    r"\b(?:\d+(?:\.\d+)?|an?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|several|few)"
+    r"(?:[\s-]+(?:to|or|-)[\s-]+\d+)?[\s-]+(?:working[\s-]+|business[\s-]+|calendar[\s-]+)?"
+    r"(?:days?|weeks?|months?|years?|hours?|minutes?)\b|\b(?:days|weeks|months|years|hours)\b"
+    r"|(?<!\d)(?:\d{1,3}|[一二三四五六七八九十两几]+)\s*(?:个)?(?:工作日|天|日内|周|星期|个月|月内|年|小时|分钟)",
+    re.IGNORECASE,
+)
+
 _YEAR = re.compile(r"(?<![\d.:\-])(20[0-4]\d)(?![\d.:])")
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from content.loader import Library
 from content.schema import SECTION_LABELS, SECTION_LABELS_ZH, Fact, Topic
 from handlers.qa.confidence import ConfidenceFeatures, calibrated
-from handlers.qa.evidence import AlternateQuestions, year_mismatch, years
+from handlers.qa.evidence import DURATION, AlternateQuestions, year_mismatch, years
 from handlers.qa.lexicon import Lexicon, default_lexicon
 from handlers.qa.query import Query, QueryAnalysis
 from handlers.qa.text import Analyzer, cue_pattern, fold, has_cjk, similar, strip_chatter
@@ -174,6 +174,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         self.may_lead = np.asarray([d.fact.status == "current" for d in self.docs], dtype=np.float32)
         self.disputed = np.asarray([d.fact.status == "disputed" for d in self.docs], dtype=np.float32)
         self.doc_years = [years(f"{d.fact.text} {d.fact.text_zh or ''}") for d in self.docs]
+        self.has_duration = [bool(DURATION.search(f"{d.fact.text} {d.fact.text_zh or ''}")) for d in self.docs]
         # Facts are stored topic by topic: where each topic's facts start (every topic has a summary).
         self.topic_starts = np.searchsorted(self.doc_topic, np.arange(len(topics))).astype(np.intp)
         self.name_tokens = [frozenset(n) for n in names]
@@ -379,15 +380,19 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             total *= 1.0 - (1.0 - YEAR_MISMATCH) * year_mismatch(self.doc_years, asked_years)
         return total
 
-    def match(self, text: str, *, assume: Sequence[int] = (), sections: Sequence[str] = ()) -> Match:
+    def match(self, text: str, *, assume: Sequence[int] = (), sections: Sequence[str] = (),
+              only_sections: bool = False) -> Match:
         """The best facts for ``text``. ``assume``: topics the conversation is about, treated as named
-        when the question names none (a follow-up); ``sections``: see :meth:`scores`."""
+        when the question names none (a follow-up); ``sections``: see :meth:`scores`; ``only_sections``:
+        nothing outside them ("and weibo?" after a user count asks Weibo's user count)."""
         query = self.analyse(text)
         if assume and not query.named:
             query.named = set(assume)
         if not query.concepts:
             return Match(query, [], 0.0, 0.0, {"concepts": 0})
         scores = self.scores(query, sections)
+        if only_sections and sections:
+            scores = scores * np.isin(self.doc_section, list(sections))
         # A fact the pack marks disputed or superseded does not lead an answer, unless (disputed only) it
         # is clearly what the question asks about: then it is shown, marked as disputed.
         best = int(np.argmax(scores * self.may_lead))
@@ -410,6 +415,9 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             "elsewhere": float(self._elsewhere(query, answer_tokens)),
             # The question asks about a year the leading fact is not about ("dragon boat festival 2028").
             "other_year": float(year_mismatch([self.doc_years[best]], years(query.text))[0]),
+            # "How long ..." answered by facts that state no length of time answers something else.
+            "no_duration": float(any(i.name == "duration" for i in query.intents) and not any(
+                self.has_duration[i] for i in (best, *support))),
             # The question uses the packs' own domain language: names a topic, or uses a word of a
             # synonym group or a domain term. Everyday questions ("is the stock market open today")
             # can touch pack words by accident, but rarely this vocabulary.

@@ -192,7 +192,11 @@ def _follow_up(index: QAIndex, question: str, context: Context | None) -> Match:
     if match.query.named:
         if match.query.intents or not sections:
             return match
-        return index.match(question, sections=sections)
+        # "and weibo?": nothing but another topic's name asks the same thing about it.
+        names = frozenset().union(*(index.name_tokens[ti] for ti in match.query.named))
+        bare = all(c.primary in names or c.idf <= COMMON_WORD_IDF for c in match.query.concepts)
+        same = index.match(question, sections=sections, only_sections=bare)
+        return same if same.docs else index.match(question, sections=sections)
     ti = index.topic_ids[context.topic]
     followed = index.match(question, assume=(ti,))
     # Only the question's form: its words are intent cues, or words nearly every topic uses ("file").

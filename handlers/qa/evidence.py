@@ -97,8 +97,9 @@ class AlternateQuestions:
         return shared / total if total > 0 else 0.0
 
     def best(self, query: Query, intent_docs: dict[str, np.ndarray]) -> tuple[int, float] | None:
-        """(fact, similarity) of the alternate question closest to ``query`` that asks the same kind of
-        thing ("where do we file the standard contract" is not "what do we submit for it"), or None."""
+        """(fact, similarity) of the alternate question closest to ``query`` that asks the same kinds of
+        thing, or more ("where do we file the standard contract" is not "what do we submit for it", "what's
+        the penalty for X" is not "what is X"), or None."""
         candidates: set[int] = set()
         for c in query.concepts:
             for token in c.credit:
@@ -106,7 +107,7 @@ class AlternateQuestions:
         asked = frozenset(i.name for i in query.intents)
         best: tuple[int, float] | None = None
         for qi in candidates:
-            if (asked or self.kinds[qi]) and not (asked & self.kinds[qi]):
+            if asked != self.kinds[qi] and not (asked and asked <= self.kinds[qi]):
                 continue
             sim = self.similarity(query, qi, intent_docs)
             if best is None or sim > best[1]:

@@ -24,7 +24,7 @@ from handlers.qa.confidence import ConfidenceFeatures, calibrated
 from handlers.qa.evidence import DURATION, AlternateQuestions, year_mismatch, years
 from handlers.qa.lexicon import Lexicon, default_lexicon
 from handlers.qa.query import Query, QueryAnalysis
-from handlers.qa.text import Analyzer, cue_pattern, fold, has_cjk, similar, strip_chatter
+from handlers.qa.text import Analyzer, cue_pattern, fold, has_cjk, normalise_numbers, similar, strip_chatter
 
 # Field weights of the BM25 score. Fact text is the evidence; keywords are editor-chosen paraphrases;
 # the section label ("Review time") helps short questions; topic fields decide *which topic*.
@@ -34,7 +34,7 @@ FIELD_WEIGHTS: dict[str, float] = {
 # A question this close (IDF-weighted share of words, see handlers.qa.evidence) to one of a fact's alternate
 # questions is asked in the words editors expected: strong evidence for that fact, worth this share of the
 # best score.
-QUESTION_MATCH = 0.7
+QUESTION_MATCH = 0.8
 QUESTION_MATCH_BOOST = 0.5
 YEAR_MISMATCH = 0.5  # score factor of a fact dated only by years other than the one asked about
 # A disputed fact leads only when it is the clear answer (this many times the best current fact's score),
@@ -306,6 +306,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
 
         # Which documents answer each intent: by section, or by a cue among the fact's own keywords.
         self.intent_docs: dict[str, np.ndarray] = {}
+        self._intent_cues: list[tuple[str, re.Pattern[str]]] = []
         folded_keywords = [[fold(k) for k in doc.fact.keywords] for doc in self.docs]
         for intent in lexicon.intents:
             # One pattern per intent, any of its cues (faster than a search per cue and keyword).
@@ -316,11 +317,15 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
                 mask[di] = doc.section in intent.sections or (
                     any_cue is not None and any(any_cue.search(k) for k in folded_keywords[di]))
             self.intent_docs[intent.name] = mask
+            if any_cue is not None:
+                self._intent_cues.append((intent.name, any_cue))
         self.alternate_questions = AlternateQuestions(an, asked, self.idf, self.max_idf, self.question_kinds)
 
     def question_kinds(self, text: str) -> frozenset[str]:
-        """The intents a question states ("how long", "who"), as :meth:`analyse` finds them."""
-        return frozenset(i.name for i in self.analyse(text).intents)
+        """The intents whose cues a question holds ("how long", "who"): what :meth:`analyse` finds, without
+        giving way to longer cues (a cheap pass for the packs' alternate questions at build time)."""
+        folded = normalise_numbers(self.expand(strip_chatter(text)))
+        return frozenset(name for name, cue in self._intent_cues if cue.search(folded))
 
     @classmethod
     def build(cls, library: Library, lexicon: Lexicon | None = None) -> QAIndex:
@@ -370,10 +375,11 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             total *= 1.0 + INTENT_BOOST * np.isin(self.doc_section, list(sections))
         top = float(total.max())
         found = self.alternate_questions.best(query, self.intent_docs) if top > 0 else None
-        if (found is not None and found[1] >= QUESTION_MATCH
+        if (found is not None and found[1] >= QUESTION_MATCH and self.may_lead[found[0]]
                 and (not sections or self.docs[found[0]].section in sections)):
             # Asked (almost) as editors wrote one of a fact's alternate questions (and, in a follow-up that
-            # states no intent, of the kind the conversation was about).
+            # states no intent, of the kind the conversation was about). Not for a disputed or superseded
+            # fact: it may lead only on the strength of its own words (see DISPUTED_CLEAR).
             total[found[0]] += QUESTION_MATCH_BOOST * top
         asked_years = years(query.text)
         if asked_years:  # "dragon boat festival 2026": not the 2027 estimate

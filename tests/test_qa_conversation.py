@@ -191,8 +191,16 @@ async def test_a_disputed_fact_never_leads(library) -> None:
     index = qa.QAIndex.build(lib)
     match = index.match("did the cbec annual allowance go up to RMB 50,000?")
     assert match.docs and "50,000" not in match.docs[0].fact.text
-    assert Desk(library=library, qa=qa.QAIndex.build(library)).qa.match(
-        "did the cbec annual allowance go up to RMB 50,000?").docs[0].fact.text != match.docs[0].fact.text
+    assert match.docs[0].fact.status == "current"
+    # Marked disputed, it is still shown after the current fact that answers, and marked so.
+    assert any("50,000" in d.fact.text for d in match.docs[1:])
+
+
+async def test_a_disputed_fact_that_is_the_whole_answer_is_shown_marked(desk: Desk) -> None:
+    """A question about the disputed claim itself (and nothing current answers it) gets it, marked."""
+    reply = await desk.handle(Request(text="What is the Hangzhou zoo case?", mode="direct"))
+    assert reply.kind == "answer" and "Hangzhou" in reply.text
+    assert "disputed" in reply.text.casefold()
 
 
 async def test_another_topics_fact_is_shown_under_its_own_name(desk: Desk) -> None:

@@ -35,14 +35,19 @@ EVIDENCE_SCALE = 4.0  # IDF mass at which matched evidence counts as 63% "strong
 # blind batches, the public dev set) and prints its reliability on the halves 2. These values are the
 # fit on every set but the held-out half of blind batch A (`--fit-on all --exclude qa_blind.yaml:2`),
 # made before that half was scored; refitting on it as well moved no out-of-scope question below the
-# bar and cost a point of accuracy on our set, so it was kept. "elsewhere" is fixed by hand (FIXED).
+# bar and cost a point of accuracy on our set, so it was kept. "elsewhere", "other_year" and "no_duration"
+# are fixed by hand (FIXED): a question about another place, another year, or how long something takes,
+# answered by facts about none of that, is not answered. Refitting on the rewritten packs (2026-12, with
+# the tuning batches C-E) gave a better Brier score but fewer right answers above the bar, so the fit
+# above was kept (README, "How good it is").
 CONFIDENCE_FEATURES = (
-    "answer_coverage", "fact_coverage", "elsewhere", "anchor", "evidence", "matched_words", "cohesion", "unmatched",
-    "margin",
+    "answer_coverage", "fact_coverage", "elsewhere", "other_year", "no_duration", "anchor", "evidence",
+    "matched_words", "cohesion", "unmatched", "margin",
 )
 CONFIDENCE_COEF: dict[str, float] = {
-    "bias": -8.66, "answer_coverage": 2.24, "fact_coverage": 3.30, "elsewhere": -4.00, "anchor": 1.68,
-    "evidence": 2.73, "matched_words": 2.20, "cohesion": 0.57, "unmatched": -1.44, "margin": 3.13,
+    "bias": -8.66, "answer_coverage": 2.24, "fact_coverage": 3.30, "elsewhere": -4.00, "other_year": -4.00,
+    "no_duration": -4.00, "anchor": 1.68, "evidence": 2.73, "matched_words": 2.20, "cohesion": 0.57,
+    "unmatched": -1.44, "margin": 3.13,
 }
 
 
@@ -63,16 +68,18 @@ class ConfidenceFeatures:
     def coverage(self, query: Query, tokens: frozenset[str], doc: int) -> float:
         """IDF-weighted share of the question's content words that ``tokens`` (or the kind of fact that
         ``doc`` is, for intent words such as "how old") account for."""
-        total = sum(c.idf for c in query.concepts)
-        if total <= 0:
-            return 0.0
-        got = 0.0
+        total = got = 0.0
         for c in query.concepts:
             if any(self.intent_docs[name][doc] for name in c.intents):
                 got += c.idf
+                total += c.idf
                 continue
-            got += c.idf * max((w for t, w in c.credit.items() if t in tokens), default=0.0)
-        return got / total
+            credit = max((w for t, w in c.credit.items() if t in tokens), default=0.0)
+            if credit <= 0 and c.weak:
+                continue
+            got += c.idf * credit
+            total += c.idf
+        return got / total if total > 0 else 0.0
 
     def _elsewhere(self, query: Query, answer_tokens: frozenset[str]) -> bool:
         """The question is about another jurisdiction's rules or market, not China's.
@@ -126,7 +133,7 @@ class ConfidenceFeatures:
         "visa". A question that everything but one rare word of matches is still about that word."""
         worst = 0.0
         for c in query.concepts:
-            if c.idf <= 0 or any(self.intent_docs[name][doc] for name in c.intents):
+            if c.idf <= 0 or c.weak or any(self.intent_docs[name][doc] for name in c.intents):
                 continue
             if max((w for t, w in c.credit.items() if t in tokens), default=0.0) <= 0:
                 worst = max(worst, c.idf)

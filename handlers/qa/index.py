@@ -17,24 +17,29 @@ from dataclasses import dataclass, field
 
 import bm25s
 import numpy as np
-from rapidfuzz import fuzz, process
 
 from content.loader import Library
 from content.schema import SECTION_LABELS, SECTION_LABELS_ZH, Fact, Topic
 from handlers.qa.confidence import ConfidenceFeatures, calibrated
+from handlers.qa.evidence import DURATION, AlternateQuestions, year_mismatch, years
 from handlers.qa.lexicon import Lexicon, default_lexicon
 from handlers.qa.query import Query, QueryAnalysis
-from handlers.qa.text import Analyzer, cue_pattern, fold, has_cjk, similar, strip_chatter
+from handlers.qa.text import Analyzer, cue_pattern, fold, has_cjk, normalise_numbers, similar, strip_chatter
 
 # Field weights of the BM25 score. Fact text is the evidence; keywords are editor-chosen paraphrases;
 # the section label ("Review time") helps short questions; topic fields decide *which topic*.
 FIELD_WEIGHTS: dict[str, float] = {
     "text": 1.0, "text_zh": 1.0, "keywords": 0.8, "questions": 0.8, "section": 0.5, "names": 1.0, "topic": 0.4,
 }
-# A question this close (rapidfuzz token-set ratio, 0-100) to one of a fact's alternate questions is asked
-# in the words editors expected: strong evidence for that fact, worth this share of the best score.
-QUESTION_MATCH_RATIO = 88
+# A question this close (IDF-weighted share of words, see handlers.qa.evidence) to one of a fact's alternate
+# questions is asked in the words editors expected: strong evidence for that fact, worth this share of the
+# best score.
+QUESTION_MATCH = 0.8
 QUESTION_MATCH_BOOST = 0.5
+YEAR_MISMATCH = 0.5  # score factor of a fact dated only by years other than the one asked about
+# A disputed fact leads only when it is the clear answer (this many times the best current fact's score),
+# as when a question asks about the disputed claim itself; a superseded fact never leads.
+DISPUTED_CLEAR = 2.0
 NAME_BOOST = 0.5  # topic-level score of a topic the question names (by title or alias)
 OUTSIDE_NAMED = 0.8  # score factor for facts outside the topics a question names
 RESIDUAL_WEIGHT = 1.0  # extra fact-level weight of the question's words that are not a named topic's name
@@ -137,19 +142,20 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         # Chinese stop words and cues too, so that "多长时间" or "什么时候" stays one (stop) word.
         cjk += [w for w in lexicon.stopwords if has_cjk(w)]
         cjk += [c for i in lexicon.intents for c in i.cues if has_cjk(c) and "*" not in c]
+        cjk += [c for c in (*lexicon.deadline_cues, *lexicon.question_cues) if has_cjk(c)]  # 最晚 is one word
         self.analyzer = an = Analyzer(lexicon, cjk)
 
         self.docs: list[Doc] = []
         doc_topic: list[int] = []
         text, text_zh, keywords, questions, section = [], [], [], [], []
         raw_words: set[str] = set()
-        self.alternate_questions: list[tuple[str, int]] = []  # (folded question, doc) for near-exact matches
+        asked: list[tuple[str, int]] = []  # (alternate question, doc)
         self.topic_ids = {topic.id: ti for ti, topic in enumerate(topics)}
         for ti, topic in enumerate(topics):
             for sec, extra, fact in _topic_docs(topic):
                 label = SECTION_LABELS[topic.kind].get(sec) or sec.replace("_", " ").capitalize()
                 label_zh = SECTION_LABELS_ZH[topic.kind].get(sec, "")
-                self.alternate_questions += [(fold(strip_chatter(q)), len(self.docs)) for q in fact.questions]
+                asked += [(strip_chatter(q), len(self.docs)) for q in fact.questions]
                 self.docs.append(Doc(topic, sec, label, fact))
                 doc_topic.append(ti)
                 for source, out in ((fact.text, text), (fact.text_zh or "", text_zh),
@@ -166,6 +172,9 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         self.doc_topic = np.asarray(doc_topic, dtype=np.int32)
         self.doc_section = np.asarray([d.section for d in self.docs])
         self.may_lead = np.asarray([d.fact.status == "current" for d in self.docs], dtype=np.float32)
+        self.disputed = np.asarray([d.fact.status == "disputed" for d in self.docs], dtype=np.float32)
+        self.doc_years = [years(f"{d.fact.text} {d.fact.text_zh or ''}") for d in self.docs]
+        self.has_duration = [bool(DURATION.search(f"{d.fact.text} {d.fact.text_zh or ''}")) for d in self.docs]
         # Facts are stored topic by topic: where each topic's facts start (every topic has a summary).
         self.topic_starts = np.searchsorted(self.doc_topic, np.arange(len(topics))).astype(np.intp)
         self.name_tokens = [frozenset(n) for n in names]
@@ -297,6 +306,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
 
         # Which documents answer each intent: by section, or by a cue among the fact's own keywords.
         self.intent_docs: dict[str, np.ndarray] = {}
+        self._intent_cues: list[tuple[str, re.Pattern[str]]] = []
         folded_keywords = [[fold(k) for k in doc.fact.keywords] for doc in self.docs]
         for intent in lexicon.intents:
             # One pattern per intent, any of its cues (faster than a search per cue and keyword).
@@ -307,6 +317,15 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
                 mask[di] = doc.section in intent.sections or (
                     any_cue is not None and any(any_cue.search(k) for k in folded_keywords[di]))
             self.intent_docs[intent.name] = mask
+            if any_cue is not None:
+                self._intent_cues.append((intent.name, any_cue))
+        self.alternate_questions = AlternateQuestions(an, asked, self.idf, self.max_idf, self.question_kinds)
+
+    def question_kinds(self, text: str) -> frozenset[str]:
+        """The intents whose cues a question holds ("how long", "who"): what :meth:`analyse` finds, without
+        giving way to longer cues (a cheap pass for the packs' alternate questions at build time)."""
+        folded = normalise_numbers(self.expand(strip_chatter(text)))
+        return frozenset(name for name, cue in self._intent_cues if cue.search(folded))
 
     @classmethod
     def build(cls, library: Library, lexicon: Lexicon | None = None) -> QAIndex:
@@ -354,27 +373,39 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             total *= 1.0 + INTENT_BOOST * hits
         elif sections:
             total *= 1.0 + INTENT_BOOST * np.isin(self.doc_section, list(sections))
-        if self.alternate_questions and total.max() > 0:
-            # Asked almost exactly as editors wrote one of a fact's alternate questions.
-            found = process.extractOne(query.text, [q for q, _ in self.alternate_questions],
-                                       scorer=fuzz.token_set_ratio, score_cutoff=QUESTION_MATCH_RATIO)
-            if found is not None:
-                di = self.alternate_questions[found[2]][1]
-                total[di] += QUESTION_MATCH_BOOST * float(total.max())
+        top = float(total.max())
+        found = self.alternate_questions.best(query, self.intent_docs) if top > 0 else None
+        if (found is not None and found[1] >= QUESTION_MATCH and self.may_lead[found[0]]
+                and (not sections or self.docs[found[0]].section in sections)):
+            # Asked (almost) as editors wrote one of a fact's alternate questions (and, in a follow-up that
+            # states no intent, of the kind the conversation was about). Not for a disputed or superseded
+            # fact: it may lead only on the strength of its own words (see DISPUTED_CLEAR).
+            total[found[0]] += QUESTION_MATCH_BOOST * top
+        asked_years = years(query.text)
+        if asked_years:  # "dragon boat festival 2026": not the 2027 estimate
+            total *= 1.0 - (1.0 - YEAR_MISMATCH) * year_mismatch(self.doc_years, asked_years)
         return total
 
-    def match(self, text: str, *, assume: Sequence[int] = (), sections: Sequence[str] = ()) -> Match:
+    def match(self, text: str, *, assume: Sequence[int] = (), sections: Sequence[str] = (),
+              only_sections: bool = False) -> Match:
         """The best facts for ``text``. ``assume``: topics the conversation is about, treated as named
-        when the question names none (a follow-up); ``sections``: see :meth:`scores`."""
+        when the question names none (a follow-up); ``sections``: see :meth:`scores`; ``only_sections``:
+        nothing outside them ("and weibo?" after a user count asks Weibo's user count)."""
         query = self.analyse(text)
         if assume and not query.named:
             query.named = set(assume)
         if not query.concepts:
             return Match(query, [], 0.0, 0.0, {"concepts": 0})
         scores = self.scores(query, sections)
-        # A fact the pack marks disputed or superseded never leads an answer.
+        if only_sections and sections:
+            scores = scores * np.isin(self.doc_section, list(sections))
+        # A fact the pack marks disputed or superseded does not lead an answer, unless (disputed only) it
+        # is clearly what the question asks about: then it is shown, marked as disputed.
         best = int(np.argmax(scores * self.may_lead))
         top = float(scores[best] * self.may_lead[best])
+        doubt = int(np.argmax(scores * self.disputed))
+        if self.disputed[doubt] and scores[doubt] >= DISPUTED_CLEAR * top:
+            best, top = doubt, float(scores[doubt])
         if top <= 0:
             return Match(query, [], 0.0, 0.0, {"concepts": len(query.concepts)})
         ti = int(self.doc_topic[best])
@@ -388,6 +419,11 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             "names_topic": float(ti in query.named),
             # The question is about another jurisdiction that the answer's facts do not mention.
             "elsewhere": float(self._elsewhere(query, answer_tokens)),
+            # The question asks about a year the leading fact is not about ("dragon boat festival 2028").
+            "other_year": float(year_mismatch([self.doc_years[best]], years(query.text))[0]),
+            # "How long ..." answered by facts that state no length of time answers something else.
+            "no_duration": float(any(i.name == "duration" for i in query.intents) and not any(
+                self.has_duration[i] for i in (best, *support))),
             # The question uses the packs' own domain language: names a topic, or uses a word of a
             # synonym group or a domain term. Everyday questions ("is the stock market open today")
             # can touch pack words by accident, but rarely this vocabulary.

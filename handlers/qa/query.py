@@ -39,6 +39,12 @@ class Concept:
     fuzzy: bool = False  # the word was corrected as a typo
     expanded: bool = False  # the word is a synonym of a topic's name ("semiconductor" for chips)
 
+    @property
+    def weak(self) -> bool:
+        """A single Chinese character (报, 写, 分): too ambiguous on its own to show, by its absence from an
+        answer, that the question is about something else; when the answer has it, it still counts."""
+        return len(self.primary) == 1 and has_cjk(self.primary)
+
 
 @dataclass(frozen=True)
 class Place:

@@ -14,7 +14,7 @@ from handlers.cards import SourceList, caveats_for, topic_command
 from handlers.filing import deadline_reply
 from handlers.qa.confidence import ANSWER_BAR, WATCH_BAR
 from handlers.qa.context import Context, load_context, next_context, save_context
-from handlers.qa.deadlines import deadline_question, looks_dated
+from handlers.qa.deadlines import DATE_SPAN, deadline_question, looks_dated
 from handlers.qa.index import Match, QAIndex
 from handlers.qa.query import Query
 from handlers.qa.text import QUESTION_MARK, fold, has_cjk, has_cue, strip_chatter
@@ -24,6 +24,9 @@ from handlers.router import Desk, router
 log = logging.getLogger("chinadesk.qa")
 
 COMMON_WORD_IDF = 1.0  # a word this common in the packs ("file", "china") says nothing about which fact
+# A deadline question that names no filing takes the filing whose deadline rule it matches at least this
+# surely (it also gives a date and asks for a deadline, so the bar is below ANSWER_BAR).
+DEADLINE_TOPIC_BAR = 0.5
 
 # -------------------------------------------------------------------------------------- watch mode
 
@@ -179,7 +182,8 @@ def _follow_up(index: QAIndex, question: str, context: Context | None) -> Match:
     A question that names a topic is matched as it stands (another topic wins over the context); if it
     states no intent, the section the conversation was about stands in for one ("and kuaishou?"). A
     question that names no topic is matched as if it named the context's topic ("who do we file it
-    with?"), unless it is more confidently about something else.
+    with?", "who issues the licences?" after export controls) when that topic answers it well enough;
+    otherwise as it stands.
     """
     match = index.match(question)
     if context is None or context.topic not in index.topic_ids:
@@ -188,14 +192,18 @@ def _follow_up(index: QAIndex, question: str, context: Context | None) -> Match:
     if match.query.named:
         if match.query.intents or not sections:
             return match
-        return index.match(question, sections=sections)
+        # "and weibo?": nothing but another topic's name asks the same thing about it.
+        names = frozenset().union(*(index.name_tokens[ti] for ti in match.query.named))
+        bare = all(c.primary in names or c.idf <= COMMON_WORD_IDF for c in match.query.concepts)
+        same = index.match(question, sections=sections, only_sections=bare)
+        return same if same.docs else index.match(question, sections=sections)
     ti = index.topic_ids[context.topic]
     followed = index.match(question, assume=(ti,))
     # Only the question's form: its words are intent cues, or words nearly every topic uses ("file").
     form_only = all(c.intents or c.idf <= COMMON_WORD_IDF for c in followed.query.concepts)
     if followed.query.intents and form_only:  # "who does it go to?", "what documents?": only the kind of answer
         return index.intent_match(followed.query, ti) or match
-    return followed if followed.confidence >= match.confidence else match
+    return followed if followed.confidence >= min(match.confidence, ANSWER_BAR) else match
 
 
 async def _deadline(desk: Desk, request: Request, question: str, match: Match, context: Context | None) -> Reply | None:
@@ -210,6 +218,14 @@ async def _deadline(desk: Desk, request: Request, question: str, match: Match, c
     context_filing = None
     if context is not None and not explicit:
         context_filing = desk.library.topics.get(context.filing or context.topic or "")
+    elif not explicit:
+        # Names no filing, but is plainly about one's deadline rule ("refund deadline for returned goods
+        # we got back on 25 nov?"): the dates are the asker's own data, so they are left out to find which.
+        # The rule's own fact must be part of the answer: a filing has other deadlines than its rule.
+        about = index.match(DATE_SPAN.sub(" ", question))
+        rule = about.topic.deadline if about.topic is not None else None
+        if rule is not None and about.confidence >= DEADLINE_TOPIC_BAR and any(d.fact is rule.fact for d in about.docs):
+            named = [about.docs[0].topic]
     ask = deadline_question(
         question, named=named, context_filing=context_filing,
         follows_deadline=context is not None and context.filing is not None and not explicit,

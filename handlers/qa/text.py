@@ -31,6 +31,9 @@ _NUMBER = re.compile(
 _MULTIPLIER = {"k": 1e3, "thousand": 1e3, "m": 1e6, "mn": 1e6, "million": 1e6, "bn": 1e9, "billion": 1e9,
                "万": 1e4, "亿": 1e8}
 _WORD = re.compile(rf"[{_CJK}]+|[a-z0-9]+(?:[-.'’&][a-z0-9]+)*")
+# A Chinese word that begins with an interrogative (几年, 几级, 哪一年, 多少人, 什么样) is the question's form, as
+# "how many" or "which year" is in English, not a word of what is asked about.
+_ZH_QUESTION_FORM = re.compile("^(?:几|哪|多少|什么|怎么|怎样|如何|多久|多长|为什么|为何|是否)")
 QUESTION_MARK = re.compile(r"[?？]")
 
 # ------------------------------------------------------------------------------------------ analysis
@@ -99,6 +102,8 @@ class Analyzer:
     def __init__(self, lexicon: Lexicon, cjk_words: Iterable[str] = ()) -> None:
         self.lexicon = lexicon
         self.stopwords = lexicon.stopwords
+        # Interrogative words that editors put in a synonym group ("多少钱": a fee) keep their meaning.
+        self.cjk_members = frozenset(fold(m) for g in lexicon.synonyms for m in g if has_cjk(m))
         self.jieba = base_jieba()
         for word in sorted(set(cjk_words)):
             if has_cjk(word) and len(word) > 1 and " " not in word:
@@ -117,6 +122,11 @@ class Analyzer:
             w = match[0]
             if has_cjk(w):
                 for word in self.jieba.cut(w, HMM=True):
+                    if len(word) > 1 and word not in self.jieba.FREQ:
+                        # A word jieba's HMM made up from characters that no dictionary (its own, nor the
+                        # packs') holds ("什么情况下要" -> "下要"): its characters, not an unknown word.
+                        out.extend([ch] for ch in word)
+                        continue
                     if word.strip():
                         subs = [t for t in self.jieba.cut_for_search(word, HMM=True) if t != word and len(t) > 1]
                         out.append([word, *subs])
@@ -139,6 +149,8 @@ class Analyzer:
 
     def keep(self, word: str) -> bool:
         if word in self.stopwords:
+            return False
+        if _ZH_QUESTION_FORM.match(word) and word not in self.cjk_members:
             return False
         return not (len(word) == 1 and word.isascii() and not word.isdigit())
 

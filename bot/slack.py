@@ -49,6 +49,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 from zoneinfo import ZoneInfo
 
+import aiohttp
 from aiohttp import web
 from cachetools import LRUCache, TTLCache
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -71,6 +72,7 @@ from bot.observability import (  # noqa: F401  (CountingRateLimitHandler re-expo
     command_label,
     record_request,
     slack_retry_handlers,
+    web_api_failure,
 )
 from bot.render.blockkit import (
     ACTION_COMMAND,
@@ -258,9 +260,10 @@ class StoreOAuthStateStore(AsyncOAuthStateStore):
 
 
 def web_client(settings: SlackSettings, token: str | None = None) -> AsyncWebClient:
-    """The Web API client: ``SLACK_API_URL`` base, 429 + Retry-After and connection errors retried
-    (and counted: :func:`bot.observability.slack_retry_handlers`, shared with the scheduler's client)."""
-    handlers = slack_retry_handlers(rate_limit_retries=3, connection_retries=1)
+    """The Web API client: ``SLACK_API_URL`` base; 429 + Retry-After, 5xx, timeouts and connection errors
+    retried (and counted: :func:`bot.observability.slack_retry_handlers`, shared with the scheduler's
+    client). An answer is posted once, after the event was claimed, so a passing failure must not lose it."""
+    handlers = slack_retry_handlers(rate_limit_retries=3, connection_retries=2, server_error_retries=2)
     return AsyncWebClient(token=token, base_url=settings.api_url, retry_handlers=handlers, timeout=10)
 
 
@@ -759,8 +762,8 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
         message = render_reply(reply, share=False, feedback=_feedback_for(reply, question))
         try:
             await adapter.post(client, channel, message, thread_ts=event.get("thread_ts") or ts)
-        except SlackApiError as exc:
-            log.warning("could not answer in channel", extra={"error": exc.response.get("error")})
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:  # still failing after the retries
+            log.warning("could not answer in channel", extra={"error": web_api_failure(exc).error})
 
     async def on_mention(event: dict, context: Any, client: AsyncWebClient) -> None:
         adapter.spawn(answer_message(event, context, client, "mention"), name="mention")
@@ -853,7 +856,7 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
             try:
                 await adapter.post(client, channel, message)
             except SlackApiError as exc:
-                if exc.response.get("error") not in _NOT_IN_CHANNEL:
+                if web_api_failure(exc).error not in _NOT_IN_CHANNEL:
                     raise
                 await respond(
                     **render_notice(

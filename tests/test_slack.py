@@ -410,6 +410,39 @@ async def test_rate_limited_post_is_retried_after_retry_after(bot: Bot):
     assert first.params == second.params  # the same answer, sent again after the 429
 
 
+# ------------------------------------------------------------------------- transient failures
+
+
+@pytest.mark.parametrize("fixture", ["app_mention", "message_im"])
+@pytest.mark.parametrize(("status", "body", "content_type"), [
+    (500, None, "application/json"),  # Slack's own JSON error
+    (500, "upstream connect error or disconnect/reset before headers", "text/plain"),  # a proxy's bare 5xx
+    (503, "<html><body>Service Unavailable</body></html>", "text/html"),
+    (502, "{not json", "application/json"),  # a body that claims JSON and is not
+])
+async def test_an_answer_survives_one_server_error(bot: Bot, fixture: str, status: int, body: str | None,
+                                                   content_type: str):
+    payload = load_fixture(fixture)
+    bot.api.fail_http("chat.postMessage", status, body=body, content_type=content_type)
+    await bot.event(payload)
+    await bot.settle()
+    first, second = bot.api.calls_to("chat.postMessage")
+    assert first.params == second.params  # the same answer, sent again after the failure
+    channel = payload["event"]["channel"]
+    [answer] = bot.api.history[channel]  # ...and it reached the conversation exactly once
+    assert answer["text"] == second.params["text"] and answer["ts"]
+
+
+async def test_an_answer_outlives_a_slack_that_stays_down_without_a_traceback(bot: Bot, caplog):
+    bot.api.fail_http("chat.postMessage", 500, body="upstream error", content_type="text/plain", times=None)
+    await bot.event(load_fixture("app_mention"))
+    await bot.settle()
+    assert len(bot.api.calls_to("chat.postMessage")) >= 2  # retried before giving up
+    failures = [r for r in caplog.records if r.name.startswith("chinadesk.slack")]
+    assert failures and all(r.exc_info is None for r in failures), [r.getMessage() for r in failures]
+    assert any("http_500" in str(getattr(r, "error", "")) for r in failures)
+
+
 # ---------------------------------------------------------------------------------- App Home
 
 

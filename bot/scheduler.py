@@ -11,8 +11,15 @@ A pass (:meth:`Scheduler.run_due`) does, at one instant ``now``:
    :class:`Deliverer`, channel by channel in due order; a post more than ``late_after`` behind its time
    is labelled late;
 5. records the outcome: ``posted`` with the platform's message ref (never offered again), back to
-   ``pending`` with a back-off (429, network), ``paused`` (channel gone, app removed: the deadline or
-   subscription is paused and shown in the App Home), or ``failed``.
+   ``pending`` with a back-off (see below), ``paused`` (channel gone, app removed: the deadline or
+   subscription is paused and shown in the App Home), or ``failed`` (the message itself was refused).
+
+A platform that is busy or down never loses a reminder: 429s, 5xx, timeouts and network errors are
+retried, however many times, for as long as the post is useful (until its ``expires_at``: the deadline
+or event has passed, when the pass marks it ``expired``). The wait before the next try is the platform's
+``Retry-After`` when it gives one, else an exponential back-off (30 s, 1, 2, 4, 8 minutes) capped at
+:data:`MAX_BACKOFF_SECONDS`, jittered; a ``Retry-After`` is never waited out inside a delivery beyond a few
+seconds (:data:`MAX_CALL_WAIT_SECONDS`), so a delivery stays short and inside its lease.
 
 A process that dies between 3 and 5 leaves its rows ``claimed``; the next pass after the lease
 re-offers them. On a re-offer the Slack deliverer first looks for its own earlier message in the
@@ -41,6 +48,10 @@ from handlers.request import Reply
 log = logging.getLogger("chinadesk.scheduler")
 
 SLACK_DEFAULT_API_URL = "https://slack.com/api/"
+BASE_BACKOFF_SECONDS = 30.0
+MAX_BACKOFF_SECONDS = 600.0  # a platform back after an outage gets every waiting post within 10 minutes
+MAX_RETRY_AFTER_SECONDS = 3600.0  # a Retry-After beyond an hour is taken as an hour
+MAX_CALL_WAIT_SECONDS = 5.0  # longer Retry-After waits are the scheduler's, between passes, not the call's
 # Slack errors that mean "this channel/workspace can't take our posts any more": retrying is pointless,
 # so the deadline/subscription is paused and the App Home says why.
 SLACK_PAUSE_ERRORS = frozenset({
@@ -137,14 +148,16 @@ def build_deliverers(store: Store, env: Mapping[str, str] | None = None) -> dict
 
 
 class SlackDeliverer:
-    """``chat.postMessage`` through slack_sdk's async client, 429s retried after ``Retry-After``.
+    """``chat.postMessage`` through slack_sdk's async client.
 
-    The token is the workspace's stored installation (OAuth installs) or ``SLACK_BOT_TOKEN``.
+    A short ``Retry-After`` (up to :data:`MAX_CALL_WAIT_SECONDS`) and connection errors are retried inside
+    the call; a longer 429, a 5xx or a timeout goes back to the scheduler as "retry", which tries again on a
+    later pass. The token is the workspace's stored installation (OAuth installs) or ``SLACK_BOT_TOKEN``.
     """
 
     def __init__(
         self, store: Store, *, default_token: str | None, api_url: str = SLACK_DEFAULT_API_URL,
-        rate_limit_retries: int = 3, timeout: int = 30,
+        rate_limit_retries: int = 2, timeout: int = 15,
     ) -> None:
         self.store = store
         self.default_token = default_token
@@ -170,7 +183,8 @@ class SlackDeliverer:
         if client is None:
             client = self._clients[token] = AsyncWebClient(
                 token=token, base_url=self.api_url, timeout=self.timeout,
-                retry_handlers=slack_retry_handlers(rate_limit_retries=self.rate_limit_retries, connection_retries=2),
+                retry_handlers=slack_retry_handlers(rate_limit_retries=self.rate_limit_retries, connection_retries=1,
+                                                    max_rate_limit_wait=MAX_CALL_WAIT_SECONDS),
             )
         return client
 
@@ -207,6 +221,8 @@ class SlackDeliverer:
         import aiohttp
         from slack_sdk.errors import SlackApiError
 
+        from bot.observability import web_api_failure
+
         token = await self._token(item.workspace)
         if not token:
             return DeliveryResult.paused("no Slack bot token for this workspace (app not installed?)")
@@ -222,28 +238,20 @@ class SlackDeliverer:
                 **self.message(item),
             )
         except SlackApiError as exc:
-            error = str(exc.response.get("error") or f"http_{exc.response.status_code}")
-            if exc.response.status_code == 429 or error == "ratelimited":
-                after = _float(exc.response.headers.get("Retry-After") or exc.response.headers.get("retry-after"))
-                return DeliveryResult.retry("ratelimited", after)
-            if error in SLACK_PAUSE_ERRORS:
-                return DeliveryResult.paused(error)
-            if error in SLACK_FAIL_ERRORS:
-                return DeliveryResult.failed(error)
-            return DeliveryResult.retry(error)
+            failure = web_api_failure(exc)
+            if failure.rate_limited:
+                return DeliveryResult.retry("ratelimited", failure.retry_after)
+            if failure.error in SLACK_PAUSE_ERRORS:
+                return DeliveryResult.paused(failure.error)
+            if failure.error in SLACK_FAIL_ERRORS:
+                return DeliveryResult.failed(failure.error)
+            return DeliveryResult.retry(failure.error, failure.retry_after)  # 5xx, internal_error...
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return DeliveryResult.retry(f"{type(exc).__name__}: {exc}")
+            return DeliveryResult.retry(f"{web_api_failure(exc).error}: {exc}"[:300])
         return DeliveryResult.posted(str(resp.get("ts") or ""))
 
     async def close(self) -> None:
         self._clients.clear()  # the async client opens a session per call unless given one: nothing to close
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _slack_factory(store: Store, env: Mapping[str, str]) -> Deliverer | None:
@@ -313,7 +321,7 @@ class Scheduler:
     def __init__(
         self, store: Store, desk: Any, deliverers: Mapping[str, Deliverer], *,
         interval: float = 30.0, jitter: float = 0.2, lease_seconds: int = 300, batch_size: int = 200,
-        late_after: dt.timedelta = dt.timedelta(minutes=15), max_attempts: int = 8, concurrency: int = 8,
+        late_after: dt.timedelta = dt.timedelta(minutes=15), concurrency: int = 8,
         refresh_ahead: dt.timedelta = dt.timedelta(days=399), refresh_limit: int = 50,
         clock: Callable[[], dt.datetime] = utcnow,
         max_batches: int = 100,
@@ -326,7 +334,6 @@ class Scheduler:
         self.lease_seconds = lease_seconds
         self.batch_size = batch_size
         self.late_after = late_after
-        self.max_attempts = max_attempts
         self.concurrency = concurrency
         # Subscriptions are topped up to the 400-day horizon about once a day (materialised < now+399d),
         # so events added to the content packs are picked up within a day; at most refresh_limit per pass
@@ -452,10 +459,9 @@ class Scheduler:
             else:
                 report.stale += 1
                 log.warning("post %s delivered after its lease expired; another pass may repeat it", post.key)
-        elif result.outcome == "retry" and post.attempts < self.max_attempts:
-            delay = result.retry_after if result.retry_after is not None else _backoff(post.attempts)
+        elif result.outcome == "retry":  # until the post expires: a busy or broken platform loses nothing
             await self.store.mark_retry(post.id, token, error=result.error or "retry",
-                                        retry_at=now + dt.timedelta(seconds=max(delay, 1.0)))
+                                        retry_at=now + dt.timedelta(seconds=retry_delay(post.attempts, result)))
             report.retried += 1
         elif result.outcome == "paused":
             reason = result.error or "paused"
@@ -470,7 +476,7 @@ class Scheduler:
         else:
             await self.store.mark_failed(post.id, token, error=result.error or "failed")
             report.failed += 1
-            log.error("gave up on post %s after %d attempts: %s", post.key, post.attempts, result.error)
+            log.error("post %s refused for good: %s", post.key, result.error)
 
     # ---- the loop
 
@@ -518,9 +524,12 @@ class Scheduler:
             await self.stop()
 
 
-def _backoff(attempts: int) -> float:
-    """Seconds before retry number ``attempts``: 30 s, 1, 2, 4... minutes, at most an hour, jittered."""
-    base = min(30.0 * 2 ** max(attempts - 1, 0), 3600.0)
+def retry_delay(attempts: int, result: DeliveryResult) -> float:
+    """Seconds before the next try after ``attempts`` tries: the platform's ``Retry-After`` when it gave one
+    (at most an hour), else 30 s, 1, 2, 4, 8 minutes... capped at :data:`MAX_BACKOFF_SECONDS`, jittered."""
+    if result.retry_after is not None:
+        return min(max(result.retry_after, 1.0), MAX_RETRY_AFTER_SECONDS)
+    base = min(BASE_BACKOFF_SECONDS * 2 ** min(max(attempts - 1, 0), 16), MAX_BACKOFF_SECONDS)
     return base * random.uniform(0.8, 1.2)
 
 

@@ -237,6 +237,10 @@ class FakeSlack:
 
         self._rules.append(_Rule(method, times, late))
 
+    def recover(self) -> None:
+        """Forget every failure set up with fail/fail_http/rate_limit/delay: Slack is back."""
+        self._rules.clear()
+
     def limit_history(self, *, per_minute: int = 1, max_limit: int = 15) -> HistoryLimits:
         """Apply Slack's ``conversations.history`` limits for non-Marketplace commercial apps (2025-05-29):
         ``per_minute`` calls per token by :attr:`clock` (HTTP 429 + ``Retry-After`` beyond), ``limit`` capped."""

@@ -84,6 +84,24 @@ def posted_keys(slack: FakeSlack) -> list[str]:
     return out
 
 
+def accepted_keys(slack: FakeSlack, channel: str | None = None) -> list[str]:
+    """The reminders that reached a channel (the stand-in's history), however many calls it took."""
+    return [m["metadata"]["event_payload"]["key"] for c, messages in slack.history.items() if channel in (None, c)
+            for m in messages if m.get("metadata")]
+
+
+async def passes(sched: Scheduler, start: dt.datetime, end: dt.datetime, every: dt.timedelta,
+                 clock: list[dt.datetime] | None = None) -> list:
+    """Scheduler passes from ``start`` to ``end`` on simulated time (``clock[0]`` follows it)."""
+    reports, now = [], start
+    while now <= end:
+        if clock is not None:
+            clock[0] = now
+        reports.append(await sched.run_due(now))
+        now += every
+    return reports
+
+
 # --------------------------------------------------------------------------- each reminder once
 
 
@@ -244,6 +262,67 @@ async def test_persistent_429_backs_off_then_posts(store, sdesk, slack):
     assert (await sched.run_due(R10)).posted == 0  # not before the back-off
     assert (await sched.run_due(post.lease_until)).posted == 1
     assert len([c for c in slack.calls_to("chat.postMessage") if c.params["channel"] == "C1"]) == 5
+
+
+async def test_429_on_every_post_for_15_minutes_then_every_reminder_is_posted_once(store, sdesk, slack):
+    for channel in ("C1", "C2", "C3"):
+        await remind(sdesk, channel)
+    slack.rate_limit("chat.postMessage", times=None, retry_after=30)
+    sched = make_scheduler(store, sdesk, slack)
+    reports = await passes(sched, R10, R10 + dt.timedelta(minutes=15), dt.timedelta(seconds=30))
+    assert len(slack.calls_to("chat.postMessage")) >= 3 * 15  # tried again each time Retry-After allowed...
+    assert accepted_keys(slack) == [] and sum(r.failed for r in reports) == 0  # ...and never given up
+    due = [p for c in ("C1", "C2", "C3") for p in await store.list_posts("slack", c) if p.due_at == R10]
+    assert {p.status for p in due} == {"pending"}
+    slack.recover()
+    await passes(sched, R10 + dt.timedelta(minutes=15, seconds=30), R10 + dt.timedelta(minutes=30),
+                 dt.timedelta(seconds=30))
+    assert sorted(accepted_keys(slack)) == sorted(p.key for p in due)  # each exactly once
+    assert {(await store.get_post(p.id)).status for p in due} == {"posted"}
+
+
+async def test_a_long_retry_after_is_honoured_between_passes_not_waited_out_inside_one(store, sdesk, slack):
+    await remind(sdesk)
+    slack.rate_limit("chat.postMessage", retry_after=120)
+    sched = make_scheduler(store, sdesk, slack)
+    report = await asyncio.wait_for(sched.run_due(R10), 10)  # the delivery does not sit out two minutes
+    assert report.retried == 1
+    post = (await store.list_posts("slack", "C1"))[0]
+    assert post.status == "pending" and post.lease_until >= R10 + dt.timedelta(seconds=120)
+    assert (await sched.run_due(R10 + dt.timedelta(seconds=119))).due == 0  # not before Retry-After
+    assert (await sched.run_due(R10 + dt.timedelta(seconds=125))).posted == 1
+    assert accepted_keys(slack) == [post.key]
+
+
+async def test_503_for_90_minutes_then_recovery_posts_every_reminder_once(store, sdesk, slack):
+    for channel in ("C1", "C2"):
+        await remind(sdesk, channel)
+    clock = [R10]
+    slack.clock = lambda: clock[0].timestamp()
+    for method in ("chat.postMessage", "conversations.history"):  # Slack is down, every method
+        slack.fail_http(method, 503, times=None, body="<html><body>503 Service Unavailable</body></html>",
+                        content_type="text/html")
+    sched = make_scheduler(store, sdesk, slack)
+    minute = dt.timedelta(minutes=1)
+    reports = await passes(sched, R10, R10 + 90 * minute, minute, clock)
+    assert accepted_keys(slack) == [] and sum(r.failed for r in reports) == 0
+    assert len(slack.calls_to("chat.postMessage")) >= 2 * 8  # retried all along, backing off
+    slack.recover()
+    await passes(sched, R10 + 91 * minute, R10 + 150 * minute, minute, clock)
+    due = [p for c in ("C1", "C2") for p in await store.list_posts("slack", c) if p.due_at == R10]
+    assert sorted(accepted_keys(slack)) == sorted(p.key for p in due)  # each exactly once
+    assert {(await store.get_post(p.id)).status for p in due} == {"posted"}
+
+
+async def test_a_platform_down_until_the_deadline_expires_its_reminders_and_fails_none(store, sdesk, slack):
+    await remind(sdesk)
+    slack.fail_http("chat.postMessage", 500, times=None, body="upstream error", content_type="text/plain")
+    sched = make_scheduler(store, sdesk, slack)
+    reports = await passes(sched, R10, R0 + dt.timedelta(days=2), dt.timedelta(hours=6))
+    assert sum(r.failed for r in reports) == 0 and sum(r.retried for r in reports) > 8
+    statuses = [p.status for p in await store.list_posts("slack", "C1")]
+    assert "failed" not in statuses and statuses[-1] == "expired"  # kept trying while it was useful
+    assert accepted_keys(slack) == []
 
 
 @pytest.mark.parametrize("error", ["channel_not_found", "not_in_channel", "account_inactive"])

@@ -448,6 +448,37 @@ async def test_scheduler_delivers_teams_reminders_through_the_registered_deliver
     assert await teams.store.get_conversation("teams", CHANNEL_ID) is None
 
 
+@pytest.mark.parametrize(("status", "retry_after", "minutes"), [(429, 30, 15), (503, None, 90)])
+async def test_teams_busy_or_down_then_back_posts_each_reminder_once(teams: TeamsHarness, library,
+                                                                     status: int, retry_after: int | None,
+                                                                     minutes: int):
+    import datetime as dt
+
+    from bot.scheduler import Scheduler
+    from content.calendar import ChinaCalendar
+    from handlers import Request
+    from tests.test_scheduler import R10, SET_AT, passes
+
+    await teams.say("channel_mention.json")  # the conversation reference reminders are posted through
+    teams.connector.clear()
+    desk = Desk(library=library, store=teams.store, calendar=ChinaCalendar(overrides_path=None))
+    reply = await desk.handle(Request(text="/china-filing remind facial-recognition from 2025-09-20", now=SET_AT,
+                                      platform="teams", channel=CHANNEL_ID, workspace=TENANT))
+    assert reply.kind == "reminder", reply.text
+    sched = Scheduler(teams.store, desk, {"teams": teams.endpoint.deliverer})
+    teams.connector.refuse(CHANNEL_ID, status, retry_after=retry_after)
+    reports = await passes(sched, R10, R10 + dt.timedelta(minutes=minutes), dt.timedelta(seconds=30))
+    assert teams.connector.sent == [] and sum(r.failed for r in reports) == 0
+    assert sum(r.retried for r in reports) >= 8
+    teams.connector.allow(CHANNEL_ID)
+    end = R10 + dt.timedelta(minutes=minutes + 30)
+    await passes(sched, R10 + dt.timedelta(minutes=minutes, seconds=30), end, dt.timedelta(seconds=30))
+    (sent,) = teams.connector.sent  # the 10-day reminder, once
+    assert "Facial recognition" in json.dumps(sent.card)
+    [posted] = [p for p in await teams.store.list_posts("teams", CHANNEL_ID) if p.due_at == R10]
+    assert posted.status == "posted" and posted.posted_ref == "sent-" + posted.posted_ref.split("-")[1]
+
+
 # ------------------------------------------------------------------------------- authentication
 
 

@@ -21,10 +21,13 @@ or event has passed, when the pass marks it ``expired``). The wait before the ne
 :data:`MAX_BACKOFF_SECONDS`, jittered; a ``Retry-After`` is never waited out inside a delivery beyond a few
 seconds (:data:`MAX_CALL_WAIT_SECONDS`), so a delivery stays short and inside its lease.
 
-A process that dies between 3 and 5 leaves its rows ``claimed``; the next pass after the lease
-re-offers them. On a re-offer the Slack deliverer first looks for its own earlier message in the
-channel (each post carries its key in Slack message metadata), so a post Slack accepted just before
-the crash is recorded, not repeated.
+A delivery stays inside its lease: just before sending, the pass re-checks that the claim is still its
+own and renews the lease (a claim another pass has taken over is left to it), renews it again every
+third of the lease while the platform is answering, and records the outcome only with its claim token
+(:meth:`bot.store.Store.mark_posted`). A process that dies between 3 and 5 leaves its rows ``claimed``;
+the next pass after the lease re-offers them. On a re-offer the Slack deliverer first looks for its own
+earlier message in the channel (each post carries its key in Slack message metadata), so a post Slack
+accepted just before the crash is recorded, not repeated.
 
 The loop (:meth:`Scheduler.start` / :meth:`Scheduler.stop`, or :meth:`Scheduler.cleanup_ctx` for
 aiohttp) runs inside ``chinadesk serve`` and as ``chinadesk worker``.
@@ -39,6 +42,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal, Protocol
 
@@ -300,15 +304,22 @@ class PassReport:
     failed: int = 0
     expired: int = 0
     stale: int = 0  # posted, but our lease had expired and someone else had claimed it meanwhile
+    lost: int = 0  # claims another pass had taken over before we sent anything (left to it)
     materialised: int = 0
     posted_ids: list[int] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic, repr=False)  # monotonic clock when the pass began
+
+    def instant(self) -> dt.datetime:
+        """The pass's ``now`` moved on by the real time it has run: where leases and retries start from."""
+        return self.now + dt.timedelta(seconds=time.monotonic() - self.started)
 
 
     def as_json(self) -> dict[str, Any]:
         return {
             "now": self.now.isoformat(), "due": self.due, "posted": self.posted, "late": self.late,
             "retried": self.retried, "paused": self.paused, "failed": self.failed, "expired": self.expired,
-            "stale": self.stale, "materialised": self.materialised, "posted_ids": list(self.posted_ids),
+            "stale": self.stale, "lost": self.lost, "materialised": self.materialised,
+            "posted_ids": list(self.posted_ids),
         }
 
 
@@ -445,8 +456,13 @@ class Scheduler:
         if deliverer is None:  # claim_due filters by platform, so only if the mapping changed meanwhile
             await self.store.release(post.id, token)
             return
+        if not await self._renew_lease(post, report):  # the claim must still be ours, with a full lease
+            report.lost += 1
+            log.info("post %s was taken over by another pass before it was sent; left to it", post.key)
+            return
         try:
-            result = await deliverer.deliver(Outgoing(post, reply, late))
+            async with self._lease_kept(post, report):
+                result = await deliverer.deliver(Outgoing(post, reply, late))
         except Exception as exc:  # a deliverer bug must not lose the post: retry it later
             log.exception("deliverer for %s raised", post.platform)
             result = DeliveryResult.retry(f"{type(exc).__name__}: {exc}")
@@ -460,8 +476,8 @@ class Scheduler:
                 report.stale += 1
                 log.warning("post %s delivered after its lease expired; another pass may repeat it", post.key)
         elif result.outcome == "retry":  # until the post expires: a busy or broken platform loses nothing
-            await self.store.mark_retry(post.id, token, error=result.error or "retry",
-                                        retry_at=now + dt.timedelta(seconds=retry_delay(post.attempts, result)))
+            retry_at = report.instant() + dt.timedelta(seconds=retry_delay(post.attempts, result))
+            await self.store.mark_retry(post.id, token, error=result.error or "retry", retry_at=retry_at)
             report.retried += 1
         elif result.outcome == "paused":
             reason = result.error or "paused"
@@ -477,6 +493,33 @@ class Scheduler:
             await self.store.mark_failed(post.id, token, error=result.error or "failed")
             report.failed += 1
             log.error("post %s refused for good: %s", post.key, result.error)
+
+    async def _renew_lease(self, post: ScheduledPost, report: PassReport) -> bool:
+        """A full lease from this instant, if the claim is still ours (False: another pass has it now)."""
+        until = report.instant() + dt.timedelta(seconds=self.lease_seconds)
+        return await self.store.extend_lease(post.id, post.claim_token or "", until)
+
+    @asynccontextmanager
+    async def _lease_kept(self, post: ScheduledPost, report: PassReport) -> AsyncIterator[None]:
+        """Renew the post's lease every third of it while the platform answers (slow networks, timeouts),
+        so that no other pass re-claims a post whose delivery is still under way."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.lease_seconds / 3)
+                try:
+                    if not await self._renew_lease(post, report):
+                        log.warning("lost the claim on post %s while delivering it", post.key)
+                        return
+                except Exception:  # the database hiccuped: try again at the next beat
+                    log.exception("could not renew the lease of post %s", post.key)
+
+        beat = asyncio.create_task(renew(), name=f"lease:{post.id}")
+        try:
+            yield
+        finally:
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)
 
     # ---- the loop
 

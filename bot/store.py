@@ -780,6 +780,19 @@ class Store(abc.ABC):
             )
         return n > 0
 
+    async def extend_lease(self, post_id: int, claim_token: str, until: dt.datetime) -> bool:
+        """Renew our claim's lease to ``until`` (just before sending, and while the platform answers).
+
+        False when the claim is no longer ours: another pass took the post over after our lease ran out,
+        and it is its to deliver. The claim token makes this exclusive whatever the lease said.
+        """
+        async with self._tx() as c:
+            n = await c.execute(
+                "UPDATE scheduled_posts SET lease_until = $3 WHERE id = $1 AND claim_token = $2 AND status = 'claimed'",
+                post_id, claim_token, _aware(until),
+            )
+        return n > 0
+
     async def mark_retry(self, post_id: int, claim_token: str, *, error: str, retry_at: dt.datetime) -> bool:
         """Transient failure: back to pending, not offered again before ``retry_at``."""
         async with self._tx() as c:

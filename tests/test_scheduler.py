@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import signal
 import sys
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -186,6 +187,36 @@ async def test_two_schedulers_one_database_post_each_exactly_once(db_url, store,
     # Each channel still saw its own reminders once each.
     per_channel = Counter(c.params["channel"] for c in slack.calls_to("chat.postMessage"))
     assert set(per_channel.values()) == {4}
+
+
+async def test_a_slow_delivery_keeps_its_lease_so_another_replica_never_repeats_it(db_url, store, sdesk, slack,
+                                                                                  library):
+    """A post that takes longer than the lease to reach Slack is not re-claimed and posted again meanwhile."""
+    await remind(sdesk)
+    slack.delay("chat.postMessage", 2.5)  # the first post reaches Slack 2.5 s late (a slow network)
+    second = open_store(db_url)
+    await second.open()
+    try:
+        a = make_scheduler(store, sdesk, slack, lease_seconds=1)
+        b = make_scheduler(second, Desk(library=library, store=second, calendar=sdesk.calendar), slack,
+                           lease_seconds=1)
+        started = time.monotonic()
+
+        def instant() -> dt.datetime:  # one clock for both replicas: simulated, running at real speed
+            return R10 + dt.timedelta(seconds=time.monotonic() - started)
+
+        first = asyncio.create_task(a.run_due(R10))
+        await slack.wait_for("chat.postMessage", 1)  # A has claimed it and is posting
+        while not first.done():  # the other replica polls all along, as every replica's scheduler does
+            await b.run_due(instant())
+            await asyncio.sleep(0.2)
+        assert (await first).posted == 1
+        await b.run_due(instant() + dt.timedelta(seconds=5))
+    finally:
+        await second.close()
+    [post] = [p for p in await store.list_posts("slack", "C1") if p.due_at == R10]
+    assert accepted_keys(slack) == [post.key]  # posted once
+    assert post.status == "posted" and post.attempts == 1
 
 
 async def test_crash_between_claim_and_post_is_reoffered_after_the_lease(store, sdesk, slack):

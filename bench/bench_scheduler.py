@@ -44,7 +44,8 @@ from common import FakeSlackProcess, machine
 
 from bot.app import build_desk
 from bot.config import Settings
-from bot.scheduler import DeliveryResult, Scheduler, SlackDeliverer
+from bot.scheduler import DeliveryResult, Scheduler
+from bot.slack_delivery import SlackDeliverer
 from bot.store import open_store
 
 DEFAULT_PG = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -51,22 +51,10 @@ from handlers.request import Reply
 
 log = logging.getLogger("chinadesk.scheduler")
 
-SLACK_DEFAULT_API_URL = "https://slack.com/api/"
 BASE_BACKOFF_SECONDS = 30.0
 MAX_BACKOFF_SECONDS = 600.0  # a platform back after an outage gets every waiting post within 10 minutes
 MAX_RETRY_AFTER_SECONDS = 3600.0  # a Retry-After beyond an hour is taken as an hour
 MAX_CALL_WAIT_SECONDS = 5.0  # longer Retry-After waits are the scheduler's, between passes, not the call's
-# Slack errors that mean "this channel/workspace can't take our posts any more": retrying is pointless,
-# so the deadline/subscription is paused and the App Home says why.
-SLACK_PAUSE_ERRORS = frozenset({
-    "channel_not_found", "not_in_channel", "is_archived", "account_inactive", "token_revoked", "token_expired",
-    "invalid_auth", "not_authed", "no_permission", "team_access_not_granted", "missing_scope", "ekm_access_denied",
-    "restricted_action", "org_login_required", "team_not_found", "app_uninstalled",
-})
-# Errors in the message itself: retrying the same message cannot help.
-SLACK_FAIL_ERRORS = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long", "no_text",
-                               "invalid_arguments", "invalid_metadata_format", "invalid_metadata_schema"})
-METADATA_EVENT = "chinadesk_reminder"
 
 
 # ------------------------------------------------------------------------------------------- seam
@@ -74,11 +62,12 @@ METADATA_EVENT = "chinadesk_reminder"
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One post to deliver: the stored row, what it says, and whether it is late."""
+    """One post to deliver: the stored row, what it says, whether it is late, and the pass's instant."""
 
     post: ScheduledPost
     reply: Reply
     late: bool
+    now: dt.datetime | None = None
 
     @property
     def platform(self) -> str:
@@ -99,14 +88,16 @@ class DeliveryResult:
     ref: str | None = None  # Slack ts / Teams activity id, when posted
     error: str | None = None
     retry_after: float | None = None  # seconds, for "retry"
+    # For "retry": the platform may have posted it after all (timeout, 5xx): look before posting again.
+    uncertain: bool = False
 
     @classmethod
     def posted(cls, ref: str | None) -> DeliveryResult:
         return cls("posted", ref=ref)
 
     @classmethod
-    def retry(cls, error: str, after: float | None = None) -> DeliveryResult:
-        return cls("retry", error=error, retry_after=after)
+    def retry(cls, error: str, after: float | None = None, *, uncertain: bool = False) -> DeliveryResult:
+        return cls("retry", error=error, retry_after=after, uncertain=uncertain)
 
     @classmethod
     def paused(cls, reason: str) -> DeliveryResult:
@@ -124,7 +115,8 @@ class Deliverer(Protocol):
 
 
 # Factories by platform: ``factory(store, env) -> Deliverer | None`` (None: not configured here).
-# bot/teams.py registers "teams" with ``register_deliverer("teams", ...)`` when imported.
+# bot/slack_delivery.py and bot/teams.py register "slack" and "teams" with ``register_deliverer`` when
+# imported (build_deliverers imports them); the scheduler itself knows no platform.
 DelivererFactory = Callable[[Store, Mapping[str, str]], "Deliverer | None"]
 DELIVERER_FACTORIES: dict[str, DelivererFactory] = {}
 
@@ -136,6 +128,8 @@ def register_deliverer(platform: str, factory: DelivererFactory) -> None:
 def build_deliverers(store: Store, env: Mapping[str, str] | None = None) -> dict[str, Deliverer]:
     """Every deliverer this process is configured for."""
     env = os.environ if env is None else env
+    import bot.slack_delivery
+
     try:  # the Teams adapter registers its deliverer on import; absent or broken, Teams posts wait
         import bot.teams  # noqa: F401
     except Exception as exc:
@@ -146,128 +140,6 @@ def build_deliverers(store: Store, env: Mapping[str, str] | None = None) -> dict
         if deliverer is not None:
             out[platform] = deliverer
     return out
-
-
-# ------------------------------------------------------------------------------------------ Slack
-
-
-class SlackDeliverer:
-    """``chat.postMessage`` through slack_sdk's async client.
-
-    A short ``Retry-After`` (up to :data:`MAX_CALL_WAIT_SECONDS`) and connection errors are retried inside
-    the call; a longer 429, a 5xx or a timeout goes back to the scheduler as "retry", which tries again on a
-    later pass. The token is the workspace's stored installation (OAuth installs) or ``SLACK_BOT_TOKEN``.
-    """
-
-    def __init__(
-        self, store: Store, *, default_token: str | None, api_url: str = SLACK_DEFAULT_API_URL,
-        rate_limit_retries: int = 2, timeout: int = 15,
-    ) -> None:
-        self.store = store
-        self.default_token = default_token
-        self.api_url = api_url if api_url.endswith("/") else api_url + "/"
-        self.rate_limit_retries = rate_limit_retries
-        self.timeout = timeout
-        self._clients: dict[str, Any] = {}
-
-    async def _token(self, workspace: str | None) -> str | None:
-        if workspace:
-            data = await self.store.find_installation("slack", workspace) or {}
-            for part in (data.get("bot"), data.get("installation"), data):
-                if isinstance(part, dict) and part.get("bot_token"):
-                    return str(part["bot_token"])
-        return self.default_token
-
-    def _client(self, token: str) -> Any:
-        from slack_sdk.web.async_client import AsyncWebClient
-
-        from bot.observability import slack_retry_handlers  # the adapter's handlers: retries are counted
-
-        client = self._clients.get(token)
-        if client is None:
-            client = self._clients[token] = AsyncWebClient(
-                token=token, base_url=self.api_url, timeout=self.timeout,
-                retry_handlers=slack_retry_handlers(rate_limit_retries=self.rate_limit_retries, connection_retries=1,
-                                                    max_rate_limit_wait=MAX_CALL_WAIT_SECONDS),
-            )
-        return client
-
-    @staticmethod
-    def message(item: Outgoing) -> dict[str, Any]:
-        """chat.postMessage arguments: Block Kit when the Slack renderer is present, else plain text."""
-        try:
-            from bot.render.blockkit import render_reply
-        except ImportError:
-            return {"text": item.reply.text}
-        rendered = render_reply(item.reply, share=False)
-        return {"text": rendered.text, "blocks": rendered.blocks}
-
-    async def _already_posted(self, client: Any, item: Outgoing) -> str | None:
-        """On a re-offer: the ts of our own earlier message for this post, if Slack has it (crash after send)."""
-        try:
-            oldest = (item.post.due_at - dt.timedelta(days=1)).timestamp()
-            # POST (form) rather than the SDK's GET helper: Slack accepts both, and proxies/stand-ins
-            # that only route POST /api/<method> keep working.
-            resp = await client.api_call("conversations.history", data={
-                "channel": item.channel, "oldest": f"{oldest:.6f}", "limit": 200, "include_all_metadata": "true",
-            })
-        except Exception as exc:  # no history scope, network...: post, accepting the small risk
-            log.info("could not check for an earlier post of %s: %s", item.post.key, exc)
-            return None
-        for message in resp.get("messages") or []:
-            meta = message.get("metadata") or {}
-            key = (meta.get("event_payload") or {}).get("key")
-            if meta.get("event_type") == METADATA_EVENT and key == item.post.key:
-                return message.get("ts")
-        return None
-
-    async def deliver(self, item: Outgoing) -> DeliveryResult:
-        import aiohttp
-        from slack_sdk.errors import SlackApiError
-
-        from bot.observability import web_api_failure
-
-        token = await self._token(item.workspace)
-        if not token:
-            return DeliveryResult.paused("no Slack bot token for this workspace (app not installed?)")
-        client = self._client(token)
-        try:
-            if item.post.attempts > 1:
-                earlier = await self._already_posted(client, item)
-                if earlier:
-                    return DeliveryResult.posted(earlier)
-            resp = await client.chat_postMessage(
-                channel=item.channel, unfurl_links=False, unfurl_media=False,
-                metadata={"event_type": METADATA_EVENT, "event_payload": {"key": item.post.key}},
-                **self.message(item),
-            )
-        except SlackApiError as exc:
-            failure = web_api_failure(exc)
-            if failure.rate_limited:
-                return DeliveryResult.retry("ratelimited", failure.retry_after)
-            if failure.error in SLACK_PAUSE_ERRORS:
-                return DeliveryResult.paused(failure.error)
-            if failure.error in SLACK_FAIL_ERRORS:
-                return DeliveryResult.failed(failure.error)
-            return DeliveryResult.retry(failure.error, failure.retry_after)  # 5xx, internal_error...
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return DeliveryResult.retry(f"{web_api_failure(exc).error}: {exc}"[:300])
-        return DeliveryResult.posted(str(resp.get("ts") or ""))
-
-    async def close(self) -> None:
-        self._clients.clear()  # the async client opens a session per call unless given one: nothing to close
-
-
-def _slack_factory(store: Store, env: Mapping[str, str]) -> Deliverer | None:
-    token = env.get("SLACK_BOT_TOKEN", "").strip() or None
-    oauth = bool(env.get("SLACK_CLIENT_ID", "").strip())
-    if token is None and not oauth:
-        return None
-    api_url = env.get("SLACK_API_URL", "").strip() or SLACK_DEFAULT_API_URL
-    return SlackDeliverer(store, default_token=token, api_url=api_url)
-
-
-register_deliverer("slack", _slack_factory)
 
 
 class TextDeliverer:
@@ -462,10 +334,10 @@ class Scheduler:
             return
         try:
             async with self._lease_kept(post, report):
-                result = await deliverer.deliver(Outgoing(post, reply, late))
+                result = await deliverer.deliver(Outgoing(post, reply, late, report.instant()))
         except Exception as exc:  # a deliverer bug must not lose the post: retry it later
             log.exception("deliverer for %s raised", post.platform)
-            result = DeliveryResult.retry(f"{type(exc).__name__}: {exc}")
+            result = DeliveryResult.retry(f"{type(exc).__name__}: {exc}", uncertain=True)
 
         if result.outcome == "posted":
             if await self.store.mark_posted(post.id, token, ref=result.ref, late=late, now=now):
@@ -476,8 +348,11 @@ class Scheduler:
                 report.stale += 1
                 log.warning("post %s delivered after its lease expired; another pass may repeat it", post.key)
         elif result.outcome == "retry":  # until the post expires: a busy or broken platform loses nothing
-            retry_at = report.instant() + dt.timedelta(seconds=retry_delay(post.attempts, result))
-            await self.store.mark_retry(post.id, token, error=result.error or "retry", retry_at=retry_at)
+            ended = report.instant()
+            # A try that may have posted joins the window the next try looks in first.
+            unconfirmed = (post.unconfirmed_since or post.claimed_at or now, ended) if result.uncertain else None
+            await self.store.mark_retry(post.id, token, error=result.error or "retry", unconfirmed=unconfirmed,
+                                        retry_at=ended + dt.timedelta(seconds=retry_delay(post.attempts, result)))
             report.retried += 1
         elif result.outcome == "paused":
             reason = result.error or "paused"

@@ -153,6 +153,17 @@ class ScheduledPost:
     posted_at: dt.datetime | None
     last_error: str | None
     created_at: dt.datetime
+    claimed_at: dt.datetime | None = None  # when the current (or last) claim began
+    # Earlier tries that may have reached the platform unanswered (a crash, a timeout, a 5xx): the window
+    # to look in before posting again. None: every earlier try certainly failed, or there was none.
+    unconfirmed_since: dt.datetime | None = None
+    unconfirmed_until: dt.datetime | None = None
+
+    @property
+    def unconfirmed(self) -> tuple[dt.datetime, dt.datetime] | None:
+        if self.unconfirmed_since is None:
+            return None
+        return self.unconfirmed_since, self.unconfirmed_until or self.unconfirmed_since
 
 
 @dataclass(frozen=True)
@@ -242,7 +253,21 @@ def _post(r: Mapping[str, Any]) -> ScheduledPost:
         status=r["status"], lease_until=_ts(r["lease_until"]), claim_token=r["claim_token"],
         attempts=int(r["attempts"]), late=bool(r["late"]), posted_ref=r["posted_ref"],
         posted_at=_ts(r["posted_at"]), last_error=r["last_error"], created_at=_ts(r["created_at"]),
+        claimed_at=_ts(r["claimed_at"]), unconfirmed_since=_ts(r["unconfirmed_since"]),
+        unconfirmed_until=_ts(r["unconfirmed_until"]),
     )
+
+
+# What a claim sets besides status, lease and token (both backends' claim_due): the claim's start ($4), and,
+# when the row was still ``claimed`` (its lease ran out: the process died or stalled mid-delivery), that
+# try's window as "may have posted" (from its claim, or its due time for rows claimed before 0002, to its
+# lease end). SET expressions read the row as it was before the update.
+CLAIM_SET = (
+    "claimed_at = $4, "
+    "unconfirmed_since = CASE WHEN status = 'claimed' THEN COALESCE(unconfirmed_since, claimed_at, due_at) "
+    "ELSE unconfirmed_since END, "
+    "unconfirmed_until = CASE WHEN status = 'claimed' THEN lease_until ELSE unconfirmed_until END"
+)
 
 
 def _post_order(p: ScheduledPost) -> tuple[dt.datetime, int]:
@@ -793,13 +818,24 @@ class Store(abc.ABC):
             )
         return n > 0
 
-    async def mark_retry(self, post_id: int, claim_token: str, *, error: str, retry_at: dt.datetime) -> bool:
-        """Transient failure: back to pending, not offered again before ``retry_at``."""
+    async def mark_retry(
+        self, post_id: int, claim_token: str, *, error: str, retry_at: dt.datetime,
+        unconfirmed: tuple[dt.datetime, dt.datetime] | None = None,
+    ) -> bool:
+        """Transient failure: back to pending, not offered again before ``retry_at``.
+
+        ``unconfirmed``: the window of tries that may have posted after all (this one included, when it
+        timed out or got a 5xx), for the next try to look in first; None keeps the row's window as it is.
+        """
+        since, until = unconfirmed if unconfirmed is not None else (None, None)
         async with self._tx() as c:
             n = await c.execute(
-                "UPDATE scheduled_posts SET status = 'pending', lease_until = $3, claim_token = NULL, last_error = $4 "
+                "UPDATE scheduled_posts SET status = 'pending', lease_until = $3, claim_token = NULL, "
+                "last_error = $4, unconfirmed_since = COALESCE($5, unconfirmed_since), "
+                "unconfirmed_until = COALESCE($6, unconfirmed_until) "
                 "WHERE id = $1 AND claim_token = $2 AND status = 'claimed'",
                 post_id, claim_token, _aware(retry_at), error[:500],
+                since and _aware(since), until and _aware(until),
             )
         return n > 0
 
@@ -1055,8 +1091,8 @@ class SqliteStore(Store):
             for r in rows[:limit]:
                 row = await c.fetchrow(
                     "UPDATE scheduled_posts SET status = 'claimed', lease_until = $2, claim_token = $3, "
-                    "attempts = attempts + 1 WHERE id = $1 RETURNING *",
-                    r["id"], lease, token,
+                    f"attempts = attempts + 1, {CLAIM_SET} WHERE id = $1 RETURNING *",
+                    r["id"], lease, token, now,
                 )
                 if row is not None:
                     claimed.append(_post(row))

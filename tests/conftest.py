@@ -59,3 +59,16 @@ async def store(tmp_path) -> AsyncIterator[Store]:
         yield s
     finally:
         await s.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db_url(request, tmp_path) -> AsyncIterator[str]:
+    """A database URL that several stores may open (like replicas) or reopen (an upgrade): a SQLite file,
+    and a fresh PostgreSQL schema (skipped, saying why, when no server answers)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    else:
+        from tests.test_store import fresh_pg_schema
+
+        async with fresh_pg_schema() as url:
+            yield url

@@ -38,8 +38,9 @@ from bot import observability
 from bot.app import LIFECYCLE_KEY, SLACK_KEY, STORE_KEY, begin_drain, create_app
 from bot.config import Settings
 from bot.observability import JsonFormatter, TextFormatter, configure_logging, request_id_var
-from bot.scheduler import PassReport, Scheduler, SlackDeliverer
+from bot.scheduler import PassReport, Scheduler
 from bot.server import startup_lines
+from bot.slack_delivery import SlackDeliverer
 from bot.store import NewPost, Store, open_store
 from content.loader import Library
 from handlers import Desk, Request

@@ -19,29 +19,19 @@ from contextlib import AsyncExitStack
 import pytest
 from aiohttp import web
 
-from bot.scheduler import DeliveryResult, Outgoing, Scheduler, SlackDeliverer, TextDeliverer
+from bot.scheduler import DeliveryResult, Outgoing, Scheduler, TextDeliverer
+from bot.slack_delivery import SlackDeliverer
 from bot.store import Store, open_store
 from content.calendar import ChinaCalendar
 from content.loader import Library
 from handlers import Desk, Request
 from tests.slack_server import FakeSlack, _Rule
 from tests.test_reminders import CHINADESK, cli_env
-from tests.test_store import fresh_pg_schema
 
 SET_AT = dt.datetime(2025, 9, 22, 2, 0, tzinfo=dt.UTC)
 # facial-recognition from 2025-09-20 is due Thu 6 Nov 2025; reminders at 09:00 Shanghai (01:00 UTC) on:
 R10, R5, R1, R0 = (dt.datetime(2025, m, d, 1, tzinfo=dt.UTC) for m, d in ((10, 23), (10, 30), (11, 5), (11, 6)))
 SECOND = dt.timedelta(seconds=1)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db_url(request, tmp_path) -> AsyncIterator[str]:
-    """A database URL each test may open several stores on (separate connections, like replicas)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'sched.sqlite3'}"
-    else:
-        async with fresh_pg_schema() as url:
-            yield url
 
 
 @pytest.fixture
@@ -250,6 +240,92 @@ async def test_crash_after_slack_accepted_is_not_repeated(store, sdesk, slack):
     assert report.posted == 1
     assert slack.calls_to("chat.postMessage") == []
     assert (await store.get_post(claimed.id)).posted_ref == "1700000000.999999"
+
+
+async def slack_accepts(slack: FakeSlack, post, channel: str = "C1") -> str:
+    """What a process that died after Slack took its post leaves behind: the message, with its key."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+    resp = await client.chat_postMessage(channel=channel, text="Reminder", metadata={
+        "event_type": "chinadesk_reminder", "event_payload": {"key": post.key}})
+    return resp["ts"]
+
+
+async def test_a_re_offer_finds_its_earlier_post_among_250_newer_messages(store, sdesk, slack):
+    """The history check reads the claim's time window, not the newest page of a busy channel."""
+    await remind(sdesk)
+    clock = [R10]
+    slack.clock = lambda: clock[0].timestamp()
+    slack.limit_history()  # 1 call a minute, 15 messages a page (non-Marketplace apps since 2025-05-29)
+    [claimed] = await store.claim_due(R10, lease_seconds=300)
+    clock[0] = R10 + dt.timedelta(seconds=2)
+    ts = await slack_accepts(slack, claimed)  # ...and the process died before recording it
+    for i in range(250):  # the channel goes on talking
+        clock[0] = R10 + dt.timedelta(minutes=20, seconds=i)
+        slack.add_message("C1", f"message {i}")
+    clock[0] = R10 + dt.timedelta(hours=1)
+    sched = make_scheduler(store, sdesk, slack)
+    report = await sched.run_due(clock[0])
+    assert report.posted == 1
+    assert len(slack.calls_to("chat.postMessage")) == 1 and accepted_keys(slack) == [claimed.key]
+    assert (await store.get_post(claimed.id)).posted_ref == ts
+    [check] = slack.calls_to("conversations.history")
+    assert float(check.params["oldest"]) <= float(ts) <= float(check.params["latest"])
+    assert float(check.params["latest"]) < (R10 + dt.timedelta(minutes=20)).timestamp()
+
+
+async def test_a_rate_limited_history_check_waits_for_its_turn_and_posts_once(store, sdesk, slack):
+    await remind(sdesk, "C1")
+    await remind(sdesk, "C2")
+    clock = [R10]
+    slack.clock = lambda: clock[0].timestamp()
+    slack.limit_history()
+    claimed = {p.channel: p for p in await store.claim_due(R10, lease_seconds=60)}
+    await slack_accepts(slack, claimed["C1"], "C1")  # C1's post got through before the crash; C2's did not
+    sched = make_scheduler(store, sdesk, slack)
+    clock[0] = R10 + dt.timedelta(seconds=61)
+    first = await asyncio.wait_for(sched.run_due(clock[0]), 20)  # no minute-long wait inside the pass
+    # One channel's check ran (C1: found and recorded; or C2: not there, posted); the other waits a minute.
+    assert (first.posted, first.retried) == (1, 1)
+    assert len(accepted_keys(slack)) in (1, 2) and len(set(accepted_keys(slack))) == len(accepted_keys(slack))
+    for minutes in (1, 2, 3):
+        clock[0] = R10 + dt.timedelta(seconds=61, minutes=minutes)
+        await asyncio.wait_for(sched.run_due(clock[0]), 20)
+    assert sorted(accepted_keys(slack)) == sorted(p.key for p in claimed.values())  # each once
+    assert {(await store.get_post(p.id)).status for p in claimed.values()} == {"posted"}
+
+
+async def test_a_try_that_certainly_failed_costs_no_history_check(store, sdesk, slack):
+    await remind(sdesk)
+    slack.rate_limit("chat.postMessage", retry_after=30)  # Slack refused it: nothing was posted
+    sched = make_scheduler(store, sdesk, slack)
+    assert (await sched.run_due(R10)).retried == 1
+    assert (await sched.run_due(R10 + dt.timedelta(seconds=31))).posted == 1
+    assert slack.calls_to("conversations.history") == []  # the scarce history budget is kept for doubt
+    assert len(accepted_keys(slack)) == 1
+
+
+async def test_a_try_that_may_have_posted_is_looked_for_before_the_next(store, sdesk, slack):
+    await remind(sdesk)
+    clock = [R10]
+    slack.clock = lambda: clock[0].timestamp()
+    slack.fail_http("chat.postMessage", 500, accept=True)  # Slack posted it, then answered 500
+    sched = make_scheduler(store, sdesk, slack)
+    assert (await sched.run_due(R10)).retried == 1
+    clock[0] = R10 + dt.timedelta(minutes=5)
+    assert (await sched.run_due(clock[0])).posted == 1
+    assert len(accepted_keys(slack)) == 1 and len(slack.calls_to("chat.postMessage")) == 1
+
+
+async def test_when_history_cannot_be_read_the_reminder_is_posted_rather_than_lost(store, sdesk, slack):
+    """Which way the check errs: unable to look (no history scope...), it posts; a repeat beats a loss."""
+    await remind(sdesk)
+    await store.claim_due(R10, lease_seconds=60)  # a process died holding it: did it post? can't tell
+    slack.fail("conversations.history", "missing_scope", times=None)
+    sched = make_scheduler(store, sdesk, slack)
+    assert (await sched.run_due(R10 + dt.timedelta(seconds=61))).posted == 1
+    assert len(slack.calls_to("conversations.history")) == 1 and len(accepted_keys(slack)) == 1
 
 
 async def test_stop_finishes_the_pass_in_flight(store, sdesk, slack):

@@ -351,6 +351,49 @@ async def test_two_stores_one_database_restart_keeps_data(tmp_path):
     await c.close()
 
 
+async def test_upgrading_a_release_1_database_keeps_its_posts_in_flight(db_url: str, monkeypatch):
+    """0002_delivery is additive: a post the previous release claimed and died holding is re-offered by the
+    new one, which treats that try as one that may have posted (from its due time to its lease end)."""
+    import bot.store as store_module
+
+    first_release = store_module.load_migrations
+    monkeypatch.setattr(store_module, "load_migrations", lambda backend: first_release(backend)[:1])
+    old = open_store(db_url)
+    await old.open()
+    assert await old.schema_version() == 1
+    await old.add_posts([post("k1", T0)], platform="slack", workspace="T1", channel="C1", kind="deadline")
+    async with old._tx() as c:  # what release 1's claim_due left: claimed, a lease, no claimed_at
+        await c.execute("UPDATE scheduled_posts SET status = 'claimed', lease_until = $1, claim_token = 'x', "
+                        "attempts = 1", T0 + dt.timedelta(minutes=5))
+    await old.close()
+    monkeypatch.undo()
+    new = open_store(db_url)
+    await new.open()
+    try:
+        assert await new.schema_version() == 2
+        [again] = await new.claim_due(T0 + dt.timedelta(minutes=6), lease_seconds=60)
+        assert again.key == "k1" and again.attempts == 2 and again.claimed_at == T0 + dt.timedelta(minutes=6)
+        assert again.unconfirmed == (T0, T0 + dt.timedelta(minutes=5))
+    finally:
+        await new.close()
+
+
+async def test_a_try_in_doubt_is_remembered_until_the_post_is_done(store: Store):
+    await store.add_posts([post("k1", T0)], platform="slack", workspace="T1", channel="C1", kind="deadline")
+    [first] = await store.claim_due(T0, lease_seconds=60)
+    assert first.unconfirmed is None and first.claimed_at == T0
+    ended = T0 + dt.timedelta(seconds=20)  # timed out: it may have been posted
+    assert await store.mark_retry(first.id, first.claim_token, error="timeout", retry_at=T0 + dt.timedelta(minutes=1),
+                                  unconfirmed=(first.claimed_at, ended))
+    [second] = await store.claim_due(T0 + dt.timedelta(minutes=1), lease_seconds=60)
+    assert second.unconfirmed == (T0, ended)
+    # A later try that certainly failed (429) keeps the doubt about the first.
+    assert await store.mark_retry(second.id, second.claim_token, error="ratelimited",
+                                  retry_at=T0 + dt.timedelta(minutes=2))
+    [third] = await store.claim_due(T0 + dt.timedelta(minutes=2), lease_seconds=60)
+    assert third.unconfirmed == (T0, ended) and third.attempts == 3
+
+
 async def test_postgres_replicas_migrate_concurrently(pg_schema_url: str):
     stores = [open_store(pg_schema_url) for _ in range(4)]
     await asyncio.gather(*(s.open() for s in stores))

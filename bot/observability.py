@@ -67,7 +67,7 @@ REMINDERS = Counter("chinadesk_reminders_total", "Reminder posts by what happene
 WEB_API_RETRIES = Counter("chinadesk_web_api_retries_total", "Retried platform API calls", ["platform", "reason"])
 READY = Gauge("chinadesk_ready", "1 when content is loaded and the database answers")
 
-REMINDER_EVENTS = ("due", "posted", "late", "retried", "paused", "failed", "expired")
+REMINDER_EVENTS = ("due", "posted", "late", "retried", "paused", "failed", "expired", "skipped")
 # Series that exist from start-up (at 0), so that dashboards and rate() see them before the first event.
 for _event in REMINDER_EVENTS:
     REMINDERS.labels(_event)

@@ -4,7 +4,9 @@ A pass (:meth:`Scheduler.run_due`) does, at one instant ``now``:
 
 1. tops up calendar subscriptions to a 400-day horizon, each about once a day, so new dates in the
    content packs are picked up (idempotent: every post has a unique key);
-2. marks due posts whose deadline/event has already passed ``expired`` (never posted);
+2. marks due posts whose deadline/event has already passed ``expired`` (never posted), and due posts of
+   a deadline that a later due post of the same deadline supersedes ``skipped``: after downtime a
+   deadline gets one late reminder, the most recent it missed, not each of them back to back;
 3. claims due posts in batches with a lease (:meth:`bot.store.Store.claim_due`: ``FOR UPDATE SKIP
    LOCKED`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so concurrent passes split the work;
 4. renders each post (:func:`handlers.reminders.render_post`) and hands it to the platform's
@@ -175,6 +177,7 @@ class PassReport:
     paused: int = 0
     failed: int = 0
     expired: int = 0
+    skipped: int = 0  # due, but a later reminder of the same deadline is due too
     stale: int = 0  # posted, but our lease had expired and someone else had claimed it meanwhile
     lost: int = 0  # claims another pass had taken over before we sent anything (left to it)
     materialised: int = 0
@@ -190,12 +193,15 @@ class PassReport:
         return {
             "now": self.now.isoformat(), "due": self.due, "posted": self.posted, "late": self.late,
             "retried": self.retried, "paused": self.paused, "failed": self.failed, "expired": self.expired,
+            "skipped": self.skipped,
             "stale": self.stale, "lost": self.lost, "materialised": self.materialised,
             "posted_ids": list(self.posted_ids),
         }
 
 
 PauseHook = Callable[[ScheduledPost, str], Awaitable[None]]
+# What a pass counts (PassReport fields, Scheduler totals, chinadesk_reminders_total{event}).
+COUNTED = ("due", "posted", "late", "retried", "paused", "failed", "expired", "skipped")
 
 
 class Scheduler:
@@ -235,6 +241,7 @@ class Scheduler:
         self.paused = 0
         self.failed = 0
         self.expired = 0
+        self.skipped = 0
         self.errors = 0  # passes that raised
         self.last_pass: PassReport | None = None
         self._stopping = asyncio.Event()
@@ -250,6 +257,7 @@ class Scheduler:
             report = PassReport(now=now)
             report.materialised = await self._refresh_subscriptions(now)
             report.expired = (await self.store.expire_overdue(now)).expired
+            report.skipped = await self.store.skip_superseded(now)
             platforms = sorted(self.deliverers)
             for _ in range(self.max_batches):  # bounded: a pass always ends, leftovers go to the next
                 batch = await self.store.claim_due(now, limit=self.batch_size, lease_seconds=self.lease_seconds,
@@ -261,18 +269,14 @@ class Scheduler:
                 if self._stopping.is_set():  # stop(): finish what we claimed, claim no more
                     break
             self._count(report)
-            if report.due or report.expired:
-                log.info(
-                    "scheduler pass", extra={"due": report.due, "posted": report.posted, "late": report.late,
-                                             "retried": report.retried, "paused": report.paused,
-                                             "failed": report.failed, "expired": report.expired},
-                )
+            if report.due or report.expired or report.skipped:
+                log.info("scheduler pass", extra={name: getattr(report, name) for name in COUNTED})
             return report
 
     def _count(self, report: PassReport) -> None:
         self.passes += 1
         self.last_pass = report
-        for name in ("due", "posted", "late", "retried", "paused", "failed", "expired"):
+        for name in COUNTED:
             setattr(self, name, getattr(self, name) + getattr(report, name))
         from bot.observability import count_reminder_pass  # Prometheus chinadesk_reminders_total
 

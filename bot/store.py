@@ -788,6 +788,24 @@ class Store(abc.ABC):
                 )
         return ExpiredSummary(expired=n)
 
+    async def skip_superseded(self, now: dt.datetime) -> int:
+        """Mark ``skipped`` each due, unclaimed post of a deadline when a later post of that deadline is due
+        too (pending, in flight or posted): after downtime, or behind a long retry, a deadline gets its most
+        recent missed reminder, not every one of them. Returns how many were skipped.
+
+        Touches only due pending rows (index on status, due_at) and their deadline's rows.
+        """
+        now = _aware(now)
+        async with self._tx() as c:
+            return await c.execute(
+                "UPDATE scheduled_posts SET status = 'skipped', lease_until = NULL, claim_token = NULL "
+                "WHERE status = 'pending' AND due_at <= $1 AND deadline_id IS NOT NULL AND EXISTS ("
+                "SELECT 1 FROM scheduled_posts later WHERE later.deadline_id = scheduled_posts.deadline_id "
+                "AND later.due_at > scheduled_posts.due_at AND later.due_at <= $1 "
+                "AND later.status IN ('pending', 'claimed', 'posted'))",
+                now,
+            )
+
     async def mark_posted(
         self, post_id: int, claim_token: str, *, ref: str | None, late: bool, now: dt.datetime | None = None,
     ) -> bool:

@@ -129,21 +129,40 @@ async def test_reminders_posted_once_in_order_in_the_right_channel(store, sdesk,
     assert len(c2) == 4 and all("other team" in c.dumps() for c in c2)
 
 
-async def test_late_after_downtime_then_expired(store, sdesk, slack):
-    await remind(sdesk)
+async def test_catch_up_posts_one_late_reminder_per_deadline_then_expires(store, sdesk, slack):
+    await remind(sdesk, "C1")
+    await remind(sdesk, "C1", note="second deadline, same dates")
+    await remind(sdesk, "C2")
     sched = make_scheduler(store, sdesk, slack)
-    # Down from before the first reminder until the day before the due day, 10:30.
+    # Down from before the first reminder until the day before the due day, 10:30: the 10-, 5- and
+    # 1-day reminders were all missed. Each deadline gets the most recent one, marked late.
     report = await sched.run_due(R1 + dt.timedelta(hours=1, minutes=30))
-    assert (report.posted, report.late) == (3, 3)
+    assert (report.posted, report.late, report.skipped) == (3, 3, 6)
     calls = slack.calls_to("chat.postMessage")
-    assert ["Late reminder" in c.dumps() for c in calls] == [True, True, True]
-    assert "due Thu 23 Oct 2025 09:00" in calls[0].dumps()  # says when it should have come
+    assert sorted(c.params["channel"] for c in calls) == ["C1", "C1", "C2"]  # one per deadline
+    for call in calls:
+        text = call.dumps()
+        assert "Late reminder" in text and "due Wed 5 Nov 2025 09:00" in text  # when it should have come
+        assert "Working days left*\\n1" in text or "Working days left: 1" in text
+    posts = await store.list_posts("slack", "C2")
+    assert [p.status for p in posts] == ["skipped", "skipped", "posted", "pending"]
     # Down again until after the deadline: the due-day reminder is pointless now, so it is never posted.
     report = await sched.run_due(R0 + dt.timedelta(days=1))
-    assert report.posted == 0 and report.expired == 1
+    assert report.posted == 0 and report.expired == 3
     assert len(slack.calls_to("chat.postMessage")) == 3
-    statuses = [p.status for p in await store.list_posts("slack", "C1")]
-    assert statuses == ["posted", "posted", "posted", "expired"]
+    statuses = [p.status for p in await store.list_posts("slack", "C2")]
+    assert statuses == ["skipped", "skipped", "posted", "expired"]
+
+
+async def test_a_reminder_still_retrying_when_the_next_falls_due_gives_way_to_it(store, sdesk, slack):
+    await remind(sdesk)
+    slack.rate_limit("chat.postMessage", times=None, retry_after=3600)
+    sched = make_scheduler(store, sdesk, slack)
+    await sched.run_due(R10)  # the 10-day reminder is refused and waits an hour...
+    slack.recover()
+    report = await sched.run_due(R5)  # ...but by then the 5-day one is due: only that one is posted
+    assert (report.posted, report.skipped) == (1, 1)
+    assert [p.status for p in (await store.list_posts("slack", "C1"))[:2]] == ["skipped", "posted"]
 
 
 async def test_late_only_past_the_grace(store, sdesk, slack):
@@ -166,7 +185,7 @@ async def test_two_schedulers_one_database_post_each_exactly_once(db_url, store,
         other_desk = Desk(library=library, store=second, calendar=sdesk.calendar)
         a = make_scheduler(store, sdesk, slack, batch_size=7)
         b = make_scheduler(second, other_desk, slack, batch_size=5)
-        for now in (R10, R5, R0 + dt.timedelta(hours=2)):
+        for now in (R10, R5, R1, R0 + dt.timedelta(hours=2)):
             ra, rb = await asyncio.gather(a.run_due(now), b.run_due(now))
             assert ra.posted + rb.posted > 0
     finally:
@@ -456,12 +475,13 @@ async def test_removed_channel_pauses_and_is_reported(store, sdesk, slack, error
     assert f"PAUSED: {error}" in listing.text
     await sched.run_due(R5)
     assert [c.params["channel"] for c in slack.calls_to("chat.postMessage")].count("C1") == 1  # the failed try
-    # Re-invited: resuming re-offers what is still useful, once.
+    # Re-invited: resuming re-offers what is still useful, once: the 5-day reminder, which supersedes
+    # the missed 10-day one.
     assert await store.resume("deadline", item.id)
     report = await sched.run_due(R5 + SECOND)
-    assert report.posted == 2  # the missed 10-day reminder (late) and the 5-day one, in order
+    assert (report.posted, report.skipped) == (1, 1)
     c1 = [c for c in slack.calls_to("chat.postMessage") if c.params["channel"] == "C1"]
-    assert "Late reminder" in c1[1].dumps() and "Late reminder" not in c1[2].dumps()
+    assert len(c1) == 2 and "Late reminder" not in c1[1].dumps() and "Thu 30 Oct" not in c1[1].dumps()
 
 
 async def test_uninstalled_workspace_without_token_pauses(store, sdesk, slack):
@@ -501,7 +521,8 @@ async def test_deliverer_exception_and_render_failure_do_not_lose_posts(store, s
 
 
 async def test_slow_delivery_gives_back_posts_before_the_lease_ends(store, sdesk):
-    await remind(sdesk)
+    for i in range(4):  # four deadlines in one channel, their 10-day reminders due together
+        await remind(sdesk, note=f"deadline {i}")
     seen: list[str] = []
 
     class Slow:
@@ -511,10 +532,10 @@ async def test_slow_delivery_gives_back_posts_before_the_lease_ends(store, sdesk
             return DeliveryResult.posted(f"ts-{len(seen)}")
 
     sched = Scheduler(store, sdesk, {"slack": Slow()}, lease_seconds=1)
-    report = await sched.run_due(R0)
+    report = await sched.run_due(R10)
     # 0.8 s into a 1 s lease the rest of the batch is released, then re-claimed with a fresh lease.
     assert report.posted == 4 and len(seen) == 4 and len(set(seen)) == 4
-    assert [p.attempts for p in await store.list_posts("slack", "C1")] == [1, 1, 1, 1]
+    assert [p.attempts for p in await store.list_posts("slack", "C1") if p.due_at == R10] == [1, 1, 1, 1]
 
 
 async def test_posts_for_platforms_without_a_deliverer_wait(store, sdesk):
@@ -569,7 +590,7 @@ async def test_two_processes_run_due_at_the_same_instant_post_once(db_url, store
     for i in range(12):
         await remind(sdesk, f"C{i}")
     env = cli_env(DATABASE_URL=db_url, SLACK_BOT_TOKEN=slack.bot_token, SLACK_API_URL=slack.api_url)
-    for now in ("2025-10-23T01:00:00Z", "2025-11-06T02:00:00Z"):
+    for now in ("2025-10-23T01:00:00Z", "2025-10-30T01:00:00Z", "2025-11-05T01:00:00Z", "2025-11-06T02:00:00Z"):
         procs = [await _spawn("reminders", "run-due", "--now", now, env=env) for _ in range(2)]
         results = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), 90)
         for proc, (_out, err) in zip(procs, results, strict=True):
@@ -631,7 +652,8 @@ async def test_worker_process_posts_and_stops_on_sigterm(tmp_path, slack, librar
     now = dt.datetime.now(dt.UTC)
     await remind(desk, "CW", start=(now - dt.timedelta(days=35)).date().isoformat(),
                  now=now - dt.timedelta(days=35))
-    due_now = [p for p in await s.list_posts("slack", "CW") if p.due_at <= now < p.expires_at]
+    # The most recent of those due now is posted; any earlier one it supersedes is skipped.
+    due_now = [p for p in await s.list_posts("slack", "CW") if p.due_at <= now < p.expires_at][-1:]
     await s.close()
     env = cli_env(DATABASE_URL=url, SLACK_BOT_TOKEN=slack.bot_token, SLACK_API_URL=slack.api_url)
     proc = await _spawn("worker", "--interval", "0.2", env=env)

@@ -178,8 +178,10 @@ def deadline_reply(
         related=[topic_command(topic)],
         actions=[
             Action(kind="share", label="Share to channel", value=f"{topic_command(topic)} from {start:%Y-%m-%d}"),
-            Action(kind="command", label="Set reminders",
-                   value=f"/china-filing remind {topic.id} from {start:%Y-%m-%d}"),
+            # Offered only when `remind` can take it: a deadline in days that has not passed yet.
+            *([Action(kind="command", label="Set reminders",
+                      value=f"/china-filing remind {topic.id} from {start:%Y-%m-%d}")]
+              if rule.unit != "hours" and due_day >= today else []),
         ],
     )
     return reply.model_copy(update={"text": library.render("deadline", reply=reply)})

@@ -122,8 +122,9 @@ def deadline_posts(
     """The reminder posts of one tracked deadline.
 
     Reminder times already past when tracking starts are kept as ``skipped`` (so the list shows them)
-    instead of being posted at once as "late" ones. A deadline entered after it passed keeps them
-    pending: the scheduler expires them, and an operator can still replay it with ``run-due --now``.
+    instead of being posted at once as "late" ones. (``remind`` refuses a deadline that has passed; a
+    tracked deadline re-planned after it passed, by a time-zone change, keeps them pending, and the
+    scheduler expires them.)
     """
     expires = day_end(due, tz)
     passed = now >= expires
@@ -284,6 +285,12 @@ async def remind(request: Request, desk: Desk, args: str) -> Reply:
     assert computed.deadline is not None
     due_value = computed.deadline.due
     due = due_value.date() if isinstance(due_value, dt.datetime) else due_value
+    if now >= day_end(due, tz):
+        raise UsageError(
+            f"That {topic.title.lower()} deadline passed on {format_day(due)}, so there is nothing to remind "
+            f"this channel about: I have not tracked it. `{topic_command(topic)} from {start:%Y-%m-%d}` "
+            "shows how it was counted."
+        )
     start_text = start.isoformat()
     clean_note = note.strip()[:NOTE_MAX] or None
     planned = deadline_posts(desk.calendar, topic=topic, start=start_text, due=due, tz=tz, note=clean_note, now=now)
@@ -299,7 +306,6 @@ async def remind(request: Request, desk: Desk, args: str) -> Reply:
         )
         for p in planned
     ]
-    passed = now >= day_end(due, tz)
     fields = [
         ReplyField(label="Tracked as", value=tracked.ref),
         ReplyField(label="Due", value=format_day(due) + (" (estimate)" if computed.deadline.estimate else "")),
@@ -310,8 +316,6 @@ async def remind(request: Request, desk: Desk, args: str) -> Reply:
     if clean_note:
         fields.append(ReplyField(label="Note", value=echo(clean_note, NOTE_MAX)))
     caveats = list(computed.caveats)
-    if passed:
-        caveats.insert(0, f"This deadline passed on {format_day(due)}, so no reminders will be posted.")
     reply = Reply(
         kind="reminder",
         title=f"Reminders set: {topic.title}, due {format_day(due)}",
@@ -326,8 +330,7 @@ async def remind(request: Request, desk: Desk, args: str) -> Reply:
         related=["/china-filing reminders", f"/china-filing cancel {tracked.ref}"],
         ephemeral=False,
     )
-    return _reply(desk.library, "reminder_set", reply, ref=tracked.ref, tz=tz, passed=passed,
-                  time=REMINDER_TIME.strftime("%H:%M"))
+    return _reply(desk.library, "reminder_set", reply, ref=tracked.ref, tz=tz, time=REMINDER_TIME.strftime("%H:%M"))
 
 
 @router.subcommand(

@@ -573,11 +573,18 @@ class SlackAdapter:
 
     async def request(
         self, *, text: str, mode: str, user: str | None, channel: str | None, team: str | None,
-        command: str | None = None,
+        command: str | None = None, body: dict[str, Any] | None = None,
     ) -> Request:
+        """``body``: the Slack payload a command came in; its hash identifies the request, so a replay of
+        the same signed request changes nothing twice (``trigger_id`` and ``response_url`` make each real
+        invocation's body unique)."""
+        key = None
+        if body is not None:
+            canonical = json.dumps(body, sort_keys=True, ensure_ascii=True, default=str).encode()
+            key = hashlib.sha256(canonical).hexdigest()
         return Request(
             text=text, command=command, platform=PLATFORM, mode=mode, user=user, channel=channel, workspace=team,
-            timezone=await self.timezone(channel),
+            timezone=await self.timezone(channel), idempotency_key=key,
         )
 
     # ---- translating out
@@ -711,7 +718,7 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
         async def answer() -> tuple[Request, Reply]:
             request = await adapter.request(
                 text=slack_to_plain(body.get("text", "")), command=body.get("command"), mode="command",
-                user=body.get("user_id"), channel=body.get("channel_id"), team=_team_of(body),
+                user=body.get("user_id"), channel=body.get("channel_id"), team=_team_of(body), body=body,
             )
             return request, await adapter.ask(request)
 
@@ -875,7 +882,7 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
         async def run() -> None:
             request = await adapter.request(
                 text=action.get("value", ""), mode="command", user=(body.get("user") or {}).get("id"),
-                channel=channel, team=_team_of(body),
+                channel=channel, team=_team_of(body), body=body,
             )
             reply = await adapter.ask(request)
             await respond(**render_reply(reply, share=reply.ephemeral).as_kwargs(), response_type="ephemeral",

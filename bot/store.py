@@ -367,11 +367,27 @@ class Store(abc.ABC):
         async with self._tx() as c:
             row = await c.fetchrow(
                 "INSERT INTO processed_events (key, expires_at) VALUES ($1, $2) "
-                "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at "
+                "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, result = NULL "
                 "WHERE processed_events.expires_at <= $3 RETURNING key",
                 key, expires, now,
             )
         return row is not None
+
+    async def save_claim_result(self, key: str, result: dict[str, Any]) -> None:
+        """Keep what the first holder of a :meth:`claim_once` key produced (a command's reply)."""
+        async with self._tx() as c:
+            await c.execute("UPDATE processed_events SET result = $2 WHERE key = $1", key, self._dump(result))
+
+    async def claim_result(self, key: str) -> dict[str, Any] | None:
+        """What the holder of ``key`` saved; None while it is still at work (or saved nothing)."""
+        async with self._tx() as c:
+            row = await c.fetchrow("SELECT result FROM processed_events WHERE key = $1", key)
+        return None if row is None or row["result"] is None else _json(row["result"])
+
+    async def forget_claim(self, key: str) -> None:
+        """Give a claim back (its work failed and changed nothing): the next caller with ``key`` runs it."""
+        async with self._tx() as c:
+            await c.execute("DELETE FROM processed_events WHERE key = $1", key)
 
     async def purge_expired(self, now: dt.datetime | None = None) -> int:
         """Forget processed-event keys and OAuth states past their expiry."""

@@ -246,6 +246,7 @@ def _when(at: dt.datetime, tz: str) -> str:
 @router.subcommand(
     "/china-filing", "remind", usage="/china-filing remind <filing> from YYYY-MM-DD [note]",
     summary="track a deadline in this channel, with reminders before it falls due",
+    changes_state=True,
 )
 async def remind(request: Request, desk: Desk, args: str) -> Reply:
     store, channel = _context(request, desk)
@@ -394,6 +395,7 @@ async def list_reminders(request: Request, desk: Desk, args: str) -> Reply:
 @router.subcommand(
     "/china-filing", "cancel", usage="/china-filing cancel <id>",
     summary="stop a tracked deadline (D12) or subscription (S3) in this channel",
+    changes_state=True,
 )
 async def cancel(request: Request, desk: Desk, args: str) -> Reply:
     store, channel = _context(request, desk)
@@ -431,6 +433,7 @@ async def cancel(request: Request, desk: Desk, args: str) -> Reply:
 @router.subcommand(
     "/china-filing", "timezone", usage="/china-filing timezone <Area/City>",
     summary="set the time zone this channel's reminders use (default Asia/Shanghai)",
+    changes_state=True,
 )
 async def timezone(request: Request, desk: Desk, args: str) -> Reply:
     store, channel = _context(request, desk)
@@ -464,6 +467,7 @@ async def timezone(request: Request, desk: Desk, args: str) -> Reply:
 @router.subcommand(
     "/china-filing", "subscribe", usage="/china-filing subscribe <topic|all>",
     summary="post a topic's dated events (rules taking effect, 618, Double 11...) here ahead of time",
+    changes_state=True,
 )
 async def subscribe(request: Request, desk: Desk, args: str) -> Reply:
     store, channel = _context(request, desk)
@@ -498,6 +502,7 @@ async def subscribe(request: Request, desk: Desk, args: str) -> Reply:
 @router.subcommand(
     "/china-filing", "unsubscribe", usage="/china-filing unsubscribe <topic|all>",
     summary="stop posting a topic's dated events here",
+    changes_state=True,
 )
 async def unsubscribe(request: Request, desk: Desk, args: str) -> Reply:
     store, channel = _context(request, desk)

@@ -49,6 +49,9 @@ class Request(BaseModel):
     # The channel's or user's choice (`/china-filing language`); "auto" answers in the question's language.
     language: LanguageChoice = "auto"
     now: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    # The platform's identity of this request, the same when the very same request arrives again (a
+    # replay, a redelivery): commands that change state run once per key. None: no such identity (CLI).
+    idempotency_key: str | None = None
 
     def answer_language(self, text: str | None = None) -> Language:
         """The language to answer in: the chosen one, else Chinese when what was asked is written in it."""

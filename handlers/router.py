@@ -60,6 +60,7 @@ class Subcommand:
     handler: Handler
     usage: str
     summary: str
+    changes_state: bool = False  # runs once per request (see run_once)
 
 
 @dataclass
@@ -91,9 +92,14 @@ class Router:
 
         return register
 
-    def subcommand(self, command: str, word: str, *, usage: str, summary: str) -> Callable[[Handler], Handler]:
+    def subcommand(
+        self, command: str, word: str, *, usage: str, summary: str, changes_state: bool = False,
+    ) -> Callable[[Handler], Handler]:
+        """Register ``command word ...``; ``changes_state=True`` for sub-commands that write the store, which
+        then run once per request however often the same request arrives (:func:`run_once`)."""
+
         def register(fn: Handler) -> Handler:
-            self.subcommands.setdefault(command, {})[word] = Subcommand(fn, usage, summary)
+            self.subcommands.setdefault(command, {})[word] = Subcommand(fn, usage, summary, changes_state)
             return fn
 
         return register
@@ -273,6 +279,8 @@ async def dispatch(request: Request, desk: Desk) -> Reply:
         if first.casefold() in HELP_WORDS:
             return await _cached_help(desk, command)
         if sub is not None:
+            if sub.changes_state:
+                return await run_once(request, desk, lambda: sub.handler(request, desk, rest.strip()))
             return await sub.handler(request, desk, rest.strip())
         handler = router.commands[command]
         if command in router.read_only:
@@ -284,6 +292,43 @@ async def dispatch(request: Request, desk: Desk) -> Reply:
             raise
         # "platform for livestreaming?" typed in a chat is a question, not a command.
         return await _fallback(request.model_copy(update={"text": text}), desk)
+
+
+REPLAY_WINDOW_SECONDS = 86400  # far beyond Slack's five-minute signature window and Teams' redeliveries
+
+
+async def run_once(request: Request, desk: Desk, run: Callable[[], Awaitable[Reply]]) -> Reply:
+    """Run a state-changing command once per ``request.idempotency_key``; the same request again gets the
+    first answer back and changes nothing (a replayed signed request, a redelivery).
+
+    The key is claimed in the store before running, so concurrent copies on several replicas run it
+    once; the outcome is kept beside the claim: the reply, or the user mistake it was refused for (a
+    replayed "cancel D1" stays refused even once a D1 exists). Only a crash gives the claim back.
+    """
+    store = desk.store
+    if not request.idempotency_key or store is None:
+        return await run()
+    key = f"request:{request.platform}:{request.idempotency_key}"
+    if not await store.claim_once(key, REPLAY_WINDOW_SECONDS, now=request.now):
+        earlier = await store.claim_result(key)
+        if earlier is None:
+            raise UsageError("That request is already being handled; its answer will follow.")
+        log.info("replayed command answered from its first run", extra={"platform": request.platform})
+        if "user_error" in earlier:
+            mistake = earlier["user_error"]
+            raise UsageError(mistake["message"], hint=mistake["hint"], suggestions=mistake["suggestions"])
+        return Reply.model_validate(earlier["reply"])
+    try:
+        reply = await run()
+    except UserError as exc:
+        await store.save_claim_result(key, {"user_error": {
+            "message": exc.message, "hint": exc.hint, "suggestions": exc.suggestions}})
+        raise
+    except BaseException:
+        await store.forget_claim(key)
+        raise
+    await store.save_claim_result(key, {"reply": reply.model_dump(mode="json")})
+    return reply
 
 
 async def _fallback(request: Request, desk: Desk) -> Reply:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -51,8 +52,9 @@ class Bot:
         await self.adapter.drain()
 
     async def command(self, text: str, command: str = "/china-filing", **kw: Any) -> Any:
-        body = load_fixture("slash_command")
-        body.update(text=text, command=command, response_url=self.api.response_url("cmd"))
+        body = load_fixture("slash_command")  # each invocation has its own trigger_id, as in Slack
+        body.update(text=text, command=command, response_url=self.api.response_url("cmd"),
+                    trigger_id=f"{time.time_ns()}.738474920.{secrets.token_hex(8)}")
         return await self.send.command(body, **kw)
 
     async def event(self, payload: dict, **kw: Any) -> Any:
@@ -408,6 +410,62 @@ async def test_rate_limited_post_is_retried_after_retry_after(bot: Bot):
     await bot.settle()
     first, second = bot.api.calls_to("chat.postMessage")
     assert first.params == second.params  # the same answer, sent again after the 429
+
+
+# ----------------------------------------------------------------------------------- replays
+
+
+async def _state(store: Store) -> tuple:
+    settings = await store.get_channel_settings("slack", CHANNEL)
+    return ([(d.topic, d.start) for d in await store.list_tracked("slack")],
+            [s.topic for s in await store.list_subscriptions("slack")], settings.timezone, settings.watch)
+
+
+@pytest.mark.parametrize(("first", "then"), [
+    ("remind facial-recognition from today board pack", None),  # the attack seen: 3 deadlines from one request
+    ("subscribe 618", "unsubscribe 618"),
+    ("unsubscribe 618", "subscribe 618"),
+    ("timezone Europe/London", "timezone Asia/Tokyo"),
+    ("watch on", "watch off"),
+    ("cancel D1", "remind facial-recognition from today"),
+])
+async def test_a_replayed_state_changing_command_changes_nothing_twice(bot: Bot, first: str, then: str | None):
+    """The same signed request sent again (within Slack's five minutes) gets the first answer and changes nothing."""
+    if first.startswith(("unsubscribe", "cancel")):  # something to undo first
+        await bot.command("subscribe 618" if first.startswith("unsubscribe") else
+                          "remind facial-recognition from today")
+    body = load_fixture("slash_command")
+    body.update(text=first, response_url=bot.api.response_url("replayed"), trigger_id="1334.7384.replayed")
+    signed_at = int(time.time())
+    answer = await (await bot.send.command(body, timestamp=signed_at)).json()
+    if then:
+        await bot.command(then)
+    after = await _state(bot.store)
+    for _ in range(2):  # the attacker's copies: byte for byte the same request, headers included
+        response = await bot.send.command(body, timestamp=signed_at)
+        assert response.status == 200
+        assert await response.json() == answer  # the first answer, not a second change
+    assert await _state(bot.store) == after
+    if then is None:
+        assert len(after[0]) == 1
+
+
+async def test_a_replayed_mistake_stays_a_mistake(bot: Bot):
+    """A command refused the first time is refused again on replay, even if it would now succeed."""
+    body = load_fixture("slash_command")
+    body.update(text="cancel D1", response_url=bot.api.response_url("replayed"))
+    signed_at = int(time.time())
+    refused = await (await bot.send.command(body, timestamp=signed_at)).json()
+    assert "There is no reminder D1" in refused["text"]
+    await bot.command("remind facial-recognition from today")  # D1 exists now
+    assert await (await bot.send.command(body, timestamp=signed_at)).json() == refused
+    assert len(await bot.store.list_tracked("slack")) == 1
+
+
+async def test_two_real_invocations_of_the_same_command_both_count(bot: Bot):
+    for _ in range(2):  # each has its own trigger_id and response_url, as Slack sends them
+        assert (await bot.command("remind facial-recognition from today")).status == 200
+    assert len(await bot.store.list_tracked("slack")) == 2
 
 
 # ------------------------------------------------------------------------- transient failures

@@ -110,6 +110,19 @@ async def test_claim_once(store: Store):
     assert await store.purge_expired(later + dt.timedelta(days=2)) >= 1
 
 
+async def test_a_claim_keeps_its_result_until_it_expires(store: Store):
+    assert await store.claim_once("request:slack:abc", 60, now=T0)
+    assert await store.claim_result("request:slack:abc") is None  # still at work
+    await store.save_claim_result("request:slack:abc", {"reply": {"kind": "reminder", "title": "Subscribed"}})
+    assert not await store.claim_once("request:slack:abc", 60, now=T0)
+    assert await store.claim_result("request:slack:abc") == {"reply": {"kind": "reminder", "title": "Subscribed"}}
+    # Expired: claimed afresh, without the old result.
+    assert await store.claim_once("request:slack:abc", 60, now=T0 + dt.timedelta(minutes=2))
+    assert await store.claim_result("request:slack:abc") is None
+    await store.forget_claim("request:slack:abc")  # given back: the next caller runs it
+    assert await store.claim_once("request:slack:abc", 60, now=T0 + dt.timedelta(minutes=2))
+
+
 async def test_claim_once_concurrent_callers_one_winner(store: Store):
     results = await asyncio.gather(*(store.claim_once("teams:act-9") for _ in range(8)))
     assert results.count(True) == 1

@@ -213,7 +213,7 @@ class Scheduler:
         late_after: dt.timedelta = dt.timedelta(minutes=15), concurrency: int = 8,
         refresh_ahead: dt.timedelta = dt.timedelta(days=399), refresh_limit: int = 50,
         clock: Callable[[], dt.datetime] = utcnow,
-        max_batches: int = 100,
+        max_batches: int = 100, purge_every: dt.timedelta = dt.timedelta(minutes=15),
     ) -> None:
         self.store = store
         self.desk = desk
@@ -231,6 +231,8 @@ class Scheduler:
         self.refresh_limit = refresh_limit
         self.max_batches = max_batches
         self.clock = clock
+        self.purge_every = purge_every  # how often a pass also purges rows past their TTL (Store.purge_expired)
+        self._purged_at: dt.datetime | None = None
         self.on_paused: list[PauseHook] = []  # e.g. the Slack adapter republishing the App Home
         # Counters since start-up, for a metrics exporter to read.
         self.passes = 0
@@ -242,6 +244,7 @@ class Scheduler:
         self.failed = 0
         self.expired = 0
         self.skipped = 0
+        self.purged = 0  # rows purged
         self.errors = 0  # passes that raised
         self.last_pass: PassReport | None = None
         self._stopping = asyncio.Event()
@@ -268,10 +271,26 @@ class Scheduler:
                 await self._deliver_batch(batch, now, report)
                 if self._stopping.is_set():  # stop(): finish what we claimed, claim no more
                     break
+            await self._purge(now)
             self._count(report)
             if report.due or report.expired or report.skipped:
                 log.info("scheduler pass", extra={name: getattr(report, name) for name in COUNTED})
             return report
+
+    async def _purge(self, now: dt.datetime) -> None:
+        """Every ``purge_every`` (by the pass clock), forget rows past their TTL: the tables never grow
+        without bound. A failure is logged and retried at the next pass; reminders go on regardless."""
+        if self._purged_at is not None and self._purged_at <= now < self._purged_at + self.purge_every:
+            return
+        try:
+            deleted = await self.store.purge_expired(now)
+        except Exception:
+            log.exception("purging expired rows failed; retrying next pass")
+            return
+        self._purged_at = now
+        self.purged += sum(deleted.values())
+        if any(deleted.values()):
+            log.info("purged expired rows", extra={f"purged_{table}": n for table, n in deleted.items() if n})
 
     def _count(self, report: PassReport) -> None:
         self.passes += 1

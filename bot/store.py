@@ -44,6 +44,10 @@ Vote = Literal["up", "down"]
 PostKind = Literal["deadline", "event"]
 PostStatus = Literal["pending", "claimed", "posted", "failed", "paused", "expired", "skipped"]
 ACTIVE_POST_STATUSES = ("pending", "claimed")
+# How long finished rows are kept (Store.purge_expired): done posts after their deadline or event has
+# passed, and tracked deadlines after their due day (the App Home and the lists stop showing them).
+POST_RETENTION = dt.timedelta(days=30)
+DEADLINE_RETENTION = dt.timedelta(days=90)
 
 
 class StoreError(Exception):
@@ -389,13 +393,46 @@ class Store(abc.ABC):
         async with self._tx() as c:
             await c.execute("DELETE FROM processed_events WHERE key = $1", key)
 
-    async def purge_expired(self, now: dt.datetime | None = None) -> int:
-        """Forget processed-event keys and OAuth states past their expiry."""
+    async def purge_expired(
+        self, now: dt.datetime | None = None, *, batch: int = 5000, max_batches: int = 20,
+        post_retention: dt.timedelta = POST_RETENTION, deadline_retention: dt.timedelta = DEADLINE_RETENTION,
+    ) -> dict[str, int]:
+        """Forget every row whose time is up; returns the rows deleted per table. The scheduler runs it.
+
+        * ``processed_events``: past ``expires_at`` (Slack events and command results after a day,
+          feedback votes after a year). First: every Slack event adds a row, channel chatter included.
+        * ``oauth_states``: past ``expires_at`` (10 minutes after an install began).
+        * ``scheduled_posts`` that are done (posted, expired, failed, skipped), ``post_retention`` after
+          their deadline or event.
+        * ``tracked_deadlines`` ``deadline_retention`` after their due day, with their posts.
+
+        In batches of ``batch`` rows, each its own short transaction (no long lock on a busy table), at
+        most ``max_batches`` per table per call: a backlog is worked off over the following runs.
+        """
         now = _aware(now or utcnow())
-        async with self._tx() as c:
-            n = await c.execute("DELETE FROM processed_events WHERE expires_at <= $1", now)
-            n += await c.execute("DELETE FROM oauth_states WHERE expires_at <= $1", now)
-        return n
+        posts_before, deadlines_before = now - post_retention, (now - deadline_retention).date()
+        work: list[tuple[str, str, tuple[Any, ...]]] = [
+            ("processed_events", "DELETE FROM processed_events WHERE key IN "
+             "(SELECT key FROM processed_events WHERE expires_at <= $1 LIMIT $2)", (now,)),
+            ("oauth_states", "DELETE FROM oauth_states WHERE state IN "
+             "(SELECT state FROM oauth_states WHERE expires_at <= $1 LIMIT $2)", (now,)),
+        ]
+        work += [  # one index range (status, due_at) per finished status; due_at <= expires_at always
+            ("scheduled_posts", "DELETE FROM scheduled_posts WHERE id IN (SELECT id FROM scheduled_posts "
+             "WHERE status = $3 AND due_at <= $1 AND expires_at <= $1 LIMIT $2)", (posts_before, status))
+            for status in ("posted", "expired", "failed", "skipped")
+        ]
+        work.append(("tracked_deadlines", "DELETE FROM tracked_deadlines WHERE id IN "
+                     "(SELECT id FROM tracked_deadlines WHERE due_date < $1 LIMIT $2)", (deadlines_before,)))
+        deleted: dict[str, int] = {}
+        for table, sql, (first, *rest) in work:
+            for _ in range(max_batches):
+                async with self._tx() as c:  # ON DELETE CASCADE takes a deadline's posts with it
+                    n = await c.execute(sql, first, batch, *rest)
+                deleted[table] = deleted.get(table, 0) + n
+                if n < batch:
+                    break
+        return deleted
 
     # ---- feedback
 

@@ -545,6 +545,60 @@ async def test_posts_for_platforms_without_a_deliverer_wait(store, sdesk):
     assert (await store.list_posts("slack", "C1"))[0].status == "pending"
 
 
+# ------------------------------------------------------------------------------------ purging
+
+
+async def rows(store: Store, table: str) -> int:
+    async with store._tx() as c:
+        return int((await c.fetchrow(f"SELECT COUNT(*) AS n FROM {table}"))["n"])
+
+
+async def test_the_running_scheduler_purges_what_has_outlived_its_ttl(store, sdesk, slack):
+    """processed_events gets a row for every Slack event (ordinary channel messages too): the scheduler
+    loop forgets them once expired, and every other table with a TTL likewise."""
+    clock = [R10]
+    for i in range(40):  # a day of channel traffic, each event claimed for a day
+        await store.claim_once(f"slack:event:Ev{i:04d}", 86400, now=R10)
+    await store.claim_once("slack:feedback:C1:1.2:U1", 365 * 86400, now=R10)  # kept for a year
+    await store.issue_oauth_state("state-1", R10 + dt.timedelta(minutes=10))
+    await remind(sdesk)  # due Thu 6 Nov 2025: its posts are done by 7 Nov
+    sched = make_scheduler(store, sdesk, slack, interval=0.02, jitter=0.0, clock=lambda: clock[0])
+    await sched.start()
+    try:
+        async def settle(check) -> None:
+            for _ in range(250):
+                if await check():
+                    return
+                await asyncio.sleep(0.02)
+            raise AssertionError("the scheduler loop did not get there")
+
+        await settle(lambda: _posted_one(store))
+        assert await rows(store, "processed_events") == 41 and await rows(store, "oauth_states") == 1
+        clock[0] = R10 + dt.timedelta(days=2)  # the events' day is over
+
+        async def events_gone() -> bool:
+            return await rows(store, "processed_events") == 1
+
+        await settle(events_gone)
+        assert await rows(store, "oauth_states") == 0
+        assert await rows(store, "scheduled_posts") == 4 and await rows(store, "tracked_deadlines") == 1
+        clock[0] = R0 + dt.timedelta(days=120)  # long after the deadline: its record is forgotten too
+
+        async def deadline_gone() -> bool:
+            return await rows(store, "tracked_deadlines") == 0
+
+        await settle(deadline_gone)
+        assert await rows(store, "scheduled_posts") == 0
+        assert await rows(store, "processed_events") == 1  # the feedback vote's year is not over
+    finally:
+        await sched.stop()
+    assert sched.purged >= 40 + 1 + 1 + 4
+
+
+async def _posted_one(store: Store) -> bool:
+    return any(p.status == "posted" for p in await store.list_posts("slack", "C1"))
+
+
 # ------------------------------------------------------------------------------ subscriptions
 
 

@@ -121,10 +121,21 @@ class Deliverer(Protocol):
 # imported (build_deliverers imports them); the scheduler itself knows no platform.
 DelivererFactory = Callable[[Store, Mapping[str, str]], "Deliverer | None"]
 DELIVERER_FACTORIES: dict[str, DelivererFactory] = {}
+# What a process needs to post to a platform, for "due but not sent" messages (run-due, the pass log).
+DELIVERER_NEEDS: dict[str, str] = {}
 
 
-def register_deliverer(platform: str, factory: DelivererFactory) -> None:
+def register_deliverer(platform: str, factory: DelivererFactory, *, needs: str | None = None) -> None:
+    """``needs``: what to configure when ``factory`` returns None (said when that platform's posts wait)."""
     DELIVERER_FACTORIES[platform] = factory
+    if needs:
+        DELIVERER_NEEDS[platform] = needs
+
+
+def undelivered_reason(platform: str) -> str:
+    """Why this process did not send a due post for ``platform``: what it would need."""
+    need = DELIVERER_NEEDS.get(platform)
+    return f"this process cannot post to {platform}" + (f": set {need}" if need else " (not configured here)")
 
 
 def build_deliverers(store: Store, env: Mapping[str, str] | None = None) -> dict[str, Deliverer]:
@@ -178,6 +189,9 @@ class PassReport:
     failed: int = 0
     expired: int = 0
     skipped: int = 0  # due, but a later reminder of the same deadline is due too
+    # Due posts for platforms this process has no deliverer for (no credentials): left for a process
+    # that has one, and said (``reminders run-due`` prints why).
+    waiting: dict[str, int] = field(default_factory=dict)
     stale: int = 0  # posted, but our lease had expired and someone else had claimed it meanwhile
     lost: int = 0  # claims another pass had taken over before we sent anything (left to it)
     materialised: int = 0
@@ -193,7 +207,7 @@ class PassReport:
         return {
             "now": self.now.isoformat(), "due": self.due, "posted": self.posted, "late": self.late,
             "retried": self.retried, "paused": self.paused, "failed": self.failed, "expired": self.expired,
-            "skipped": self.skipped,
+            "skipped": self.skipped, "waiting": dict(self.waiting),
             "stale": self.stale, "lost": self.lost, "materialised": self.materialised,
             "posted_ids": list(self.posted_ids),
         }
@@ -271,10 +285,12 @@ class Scheduler:
                 await self._deliver_batch(batch, now, report)
                 if self._stopping.is_set():  # stop(): finish what we claimed, claim no more
                     break
+            report.waiting = await self.store.count_due(now, exclude=platforms)
             await self._purge(now)
             self._count(report)
-            if report.due or report.expired or report.skipped:
-                log.info("scheduler pass", extra={name: getattr(report, name) for name in COUNTED})
+            if report.due or report.expired or report.skipped or report.waiting:
+                log.info("scheduler pass", extra={**{name: getattr(report, name) for name in COUNTED},
+                                                  **({"waiting": report.waiting} if report.waiting else {})})
             return report
 
     async def _purge(self, now: dt.datetime) -> None:

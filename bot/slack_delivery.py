@@ -205,4 +205,5 @@ def _slack_factory(store: Store, env: Mapping[str, str]) -> Deliverer | None:
     return SlackDeliverer(store, default_token=token, api_url=api_url)
 
 
-register_deliverer("slack", _slack_factory)
+register_deliverer("slack", _slack_factory,
+                   needs="SLACK_BOT_TOKEN (one workspace), or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (OAuth installs)")

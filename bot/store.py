@@ -841,6 +841,18 @@ class Store(abc.ABC):
                 )
         return ExpiredSummary(expired=n)
 
+    async def count_due(self, now: dt.datetime, *, exclude: Sequence[str] = ()) -> dict[str, int]:
+        """Due posts a pass could claim at ``now``, by platform, leaving out ``exclude`` (the platforms the
+        caller can post to): what is waiting for a process with the right credentials."""
+        now = _aware(now)
+        async with self._tx() as c:
+            rows = await c.fetch(
+                "SELECT platform, COUNT(*) AS n FROM scheduled_posts WHERE status = 'pending' AND due_at <= $1 "
+                "AND expires_at > $1 AND (lease_until IS NULL OR lease_until <= $1) GROUP BY platform",
+                now,
+            )
+        return {r["platform"]: int(r["n"]) for r in rows if r["platform"] not in exclude}
+
     async def skip_superseded(self, now: dt.datetime) -> int:
         """Mark ``skipped`` each due, unclaimed post of a deadline when a later post of that deadline is due
         too (pending, in flight or posted): after downtime, or behind a long retry, a deadline gets its most

@@ -331,6 +331,22 @@ async def test_cli_remind_list_and_run_due_against_local_slack(tmp_path):
         assert data["posts"][0]["posted_ref"] and data["posts"][0]["late"] is True
 
 
+async def test_cli_run_due_without_credentials_says_what_it_could_not_send_and_why(tmp_path):
+    env = cli_env(DATABASE_URL=f"sqlite:///{tmp_path / 'cli.sqlite3'}")  # no SLACK_* at all
+    for channel in ("C1", "C2"):
+        code, _out, err = await _run("ask", "/china-filing remind facial-recognition from 2025-09-20", "--channel",
+                                     channel, "--platform", "slack", "--now", "2025-09-22T02:00:00Z", env=env)
+        assert code == 0, err
+    code, out, err = await _run("reminders", "run-due", "--now", "2025-10-24T01:00:00Z", env=env)
+    assert code == 1  # a script (cron, CI) notices
+    assert "posted=0" in out and "waiting=slack:2" in out
+    [line] = [line for line in err.splitlines() if "not sent" in line]
+    assert "2 reminder posts for slack are due but were not sent" in line
+    assert "SLACK_BOT_TOKEN" in line and "SLACK_CLIENT_ID" in line  # what to set
+    code, out, _err = await _run("reminders", "list", "--json", env=env)
+    assert {p["status"] for p in json.loads(out)["posts"]} == {"pending"}  # kept for a process that can post
+
+
 async def test_cli_channel_commands_without_store_url_use_default_file(tmp_path):
     env = cli_env()
     proc = await asyncio.create_subprocess_exec(

@@ -351,6 +351,21 @@ class CommandReplay:
 
 # --------------------------------------------------------------------------------------- adapter
 
+HOME_MEMBERSHIP_UNKNOWN = (
+    "Showing only the ones you set: I could not check which channels you are in (a workspace admin can "
+    "reinstall China Desk to grant it channels:read and groups:read)."
+)
+
+
+@dataclass(frozen=True)
+class HomeItems:
+    """What one viewer's App Home lists."""
+
+    tracked: list[Any]
+    subscriptions: list[Any]
+    paused: list[Any]
+    notice: str | None = None
+
 
 class SlackAdapter:
     """One bolt ``AsyncApp`` with China Desk's listeners, plus the background work it started."""
@@ -587,6 +602,43 @@ class SlackAdapter:
             timezone=await self.timezone(channel), idempotency_key=key,
         )
 
+    # ---- the App Home
+
+    async def home_items(self, client: AsyncWebClient, team: str | None, viewer: str) -> HomeItems:
+        """The workspace's deadlines, subscriptions and paused items that ``viewer`` may see: those of the
+        channels they are in, and those they set themselves. A private channel's never reach a non-member.
+
+        Membership comes from ``users.conversations`` (scopes ``channels:read``, ``groups:read``): public
+        channels the viewer joined, private ones the bot shares with them. When Slack cannot say (an
+        install from before those scopes, an outage), only the viewer's own are shown, with a note.
+        """
+        store = self._store()
+        tracked = await store.list_tracked(PLATFORM, workspace=team)
+        subscriptions = await store.list_subscriptions(PLATFORM, workspace=team)
+        paused = await store.list_paused(PLATFORM, team)
+        channels: set[str] = set()
+        notice = None
+        try:
+            cursor = None
+            for _page in range(20):
+                resp = await client.users_conversations(user=viewer, types="public_channel,private_channel",
+                                                        exclude_archived=True, limit=999, cursor=cursor)
+                channels.update(c["id"] for c in resp.get("channels") or [] if isinstance(c, dict) and "id" in c)
+                cursor = (resp.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    break
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("App Home: could not list the viewer's channels", extra={"error": web_api_failure(exc).error})
+            notice = HOME_MEMBERSHIP_UNKNOWN
+
+        def visible(channel: str, created_by: str | None) -> bool:
+            return channel in channels or created_by == viewer
+
+        tracked = [d for d in tracked if visible(d.channel, d.created_by)]
+        subscriptions = [s for s in subscriptions if visible(s.channel, s.created_by)]
+        shown = {("deadline", d.id) for d in tracked} | {("subscription", s.id) for s in subscriptions}
+        return HomeItems(tracked, subscriptions, [p for p in paused if (p.kind, p.id) in shown], notice)
+
     # ---- translating out
 
     def command_message(self, reply: Reply) -> dict[str, Any]:
@@ -805,18 +857,19 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
 
         async def publish() -> None:
             team = context.team_id
-            store = adapter._store()
             desk = adapter.desk
 
             def title(topic: str) -> str:
                 found = desk.library.topics.get(topic) if desk is not None else None
                 return found.title if found is not None else topic
 
+            items = await adapter.home_items(client, team, event["user"])
             view = render_home(
                 commands=_home_commands(),
-                tracked=await store.list_tracked(PLATFORM, workspace=team),
-                subscriptions=await store.list_subscriptions(PLATFORM, workspace=team),
-                paused=await store.list_paused(PLATFORM, team),
+                tracked=items.tracked,
+                subscriptions=items.subscriptions,
+                paused=items.paused,
+                notice=items.notice,
                 topic_title=title,
                 today=dt.datetime.now(ZoneInfo(adapter.default_timezone)).date(),
             )

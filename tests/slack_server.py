@@ -25,7 +25,7 @@ Reusable by any suite (Slack adapter, reminders, scheduler)::
 
 What it serves:
 
-* ``POST /api/<method>``: ``auth.test``, ``chat.postMessage`` / ``postEphemeral`` / ``update`` /
+* ``POST`` (or ``GET``) ``/api/<method>``: ``auth.test``, ``chat.postMessage`` / ``postEphemeral`` / ``update`` /
   ``delete``, ``views.publish``, ``oauth.v2.access``, ``apps.connections.open``, ``conversations.info``,
   ``users.info``; any other method answers ``{"ok": true}`` and is recorded too.
 * Channel history: every accepted ``chat.postMessage`` (and :meth:`FakeSlack.add_message`) is kept per
@@ -147,6 +147,7 @@ class FakeSlack:
     async def start(self) -> FakeSlack:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)  # Slack takes GET too (slack_sdk's list helpers use it)
         app.router.add_post("/response/{name}", self._response_url)
         app.router.add_get("/socket", self._socket)
         self._runner = web.AppRunner(app, access_log=None)
@@ -308,7 +309,7 @@ class FakeSlack:
         params: dict[str, Any] = dict(request.query)
         if request.content_type == "application/json":
             params.update(await request.json())
-        else:
+        elif request.method == "POST":
             params.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
         auth = request.headers.get("Authorization", "")
         token = auth[7:] if auth.startswith("Bearer ") else params.get("token")

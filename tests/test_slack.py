@@ -505,6 +505,7 @@ async def test_an_answer_outlives_a_slack_that_stays_down_without_a_traceback(bo
 
 
 async def test_app_home_lists_the_workspace_deadlines(bot: Bot):
+    bot.api.set_members(CHANNEL, {USER, "UBOT"})
     await bot.store.add_tracked(
         platform="slack", workspace=TEAM, channel=CHANNEL, topic="facial-recognition", start="2025-09-20",
         due=dt.date(2025, 11, 6), note=None, created_by=USER, posts=[],
@@ -524,6 +525,53 @@ async def test_app_home_lists_the_workspace_deadlines(bot: Bot):
     assert "C0OTHER" not in dump  # another workspace's deadline
     assert "/china-filing help" in dump
     validate_blocks(view["blocks"])
+
+
+async def _track_in(store: Store, channel: str, topic: str, created_by: str = "UOTHER") -> None:
+    await store.add_tracked(platform="slack", workspace=TEAM, channel=channel, topic=topic, start="2026-11-20",
+                            due=dt.date(2027, 1, 6), note=None, created_by=created_by, posts=[])
+
+
+async def test_app_home_shows_only_the_channels_the_viewer_is_in(bot: Bot):
+    bot.api.set_members(CHANNEL, {USER, "UOTHER", "UBOT"})
+    bot.api.set_members("CPUBLICOTHER", {"UOTHER", "UBOT"})
+    bot.api.set_members("GMERGERS", {"UOTHER", "UBOT"}, private=True)  # a private channel the viewer is not in
+    await _track_in(bot.store, CHANNEL, "facial-recognition")
+    await _track_in(bot.store, "CPUBLICOTHER", "icp-licence")
+    await _track_in(bot.store, "GMERGERS", "data-export-security-assessment")
+    await bot.store.add_subscription(platform="slack", workspace=TEAM, channel="GMERGERS", topic="618",
+                                     created_by="UOTHER")
+    [secret] = await bot.store.list_tracked("slack", channel="GMERGERS")
+    from bot.store import ScheduledPost
+
+    await bot.store.pause_for_post(ScheduledPost(  # its reminders stopped: listed as paused, for members only
+        id=0, key="x", platform="slack", workspace=TEAM, channel="GMERGERS", kind="deadline",
+        deadline_id=secret.id, subscription_id=None, due_at=dt.datetime.now(dt.UTC),
+        expires_at=dt.datetime.now(dt.UTC), payload={}, status="claimed", lease_until=None, claim_token=None,
+        attempts=1, late=False, posted_ref=None, posted_at=None, last_error=None, created_at=dt.datetime.now(dt.UTC),
+    ), reason="not_in_channel")
+    await bot.event(load_fixture("app_home_opened"))
+    await bot.settle()
+    [publish] = bot.api.calls_to("views.publish")
+    dump = texts(publish.view["blocks"])
+    assert f"<#{CHANNEL}>" in dump and "Facial recognition" in dump
+    assert "GMERGERS" not in dump and "Data export" not in dump and "`S1`" not in dump  # nothing of it leaks
+    assert "Paused" not in dump
+    assert "CPUBLICOTHER" not in dump  # only the viewer's channels
+    [lookup] = bot.api.calls_to("users.conversations")
+    assert lookup.params["user"] == USER
+
+
+async def test_app_home_that_cannot_check_membership_shows_only_the_viewers_own(bot: Bot):
+    bot.api.fail("users.conversations", "missing_scope", times=None)  # installed before channels:read
+    await _track_in(bot.store, "GMERGERS", "data-export-security-assessment")
+    await _track_in(bot.store, "CMINE", "facial-recognition", created_by=USER)
+    await bot.event(load_fixture("app_home_opened"))
+    await bot.settle()
+    [publish] = bot.api.calls_to("views.publish")
+    dump = texts(publish.view["blocks"])
+    assert "<#CMINE>" in dump and "GMERGERS" not in dump
+    assert "only the ones you set" in dump and "channels:read" in dump  # says why, and what fixes it
 
 
 async def test_app_home_without_deadlines_says_how_to_track_one(bot: Bot):

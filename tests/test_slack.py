@@ -76,7 +76,7 @@ def slack_env(api: FakeSlack, **extra: str) -> dict[str, str]:
 @asynccontextmanager
 async def running(env: dict[str, str], desk: Desk, store: Store, api: FakeSlack) -> AsyncIterator[Bot]:
     settings = Settings.from_env(env)
-    app = create_app(settings, desk, store)
+    app = create_app(settings, desk, store, background=False)
     async with TestClient(TestServer(app)) as http:
         yield Bot(http, SlackSender(http, SECRET), app[SLACK_KEY], api, store)
 

@@ -35,7 +35,7 @@ async def oauth_app(slack_api: FakeSlack, store: Store, desk: Desk) -> AsyncIter
         "SLACK_SIGNING_SECRET": SECRET, "SLACK_CLIENT_ID": "1234.5678", "SLACK_CLIENT_SECRET": "client-secret",
         "SLACK_API_URL": slack_api.api_url,
     })
-    app = create_app(settings, desk, store)
+    app = create_app(settings, desk, store, background=False)
     async with TestClient(TestServer(app)) as client:
         yield client
 

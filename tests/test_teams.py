@@ -130,7 +130,7 @@ def build_app(settings: Settings, desk: Desk, store: Store | None) -> web.Applic
         app = web.Application()
         setup_teams(app, settings=settings, desk=desk, store=store)
         return app
-    return create_app(settings, desk, store)
+    return create_app(settings, desk, store, background=False)  # tests that need the scheduler drive it
 
 
 @pytest.fixture
@@ -447,6 +447,34 @@ async def test_scheduler_delivers_teams_reminders_through_the_registered_deliver
     teams.connector.refuse(CHANNEL_ID, 404)  # the conversation is gone: pause, and forget it
     assert (await deliverer.deliver(post(CHANNEL_ID))).outcome == "paused"
     assert await teams.store.get_conversation("teams", CHANNEL_ID) is None
+
+
+@pytest.mark.parametrize(("status", "outcome"), [
+    (401, "paused"),  # our credentials were refused: stop and show it, but keep the conversation
+    (408, "retry"), (429, "retry"), (500, "retry"), (502, "retry"), (503, "retry"), (504, "retry"),
+    (400, "failed"),  # Teams refused the message itself: sending it again cannot help
+])
+async def test_teams_delivery_errors_retry_pause_or_fail(teams: TeamsHarness, status: int, outcome: str):
+    import datetime as dt
+
+    from bot.scheduler import Outgoing
+    from bot.store import ScheduledPost
+
+    await teams.say("channel_mention.json")
+    teams.connector.refuse(CHANNEL_ID, status, retry_after=7 if status == 429 else None)
+    now = dt.datetime(2025, 11, 3, 1, 0, tzinfo=dt.UTC)
+    row = ScheduledPost(
+        id=7, key="d1:rem1", platform="teams", workspace=TENANT, channel=CHANNEL_ID, kind="deadline", deadline_id=1,
+        subscription_id=None, due_at=now, expires_at=now + dt.timedelta(days=3), payload={}, status="claimed",
+        lease_until=now, claim_token="t", attempts=1, late=False, posted_ref=None, posted_at=None, last_error=None,
+        created_at=now,
+    )
+    result = await teams.endpoint.deliverer.deliver(
+        Outgoing(row, Reply(kind="reminder", title="Reminder", text="Due soon."), late=False))
+    assert result.outcome == outcome, result
+    if status == 429:
+        assert result.retry_after == 7
+    assert await teams.store.get_conversation("teams", CHANNEL_ID) is not None  # only 403/404 forget it
 
 
 @pytest.mark.parametrize(("status", "retry_after", "minutes"), [(429, 30, 15), (503, None, 90)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import AsyncIterator
+from typing import NoReturn
 
 import pytest
 from slack_server import FakeSlack
@@ -41,6 +42,15 @@ def ask(desk: Desk):
 def postgres_url() -> str | None:
     """The PostgreSQL URL tests may use, or None when no server answers (tests then skip, saying why)."""
     return os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def without_postgres(url: str, problem: str) -> NoReturn:
+    """No PostgreSQL at ``url``: skip the test, saying why; but where the PostgreSQL tests must run
+    (``CHINADESK_REQUIRE_POSTGRES=1``, which ``.ci/run`` sets), fail instead of passing quietly."""
+    message = f"PostgreSQL not reachable at {url}: {problem}"
+    if os.environ.get("CHINADESK_REQUIRE_POSTGRES", "").strip().lower() in ("1", "true", "yes", "on"):
+        pytest.fail(message + " (CHINADESK_REQUIRE_POSTGRES is set: start PostgreSQL or set TEST_DATABASE_URL)")
+    pytest.skip(message)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from bot.store import (
     open_store,
     sqlite_path,
 )
-from tests.conftest import postgres_url
+from tests.conftest import postgres_url, without_postgres
 
 T0 = dt.datetime(2025, 10, 1, 1, 0, tzinfo=dt.UTC)
 
@@ -51,7 +51,7 @@ async def fresh_pg_schema() -> AsyncIterator[str]:
     base = postgres_url()
     problem = await _pg_reachable(base)
     if problem:
-        pytest.skip(f"PostgreSQL not reachable at {base}: {problem}")
+        without_postgres(base, problem)
     schema = f"t_store_{secrets.token_hex(6)}"
     sep = "&" if "?" in base else "?"
     try:

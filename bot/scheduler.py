@@ -27,9 +27,11 @@ A delivery stays inside its lease: just before sending, the pass re-checks that 
 own and renews the lease (a claim another pass has taken over is left to it), renews it again every
 third of the lease while the platform is answering, and records the outcome only with its claim token
 (:meth:`bot.store.Store.mark_posted`). A process that dies between 3 and 5 leaves its rows ``claimed``;
-the next pass after the lease re-offers them. On a re-offer the Slack deliverer first looks for its own
-earlier message in the channel (each post carries its key in Slack message metadata), so a post Slack
-accepted just before the crash is recorded, not repeated.
+the next pass after the lease re-offers them, as a try that may have posted (so may a timeout or a 5xx:
+``DeliveryResult.uncertain``). The row keeps that try's time window, and the Slack deliverer
+(:mod:`bot.slack_delivery`) looks there in the channel for its own earlier message (each post carries
+its key in Slack message metadata) before posting again: a post Slack accepted just before the crash is
+recorded, not repeated.
 
 The loop (:meth:`Scheduler.start` / :meth:`Scheduler.stop`, or :meth:`Scheduler.cleanup_ctx` for
 aiohttp) runs inside ``chinadesk serve`` and as ``chinadesk worker``.

@@ -39,8 +39,7 @@ METADATA_EVENT = "chinadesk_reminder"
 class EarlierPost:
     """What looking for an earlier copy of a post in channel history found."""
 
-    ts: str | None = None  # found: its ts
-    checked: bool = True  # False: could not look (no scope, too many messages...)
+    ts: str | None = None  # found: its ts (None: not there, or it could not be looked for)
     retry_after: float | None = None  # rate limited: look again after this many seconds
 
 
@@ -137,7 +136,7 @@ class SlackDeliverer:
                         return EarlierPost(ts=str(message.get("ts") or ""))
                 cursor = (resp.get("response_metadata") or {}).get("next_cursor")
                 if not resp.get("has_more") or not cursor:
-                    return EarlierPost(checked=True)
+                    return EarlierPost()  # the whole window read: not there
         except Exception as exc:  # rate limited, no history scope, network...
             from bot.observability import web_api_failure
 
@@ -147,9 +146,9 @@ class SlackDeliverer:
                 self._history_blocked[token] = now + dt.timedelta(seconds=after)
                 return EarlierPost(retry_after=after)
             log.info("could not look for an earlier post of %s: %s", item.post.key, failure.error)
-            return EarlierPost(checked=False)
+            return EarlierPost()
         log.info("more messages than %d pages around the earlier try of %s: not checked", HISTORY_PAGES, item.post.key)
-        return EarlierPost(checked=False)
+        return EarlierPost()
 
     async def deliver(self, item: Outgoing) -> DeliveryResult:
         import aiohttp

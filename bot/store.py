@@ -923,7 +923,7 @@ class Store(abc.ABC):
         return n > 0
 
     async def mark_failed(self, post_id: int, claim_token: str, *, error: str) -> bool:
-        """Permanent failure of one post (malformed, too many attempts): never offered again."""
+        """Permanent failure of one post (the platform refused the message itself): never offered again."""
         async with self._tx() as c:
             n = await c.execute(
                 "UPDATE scheduled_posts SET status = 'failed', lease_until = NULL, last_error = $3 "

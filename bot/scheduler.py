@@ -23,9 +23,9 @@ or event has passed, when the pass marks it ``expired``). The wait before the ne
 :data:`MAX_BACKOFF_SECONDS`, jittered; a ``Retry-After`` is never waited out inside a delivery beyond a few
 seconds (:data:`MAX_CALL_WAIT_SECONDS`), so a delivery stays short and inside its lease.
 
-A delivery stays inside its lease: just before sending, the pass re-checks that the claim is still its
-own and renews the lease (a claim another pass has taken over is left to it), renews it again every
-third of the lease while the platform is answering, and records the outcome only with its claim token
+A delivery stays inside its lease: while a batch is delivered its leases are renewed every third of the
+lease (:class:`BatchLeases`), a post is sent only if its claim is still the batch's (a claim another pass
+has taken over is left to it), and the outcome is recorded only with the claim token
 (:meth:`bot.store.Store.mark_posted`). A process that dies between 3 and 5 leaves its rows ``claimed``;
 the next pass after the lease re-offers them, as a try that may have posted (so may a timeout or a 5xx:
 ``DeliveryResult.uncertain``). The row keeps that try's time window, and the Slack deliverer
@@ -229,7 +229,7 @@ class Scheduler:
         late_after: dt.timedelta = dt.timedelta(minutes=15), concurrency: int = 8,
         refresh_ahead: dt.timedelta = dt.timedelta(days=399), refresh_limit: int = 50,
         clock: Callable[[], dt.datetime] = utcnow,
-        max_batches: int = 100, purge_every: dt.timedelta = dt.timedelta(minutes=15),
+        max_batches: int = 100, purge_every: dt.timedelta | None = dt.timedelta(minutes=15),
     ) -> None:
         self.store = store
         self.desk = desk
@@ -247,7 +247,8 @@ class Scheduler:
         self.refresh_limit = refresh_limit
         self.max_batches = max_batches
         self.clock = clock
-        self.purge_every = purge_every  # how often a pass also purges rows past their TTL (Store.purge_expired)
+        # How often a pass also purges rows past their TTL (Store.purge_expired); None: never (benchmarks).
+        self.purge_every = purge_every
         self._purged_at: dt.datetime | None = None
         self.on_paused: list[PauseHook] = []  # e.g. the Slack adapter republishing the App Home
         # Counters since start-up, for a metrics exporter to read.
@@ -298,6 +299,8 @@ class Scheduler:
     async def _purge(self, now: dt.datetime) -> None:
         """Every ``purge_every`` (by the pass clock), forget rows past their TTL: the tables never grow
         without bound. A failure is logged and retried at the next pass; reminders go on regardless."""
+        if self.purge_every is None:
+            return
         if self._purged_at is not None and self._purged_at <= now < self._purged_at + self.purge_every:
             return
         try:
@@ -338,10 +341,10 @@ class Scheduler:
         for post in batch:
             by_channel.setdefault((post.platform, post.channel), []).append(post)
         gate = asyncio.Semaphore(self.concurrency)
-        # Stop delivering from this batch well before its lease ends (a slow channel, long 429 waits):
-        # past the lease another pass may claim the same rows. Released rows are re-claimed at once
-        # by the next batch, with a fresh lease.
+        # Hand back what this batch has not started well before its first lease would have ended (a slow
+        # channel, long waits): other passes, in other processes too, can take it over at once.
         deadline = time.monotonic() + self.lease_seconds * 0.8
+        leases = BatchLeases(self.store, batch, self.lease_seconds, report)
 
         async def run(posts: list[ScheduledPost]) -> None:
             async with gate:
@@ -349,11 +352,13 @@ class Scheduler:
                     if time.monotonic() > deadline:
                         await self.store.release(post.id, post.claim_token or "")
                         continue
-                    await self._deliver_one(post, now, report)
+                    await self._deliver_one(post, now, report, leases)
 
-        await asyncio.gather(*(run(posts) for posts in by_channel.values()))
+        async with leases.kept():
+            await asyncio.gather(*(run(posts) for posts in by_channel.values()))
 
-    async def _deliver_one(self, post: ScheduledPost, now: dt.datetime, report: PassReport) -> None:
+    async def _deliver_one(self, post: ScheduledPost, now: dt.datetime, report: PassReport,
+                           leases: BatchLeases) -> None:
         from handlers.reminders import render_post
 
         token = post.claim_token or ""
@@ -369,13 +374,12 @@ class Scheduler:
         if deliverer is None:  # claim_due filters by platform, so only if the mapping changed meanwhile
             await self.store.release(post.id, token)
             return
-        if not await self._renew_lease(post, report):  # the claim must still be ours, with a full lease
+        if not await leases.still_ours(post):  # re-checked just before sending
             report.lost += 1
             log.info("post %s was taken over by another pass before it was sent; left to it", post.key)
             return
         try:
-            async with self._lease_kept(post, report):
-                result = await deliverer.deliver(Outgoing(post, reply, late, report.instant()))
+            result = await deliverer.deliver(Outgoing(post, reply, late, report.instant()))
         except Exception as exc:  # a deliverer bug must not lose the post: retry it later
             log.exception("deliverer for %s raised", post.platform)
             result = DeliveryResult.retry(f"{type(exc).__name__}: {exc}", uncertain=True)
@@ -409,33 +413,6 @@ class Scheduler:
             await self.store.mark_failed(post.id, token, error=result.error or "failed")
             report.failed += 1
             log.error("post %s refused for good: %s", post.key, result.error)
-
-    async def _renew_lease(self, post: ScheduledPost, report: PassReport) -> bool:
-        """A full lease from this instant, if the claim is still ours (False: another pass has it now)."""
-        until = report.instant() + dt.timedelta(seconds=self.lease_seconds)
-        return await self.store.extend_lease(post.id, post.claim_token or "", until)
-
-    @asynccontextmanager
-    async def _lease_kept(self, post: ScheduledPost, report: PassReport) -> AsyncIterator[None]:
-        """Renew the post's lease every third of it while the platform answers (slow networks, timeouts),
-        so that no other pass re-claims a post whose delivery is still under way."""
-
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(self.lease_seconds / 3)
-                try:
-                    if not await self._renew_lease(post, report):
-                        log.warning("lost the claim on post %s while delivering it", post.key)
-                        return
-                except Exception:  # the database hiccuped: try again at the next beat
-                    log.exception("could not renew the lease of post %s", post.key)
-
-        beat = asyncio.create_task(renew(), name=f"lease:{post.id}")
-        try:
-            yield
-        finally:
-            beat.cancel()
-            await asyncio.gather(beat, return_exceptions=True)
 
     # ---- the loop
 
@@ -481,6 +458,59 @@ class Scheduler:
             yield
         finally:
             await self.stop()
+
+
+class BatchLeases:
+    """The leases of one claimed batch, kept while it is delivered: one UPDATE every third of the lease
+    renews every post of the batch still claimed by it (:meth:`bot.store.Store.renew_claims`), so that no
+    other pass re-claims a post whose delivery is under way (a slow network, a timeout), and so that the
+    check just before sending costs nothing while the renewals keep up."""
+
+    def __init__(self, store: Store, batch: Sequence[ScheduledPost], seconds: int, report: PassReport) -> None:
+        self.store, self.seconds, self.report = store, seconds, report
+        self.token = batch[0].claim_token or "" if batch else ""
+        self.ids = [p.id for p in batch]
+        self.held = set(self.ids)  # still claimed by this batch, as of the last renewal
+        self.renewed = time.monotonic()  # the claim itself set the lease
+
+    def _until(self) -> dt.datetime:
+        return self.report.instant() + dt.timedelta(seconds=self.seconds)
+
+    async def renew(self) -> None:
+        self.held = await self.store.renew_claims(self.ids, self.token, self._until())
+        self.renewed = time.monotonic()
+
+    async def still_ours(self, post: ScheduledPost) -> bool:
+        """Whether ``post`` may be sent now: still claimed by this batch, with lease to spare. When the
+        renewals have fallen behind (a slow database), the post's own claim is checked and renewed."""
+        if post.id not in self.held:
+            return False
+        if time.monotonic() - self.renewed < self.seconds / 2:
+            return True
+        return await self.store.extend_lease(post.id, post.claim_token or "", self._until())
+
+    @asynccontextmanager
+    async def kept(self) -> AsyncIterator[None]:
+        done = asyncio.Event()
+
+        async def beat() -> None:
+            while not done.is_set():
+                try:
+                    await asyncio.wait_for(done.wait(), self.seconds / 3)
+                    return
+                except TimeoutError:
+                    pass
+                try:
+                    await self.renew()
+                except Exception:  # the database hiccuped: still_ours() checks post by post meanwhile
+                    log.exception("could not renew the leases of a batch")
+
+        task = asyncio.create_task(beat(), name="chinadesk-leases")
+        try:
+            yield
+        finally:
+            done.set()  # not cancelled: a renewal under way finishes its transaction
+            await asyncio.gather(task, return_exceptions=True)
 
 
 def retry_delay(attempts: int, result: DeliveryResult) -> float:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import re
@@ -888,6 +889,20 @@ class Store(abc.ABC):
             )
         return n > 0
 
+    async def renew_claims(self, post_ids: Sequence[int], claim_token: str, until: dt.datetime) -> set[int]:
+        """Renew to ``until`` the lease of each of ``post_ids`` still claimed with ``claim_token`` (one
+        claimed batch); returns those ids. The others were done meanwhile, or taken over."""
+        if not post_ids:
+            return set()
+        listed = ", ".join(f"${i}" for i in range(3, 3 + len(post_ids)))
+        async with self._tx() as c:
+            rows = await c.fetch(
+                "UPDATE scheduled_posts SET lease_until = $1 WHERE claim_token = $2 AND status = 'claimed' "
+                f"AND id IN ({listed}) RETURNING id",
+                _aware(until), claim_token, *post_ids,
+            )
+        return {int(r["id"]) for r in rows}
+
     async def extend_lease(self, post_id: int, claim_token: str, until: dt.datetime) -> bool:
         """Renew our claim's lease to ``until`` (just before sending, and while the platform answers).
 
@@ -1140,7 +1155,12 @@ class SqliteStore(Store):
         if self._db is None:
             raise StoreError("the store is not open: call `await store.open()` first")
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+            except BaseException:  # cancelled while aiosqlite's thread may still begin it: end it there too
+                with contextlib.suppress(Exception):  # (queued after the BEGIN; "no transaction" if none began)
+                    await asyncio.shield(self._db.execute("ROLLBACK"))
+                raise
             try:
                 yield _SqliteConn(self._db)
             except BaseException:

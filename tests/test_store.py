@@ -407,6 +407,20 @@ async def test_a_try_in_doubt_is_remembered_until_the_post_is_done(store: Store)
     assert third.unconfirmed == (T0, ended) and third.attempts == 3
 
 
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+async def test_a_transaction_cancelled_as_it_begins_leaves_the_store_usable(store: Store, turns: int):
+    """A pass cancelled at a bad moment (a stop past its grace) must not leave a transaction open."""
+    for i in range(20):
+        task = asyncio.create_task(store.claim_once(f"k{i}"))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert await store.claim_once("after")
+    await store.add_posts([post("k1", T0)], platform="slack", workspace="T1", channel="C1", kind="deadline")
+    assert len(await store.claim_due(T0)) == 1
+
+
 async def test_postgres_replicas_migrate_concurrently(pg_schema_url: str):
     stores = [open_store(pg_schema_url) for _ in range(4)]
     await asyncio.gather(*(s.open() for s in stores))

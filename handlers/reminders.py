@@ -288,9 +288,9 @@ async def remind(request: Request, desk: Desk, args: str) -> Reply:
     due = due_value.date() if isinstance(due_value, dt.datetime) else due_value
     if now >= day_end(due, tz):
         raise UsageError(
-            f"That {topic.title.lower()} deadline passed on {format_day(due)}, so there is nothing to remind "
-            f"this channel about: I have not tracked it. `{topic_command(topic)} from {start:%Y-%m-%d}` "
-            "shows how it was counted."
+            f"{topic.title}: counted from {start:%Y-%m-%d}, that deadline passed on {format_day(due)}, so there "
+            f"is nothing to remind this channel about and I have not tracked it. "
+            f"`{topic_command(topic)} from {start:%Y-%m-%d}` shows how it was counted."
         )
     start_text = start.isoformat()
     clean_note = note.strip()[:NOTE_MAX] or None

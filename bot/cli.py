@@ -113,9 +113,13 @@ def cmd_reminders_list(args: argparse.Namespace) -> int:
 
 
 def cmd_reminders_run_due(args: argparse.Namespace) -> int:
-    """One scheduler pass at --now (default: now): posts what is due, prints what it did."""
+    """One scheduler pass at --now (default: now): posts what is due, prints what it did.
+
+    Exit status 1 when posts were due for a platform this process cannot post to (no credentials): each
+    is said on stderr with what to set, and the posts stay pending for a process that can.
+    """
     from bot.app import build_desk
-    from bot.scheduler import build_scheduler
+    from bot.scheduler import build_scheduler, undelivered_reason
 
     now = _now(args.now)
 
@@ -129,8 +133,17 @@ def cmd_reminders_run_due(args: argparse.Namespace) -> int:
             await store.close()
 
     report = asyncio.run(run())
-    print(json.dumps(report) if args.json else " ".join(f"{k}={v}" for k, v in report.items() if k != "posted_ids"))
-    return 0
+    waiting: dict[str, int] = report["waiting"]
+    if args.json:
+        print(json.dumps(report))
+    else:
+        shown = {**{k: v for k, v in report.items() if k not in ("posted_ids", "waiting")},
+                 "waiting": ",".join(f"{p}:{n}" for p, n in sorted(waiting.items())) or 0}
+        print(" ".join(f"{k}={v}" for k, v in shown.items()))
+    for platform, n in sorted(waiting.items()):
+        print(f"{n} reminder post{'s' if n != 1 else ''} for {platform} {'are' if n != 1 else 'is'} due but "
+              f"{'were' if n != 1 else 'was'} not sent: {undelivered_reason(platform)}.", file=sys.stderr)
+    return 1 if waiting else 0
 
 
 WORKER_STOP_GRACE = 8.0  # SIGTERM -> exit within 10 s: the pass in flight gets this long to finish

@@ -103,7 +103,8 @@ SLACK_VARIABLES = (
 SLACK_DEFAULT_API_URL = "https://slack.com/api/"
 # The bot scopes an OAuth install asks for; slack/manifest.yml lists the same (a test checks).
 SLACK_BOT_SCOPES = (
-    "app_mentions:read", "channels:history", "chat:write", "commands", "groups:history", "im:history",
+    "app_mentions:read", "channels:history", "channels:read", "chat:write", "commands", "groups:history",
+    "groups:read", "im:history",
 )
 _TRUE = ("1", "true", "yes", "on")
 _OFF = ("0", "false", "no", "off")

@@ -21,10 +21,11 @@ import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from aiohttp import web
+from aiohttp import ClientOSError, ServerConnectionError, ServerDisconnectedError, web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     Counter,
@@ -33,10 +34,12 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
 )
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
@@ -65,14 +68,14 @@ REMINDERS = Counter("chinadesk_reminders_total", "Reminder posts by what happene
 WEB_API_RETRIES = Counter("chinadesk_web_api_retries_total", "Retried platform API calls", ["platform", "reason"])
 READY = Gauge("chinadesk_ready", "1 when content is loaded and the database answers")
 
-REMINDER_EVENTS = ("due", "posted", "late", "retried", "paused", "failed", "expired")
+REMINDER_EVENTS = ("due", "posted", "late", "retried", "paused", "failed", "expired", "skipped")
 # Series that exist from start-up (at 0), so that dashboards and rate() see them before the first event.
 for _event in REMINDER_EVENTS:
     REMINDERS.labels(_event)
 for _result in ("answered", "abstained"):
     for _mode in ("mention", "direct", "watch"):
         QA_RESULTS.labels(_result, _mode)
-for _reason in ("rate_limited", "connection_error"):
+for _reason in ("rate_limited", "connection_error", "server_error"):
     WEB_API_RETRIES.labels("slack", _reason)
 
 
@@ -137,9 +140,55 @@ def count_reminder_pass(report: Any) -> None:
             REMINDERS.labels(event).inc(n)
 
 
-# ------------------------------------------------------------------------------ Web API retries
+# --------------------------------------------------------------- Slack Web API: retries and failures
 
 _retry_log = logging.getLogger("chinadesk.webapi")
+
+
+@dataclass(frozen=True)
+class WebApiFailure:
+    """Why a Slack Web API call failed, whatever shape the failure came in."""
+
+    error: str  # Slack's error code ("not_in_channel"), else "http_<status>", "timeout" or the exception's type
+    status: int | None = None  # the HTTP status, when an answer came back
+    retry_after: float | None = None  # seconds, from a Retry-After header
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.status == 429 or self.error == "ratelimited"
+
+    @property
+    def server_error(self) -> bool:
+        return self.status is not None and self.status >= 500
+
+
+def _status_of(response: Any) -> int | None:
+    """The HTTP status of a slack_sdk response, a retry handler's response or a bare aiohttp response."""
+    for name in ("status_code", "status"):
+        value = getattr(response, name, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def web_api_failure(exc: BaseException) -> WebApiFailure:
+    """What a failed Web API call tells us. Never raises: slack_sdk hands over a ``SlackApiError`` whose
+    response may hold a dict, the text of a proxy's error page, or (a body that claims JSON and is not)
+    aiohttp's raw response; timeouts and connection errors come as plain exceptions."""
+    if isinstance(exc, SlackApiError):
+        response = exc.response
+        status = _status_of(response)
+        data = getattr(response, "data", None)
+        code = data.get("error") if isinstance(data, dict) else None
+        headers = getattr(response, "headers", None) or {}
+        try:
+            retry_after = float(headers.get("Retry-After") or headers.get("retry-after"))
+        except (TypeError, ValueError, AttributeError):
+            retry_after = None
+        return WebApiFailure(str(code or f"http_{status or 'error'}"), status, retry_after)
+    if isinstance(exc, TimeoutError):
+        return WebApiFailure("timeout")
+    return WebApiFailure(type(exc).__name__)
 
 
 class _CountingRetries:
@@ -159,6 +208,7 @@ class _CountingRetries:
         _retry_log.warning(f"{self.reason.replace('_', ' ')}: retrying", extra={
             "platform": self.platform, "method": request.url.rsplit("/", 1)[-1],
             "error": type(error).__name__ if error else None,
+            "status": response.status_code if response is not None else None,
         })
         await super().prepare_for_next_attempt_async(  # type: ignore[misc]
             state=state, request=request, response=response, error=error
@@ -166,25 +216,78 @@ class _CountingRetries:
 
 
 class CountingRateLimitHandler(_CountingRetries, AsyncRateLimitErrorRetryHandler):
-    """slack_sdk's 429 handler (waits ``Retry-After``, then retries), counting each retry."""
+    """slack_sdk's 429 handler (waits ``Retry-After``, then retries), counting each retry.
+
+    ``max_wait``: a ``Retry-After`` longer than this many seconds is not waited out inside the call: the
+    429 goes back to the caller (the scheduler reschedules the post, so a delivery never sits in a long
+    wait while its lease runs out).
+    """
 
     reason = "rate_limited"
 
+    def __init__(self, max_retry_count: int = 1, *, max_wait: float | None = None, **kwargs: Any) -> None:
+        super().__init__(max_retry_count, **kwargs)
+        self.max_wait = max_wait
+
+    async def _can_retry_async(
+        self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        if self.max_wait is None:
+            return True
+        after = next((v for k, v in response.headers.items() if k.lower() == "retry-after"), None)
+        try:
+            wait = float(after[0] if isinstance(after, list) else after)  # type: ignore[arg-type]
+        except (TypeError, ValueError, IndexError):
+            wait = 1.0
+        return wait <= self.max_wait
+
 
 class CountingConnectionErrorHandler(_CountingRetries, AsyncConnectionErrorRetryHandler):
-    """slack_sdk's connection-error handler (reset, refused...), counting each retry."""
+    """slack_sdk's connection-error handler (reset, refused...), timeouts included, counting each retry."""
 
     reason = "connection_error"
 
+    def __init__(self, max_retry_count: int = 1, **kwargs: Any) -> None:
+        super().__init__(max_retry_count, error_types=[
+            ServerConnectionError, ServerDisconnectedError, ClientOSError, TimeoutError,
+        ], **kwargs)
 
-def slack_retry_handlers(*, rate_limit_retries: int = 3, connection_retries: int = 1) -> list[AsyncRetryHandler]:
+
+class CountingServerErrorHandler(_CountingRetries, AsyncServerErrorRetryHandler):
+    """slack_sdk's server-error handler (backs off, then retries), counting each retry. Any 5xx counts,
+    502 and 504 from gateways too, and so does a 5xx whose body is not the JSON it claims to be (slack_sdk
+    reports that one as an error, not as a response)."""
+
+    reason = "server_error"
+
+    async def _can_retry_async(
+        self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        status = _status_of(response) if response is not None else (
+            _status_of(error.response) if isinstance(error, SlackApiError) else None
+        )
+        return status is not None and status >= 500
+
+
+def slack_retry_handlers(
+    *, rate_limit_retries: int = 3, connection_retries: int = 1, server_error_retries: int = 0,
+    max_rate_limit_wait: float | None = None,
+) -> list[AsyncRetryHandler]:
     """The retry handlers every Slack ``AsyncWebClient`` in the project uses (the adapter's and the
-    scheduler's): HTTP 429 waited out after ``Retry-After``, connection errors retried; each retry counted
-    in ``chinadesk_web_api_retries_total``."""
-    return [
-        CountingRateLimitHandler(max_retry_count=rate_limit_retries),
+    scheduler's): HTTP 429 waited out after ``Retry-After`` (up to ``max_rate_limit_wait`` seconds),
+    connection errors and timeouts retried, and 5xx answers when ``server_error_retries``; each retry
+    counted in ``chinadesk_web_api_retries_total``."""
+    handlers: list[AsyncRetryHandler] = [
+        CountingRateLimitHandler(max_retry_count=rate_limit_retries, max_wait=max_rate_limit_wait),
         CountingConnectionErrorHandler(max_retry_count=connection_retries),
     ]
+    if server_error_retries:
+        handlers.append(CountingServerErrorHandler(max_retry_count=server_error_retries))
+    return handlers
 
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")

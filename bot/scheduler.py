@@ -4,20 +4,34 @@ A pass (:meth:`Scheduler.run_due`) does, at one instant ``now``:
 
 1. tops up calendar subscriptions to a 400-day horizon, each about once a day, so new dates in the
    content packs are picked up (idempotent: every post has a unique key);
-2. marks due posts whose deadline/event has already passed ``expired`` (never posted);
+2. marks due posts whose deadline/event has already passed ``expired`` (never posted), and due posts of
+   a deadline that a later due post of the same deadline supersedes ``skipped``: after downtime a
+   deadline gets one late reminder, the most recent it missed, not each of them back to back;
 3. claims due posts in batches with a lease (:meth:`bot.store.Store.claim_due`: ``FOR UPDATE SKIP
    LOCKED`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so concurrent passes split the work;
 4. renders each post (:func:`handlers.reminders.render_post`) and hands it to the platform's
    :class:`Deliverer`, channel by channel in due order; a post more than ``late_after`` behind its time
    is labelled late;
 5. records the outcome: ``posted`` with the platform's message ref (never offered again), back to
-   ``pending`` with a back-off (429, network), ``paused`` (channel gone, app removed: the deadline or
-   subscription is paused and shown in the App Home), or ``failed``.
+   ``pending`` with a back-off (see below), ``paused`` (channel gone, app removed: the deadline or
+   subscription is paused and shown in the App Home), or ``failed`` (the message itself was refused).
 
-A process that dies between 3 and 5 leaves its rows ``claimed``; the next pass after the lease
-re-offers them. On a re-offer the Slack deliverer first looks for its own earlier message in the
-channel (each post carries its key in Slack message metadata), so a post Slack accepted just before
-the crash is recorded, not repeated.
+A platform that is busy or down never loses a reminder: 429s, 5xx, timeouts and network errors are
+retried, however many times, for as long as the post is useful (until its ``expires_at``: the deadline
+or event has passed, when the pass marks it ``expired``). The wait before the next try is the platform's
+``Retry-After`` when it gives one, else an exponential back-off (30 s, 1, 2, 4, 8 minutes) capped at
+:data:`MAX_BACKOFF_SECONDS`, jittered; a ``Retry-After`` is never waited out inside a delivery beyond a few
+seconds (:data:`MAX_CALL_WAIT_SECONDS`), so a delivery stays short and inside its lease.
+
+A delivery stays inside its lease: while a batch is delivered its leases are renewed every third of the
+lease (:class:`BatchLeases`), a post is sent only if its claim is still the batch's (a claim another pass
+has taken over is left to it), and the outcome is recorded only with the claim token
+(:meth:`bot.store.Store.mark_posted`). A process that dies between 3 and 5 leaves its rows ``claimed``;
+the next pass after the lease re-offers them, as a try that may have posted (so may a timeout or a 5xx:
+``DeliveryResult.uncertain``). The row keeps that try's time window, and the Slack deliverer
+(:mod:`bot.slack_delivery`) looks there in the channel for its own earlier message (each post carries
+its key in Slack message metadata) before posting again: a post Slack accepted just before the crash is
+recorded, not repeated.
 
 The loop (:meth:`Scheduler.start` / :meth:`Scheduler.stop`, or :meth:`Scheduler.cleanup_ctx` for
 aiohttp) runs inside ``chinadesk serve`` and as ``chinadesk worker``.
@@ -32,6 +46,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal, Protocol
 
@@ -40,18 +55,10 @@ from handlers.request import Reply
 
 log = logging.getLogger("chinadesk.scheduler")
 
-SLACK_DEFAULT_API_URL = "https://slack.com/api/"
-# Slack errors that mean "this channel/workspace can't take our posts any more": retrying is pointless,
-# so the deadline/subscription is paused and the App Home says why.
-SLACK_PAUSE_ERRORS = frozenset({
-    "channel_not_found", "not_in_channel", "is_archived", "account_inactive", "token_revoked", "token_expired",
-    "invalid_auth", "not_authed", "no_permission", "team_access_not_granted", "missing_scope", "ekm_access_denied",
-    "restricted_action", "org_login_required", "team_not_found", "app_uninstalled",
-})
-# Errors in the message itself: retrying the same message cannot help.
-SLACK_FAIL_ERRORS = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long", "no_text",
-                               "invalid_arguments", "invalid_metadata_format", "invalid_metadata_schema"})
-METADATA_EVENT = "chinadesk_reminder"
+BASE_BACKOFF_SECONDS = 30.0
+MAX_BACKOFF_SECONDS = 600.0  # a platform back after an outage gets every waiting post within 10 minutes
+MAX_RETRY_AFTER_SECONDS = 3600.0  # a Retry-After beyond an hour is taken as an hour
+MAX_CALL_WAIT_SECONDS = 5.0  # longer Retry-After waits are the scheduler's, between passes, not the call's
 
 
 # ------------------------------------------------------------------------------------------- seam
@@ -59,11 +66,12 @@ METADATA_EVENT = "chinadesk_reminder"
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One post to deliver: the stored row, what it says, and whether it is late."""
+    """One post to deliver: the stored row, what it says, whether it is late, and the pass's instant."""
 
     post: ScheduledPost
     reply: Reply
     late: bool
+    now: dt.datetime | None = None
 
     @property
     def platform(self) -> str:
@@ -84,14 +92,16 @@ class DeliveryResult:
     ref: str | None = None  # Slack ts / Teams activity id, when posted
     error: str | None = None
     retry_after: float | None = None  # seconds, for "retry"
+    # For "retry": the platform may have posted it after all (timeout, 5xx): look before posting again.
+    uncertain: bool = False
 
     @classmethod
     def posted(cls, ref: str | None) -> DeliveryResult:
         return cls("posted", ref=ref)
 
     @classmethod
-    def retry(cls, error: str, after: float | None = None) -> DeliveryResult:
-        return cls("retry", error=error, retry_after=after)
+    def retry(cls, error: str, after: float | None = None, *, uncertain: bool = False) -> DeliveryResult:
+        return cls("retry", error=error, retry_after=after, uncertain=uncertain)
 
     @classmethod
     def paused(cls, reason: str) -> DeliveryResult:
@@ -109,18 +119,32 @@ class Deliverer(Protocol):
 
 
 # Factories by platform: ``factory(store, env) -> Deliverer | None`` (None: not configured here).
-# bot/teams.py registers "teams" with ``register_deliverer("teams", ...)`` when imported.
+# bot/slack_delivery.py and bot/teams.py register "slack" and "teams" with ``register_deliverer`` when
+# imported (build_deliverers imports them); the scheduler itself knows no platform.
 DelivererFactory = Callable[[Store, Mapping[str, str]], "Deliverer | None"]
 DELIVERER_FACTORIES: dict[str, DelivererFactory] = {}
+# What a process needs to post to a platform, for "due but not sent" messages (run-due, the pass log).
+DELIVERER_NEEDS: dict[str, str] = {}
 
 
-def register_deliverer(platform: str, factory: DelivererFactory) -> None:
+def register_deliverer(platform: str, factory: DelivererFactory, *, needs: str | None = None) -> None:
+    """``needs``: what to configure when ``factory`` returns None (said when that platform's posts wait)."""
     DELIVERER_FACTORIES[platform] = factory
+    if needs:
+        DELIVERER_NEEDS[platform] = needs
+
+
+def undelivered_reason(platform: str) -> str:
+    """Why this process did not send a due post for ``platform``: what it would need."""
+    need = DELIVERER_NEEDS.get(platform)
+    return f"this process cannot post to {platform}" + (f": set {need}" if need else " (not configured here)")
 
 
 def build_deliverers(store: Store, env: Mapping[str, str] | None = None) -> dict[str, Deliverer]:
     """Every deliverer this process is configured for."""
     env = os.environ if env is None else env
+    import bot.slack_delivery
+
     try:  # the Teams adapter registers its deliverer on import; absent or broken, Teams posts wait
         import bot.teams  # noqa: F401
     except Exception as exc:
@@ -131,131 +155,6 @@ def build_deliverers(store: Store, env: Mapping[str, str] | None = None) -> dict
         if deliverer is not None:
             out[platform] = deliverer
     return out
-
-
-# ------------------------------------------------------------------------------------------ Slack
-
-
-class SlackDeliverer:
-    """``chat.postMessage`` through slack_sdk's async client, 429s retried after ``Retry-After``.
-
-    The token is the workspace's stored installation (OAuth installs) or ``SLACK_BOT_TOKEN``.
-    """
-
-    def __init__(
-        self, store: Store, *, default_token: str | None, api_url: str = SLACK_DEFAULT_API_URL,
-        rate_limit_retries: int = 3, timeout: int = 30,
-    ) -> None:
-        self.store = store
-        self.default_token = default_token
-        self.api_url = api_url if api_url.endswith("/") else api_url + "/"
-        self.rate_limit_retries = rate_limit_retries
-        self.timeout = timeout
-        self._clients: dict[str, Any] = {}
-
-    async def _token(self, workspace: str | None) -> str | None:
-        if workspace:
-            data = await self.store.find_installation("slack", workspace) or {}
-            for part in (data.get("bot"), data.get("installation"), data):
-                if isinstance(part, dict) and part.get("bot_token"):
-                    return str(part["bot_token"])
-        return self.default_token
-
-    def _client(self, token: str) -> Any:
-        from slack_sdk.web.async_client import AsyncWebClient
-
-        from bot.observability import slack_retry_handlers  # the adapter's handlers: retries are counted
-
-        client = self._clients.get(token)
-        if client is None:
-            client = self._clients[token] = AsyncWebClient(
-                token=token, base_url=self.api_url, timeout=self.timeout,
-                retry_handlers=slack_retry_handlers(rate_limit_retries=self.rate_limit_retries, connection_retries=2),
-            )
-        return client
-
-    @staticmethod
-    def message(item: Outgoing) -> dict[str, Any]:
-        """chat.postMessage arguments: Block Kit when the Slack renderer is present, else plain text."""
-        try:
-            from bot.render.blockkit import render_reply
-        except ImportError:
-            return {"text": item.reply.text}
-        rendered = render_reply(item.reply, share=False)
-        return {"text": rendered.text, "blocks": rendered.blocks}
-
-    async def _already_posted(self, client: Any, item: Outgoing) -> str | None:
-        """On a re-offer: the ts of our own earlier message for this post, if Slack has it (crash after send)."""
-        try:
-            oldest = (item.post.due_at - dt.timedelta(days=1)).timestamp()
-            # POST (form) rather than the SDK's GET helper: Slack accepts both, and proxies/stand-ins
-            # that only route POST /api/<method> keep working.
-            resp = await client.api_call("conversations.history", data={
-                "channel": item.channel, "oldest": f"{oldest:.6f}", "limit": 200, "include_all_metadata": "true",
-            })
-        except Exception as exc:  # no history scope, network...: post, accepting the small risk
-            log.info("could not check for an earlier post of %s: %s", item.post.key, exc)
-            return None
-        for message in resp.get("messages") or []:
-            meta = message.get("metadata") or {}
-            key = (meta.get("event_payload") or {}).get("key")
-            if meta.get("event_type") == METADATA_EVENT and key == item.post.key:
-                return message.get("ts")
-        return None
-
-    async def deliver(self, item: Outgoing) -> DeliveryResult:
-        import aiohttp
-        from slack_sdk.errors import SlackApiError
-
-        token = await self._token(item.workspace)
-        if not token:
-            return DeliveryResult.paused("no Slack bot token for this workspace (app not installed?)")
-        client = self._client(token)
-        try:
-            if item.post.attempts > 1:
-                earlier = await self._already_posted(client, item)
-                if earlier:
-                    return DeliveryResult.posted(earlier)
-            resp = await client.chat_postMessage(
-                channel=item.channel, unfurl_links=False, unfurl_media=False,
-                metadata={"event_type": METADATA_EVENT, "event_payload": {"key": item.post.key}},
-                **self.message(item),
-            )
-        except SlackApiError as exc:
-            error = str(exc.response.get("error") or f"http_{exc.response.status_code}")
-            if exc.response.status_code == 429 or error == "ratelimited":
-                after = _float(exc.response.headers.get("Retry-After") or exc.response.headers.get("retry-after"))
-                return DeliveryResult.retry("ratelimited", after)
-            if error in SLACK_PAUSE_ERRORS:
-                return DeliveryResult.paused(error)
-            if error in SLACK_FAIL_ERRORS:
-                return DeliveryResult.failed(error)
-            return DeliveryResult.retry(error)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return DeliveryResult.retry(f"{type(exc).__name__}: {exc}")
-        return DeliveryResult.posted(str(resp.get("ts") or ""))
-
-    async def close(self) -> None:
-        self._clients.clear()  # the async client opens a session per call unless given one: nothing to close
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _slack_factory(store: Store, env: Mapping[str, str]) -> Deliverer | None:
-    token = env.get("SLACK_BOT_TOKEN", "").strip() or None
-    oauth = bool(env.get("SLACK_CLIENT_ID", "").strip())
-    if token is None and not oauth:
-        return None
-    api_url = env.get("SLACK_API_URL", "").strip() or SLACK_DEFAULT_API_URL
-    return SlackDeliverer(store, default_token=token, api_url=api_url)
-
-
-register_deliverer("slack", _slack_factory)
 
 
 class TextDeliverer:
@@ -291,20 +190,34 @@ class PassReport:
     paused: int = 0
     failed: int = 0
     expired: int = 0
+    skipped: int = 0  # due, but a later reminder of the same deadline is due too
+    # Due posts for platforms this process has no deliverer for (no credentials): left for a process
+    # that has one, and said (``reminders run-due`` prints why).
+    waiting: dict[str, int] = field(default_factory=dict)
     stale: int = 0  # posted, but our lease had expired and someone else had claimed it meanwhile
+    lost: int = 0  # claims another pass had taken over before we sent anything (left to it)
     materialised: int = 0
     posted_ids: list[int] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic, repr=False)  # monotonic clock when the pass began
+
+    def instant(self) -> dt.datetime:
+        """The pass's ``now`` moved on by the real time it has run: where leases and retries start from."""
+        return self.now + dt.timedelta(seconds=time.monotonic() - self.started)
 
 
     def as_json(self) -> dict[str, Any]:
         return {
             "now": self.now.isoformat(), "due": self.due, "posted": self.posted, "late": self.late,
             "retried": self.retried, "paused": self.paused, "failed": self.failed, "expired": self.expired,
-            "stale": self.stale, "materialised": self.materialised, "posted_ids": list(self.posted_ids),
+            "skipped": self.skipped, "waiting": dict(self.waiting),
+            "stale": self.stale, "lost": self.lost, "materialised": self.materialised,
+            "posted_ids": list(self.posted_ids),
         }
 
 
 PauseHook = Callable[[ScheduledPost, str], Awaitable[None]]
+# What a pass counts (PassReport fields, Scheduler totals, chinadesk_reminders_total{event}).
+COUNTED = ("due", "posted", "late", "retried", "paused", "failed", "expired", "skipped")
 
 
 class Scheduler:
@@ -313,10 +226,10 @@ class Scheduler:
     def __init__(
         self, store: Store, desk: Any, deliverers: Mapping[str, Deliverer], *,
         interval: float = 30.0, jitter: float = 0.2, lease_seconds: int = 300, batch_size: int = 200,
-        late_after: dt.timedelta = dt.timedelta(minutes=15), max_attempts: int = 8, concurrency: int = 8,
+        late_after: dt.timedelta = dt.timedelta(minutes=15), concurrency: int = 8,
         refresh_ahead: dt.timedelta = dt.timedelta(days=399), refresh_limit: int = 50,
         clock: Callable[[], dt.datetime] = utcnow,
-        max_batches: int = 100,
+        max_batches: int = 100, purge_every: dt.timedelta | None = dt.timedelta(minutes=15),
     ) -> None:
         self.store = store
         self.desk = desk
@@ -326,7 +239,6 @@ class Scheduler:
         self.lease_seconds = lease_seconds
         self.batch_size = batch_size
         self.late_after = late_after
-        self.max_attempts = max_attempts
         self.concurrency = concurrency
         # Subscriptions are topped up to the 400-day horizon about once a day (materialised < now+399d),
         # so events added to the content packs are picked up within a day; at most refresh_limit per pass
@@ -335,6 +247,9 @@ class Scheduler:
         self.refresh_limit = refresh_limit
         self.max_batches = max_batches
         self.clock = clock
+        # How often a pass also purges rows past their TTL (Store.purge_expired); None: never (benchmarks).
+        self.purge_every = purge_every
+        self._purged_at: dt.datetime | None = None
         self.on_paused: list[PauseHook] = []  # e.g. the Slack adapter republishing the App Home
         # Counters since start-up, for a metrics exporter to read.
         self.passes = 0
@@ -345,6 +260,8 @@ class Scheduler:
         self.paused = 0
         self.failed = 0
         self.expired = 0
+        self.skipped = 0
+        self.purged = 0  # rows purged
         self.errors = 0  # passes that raised
         self.last_pass: PassReport | None = None
         self._stopping = asyncio.Event()
@@ -360,6 +277,7 @@ class Scheduler:
             report = PassReport(now=now)
             report.materialised = await self._refresh_subscriptions(now)
             report.expired = (await self.store.expire_overdue(now)).expired
+            report.skipped = await self.store.skip_superseded(now)
             platforms = sorted(self.deliverers)
             for _ in range(self.max_batches):  # bounded: a pass always ends, leftovers go to the next
                 batch = await self.store.claim_due(now, limit=self.batch_size, lease_seconds=self.lease_seconds,
@@ -370,19 +288,35 @@ class Scheduler:
                 await self._deliver_batch(batch, now, report)
                 if self._stopping.is_set():  # stop(): finish what we claimed, claim no more
                     break
+            report.waiting = await self.store.count_due(now, exclude=platforms)
+            await self._purge(now)
             self._count(report)
-            if report.due or report.expired:
-                log.info(
-                    "scheduler pass", extra={"due": report.due, "posted": report.posted, "late": report.late,
-                                             "retried": report.retried, "paused": report.paused,
-                                             "failed": report.failed, "expired": report.expired},
-                )
+            if report.due or report.expired or report.skipped or report.waiting:
+                log.info("scheduler pass", extra={**{name: getattr(report, name) for name in COUNTED},
+                                                  **({"waiting": report.waiting} if report.waiting else {})})
             return report
+
+    async def _purge(self, now: dt.datetime) -> None:
+        """Every ``purge_every`` (by the pass clock), forget rows past their TTL: the tables never grow
+        without bound. A failure is logged and retried at the next pass; reminders go on regardless."""
+        if self.purge_every is None:
+            return
+        if self._purged_at is not None and self._purged_at <= now < self._purged_at + self.purge_every:
+            return
+        try:
+            deleted = await self.store.purge_expired(now)
+        except Exception:
+            log.exception("purging expired rows failed; retrying next pass")
+            return
+        self._purged_at = now
+        self.purged += sum(deleted.values())
+        if any(deleted.values()):
+            log.info("purged expired rows", extra={f"purged_{table}": n for table, n in deleted.items() if n})
 
     def _count(self, report: PassReport) -> None:
         self.passes += 1
         self.last_pass = report
-        for name in ("due", "posted", "late", "retried", "paused", "failed", "expired"):
+        for name in COUNTED:
             setattr(self, name, getattr(self, name) + getattr(report, name))
         from bot.observability import count_reminder_pass  # Prometheus chinadesk_reminders_total
 
@@ -407,10 +341,10 @@ class Scheduler:
         for post in batch:
             by_channel.setdefault((post.platform, post.channel), []).append(post)
         gate = asyncio.Semaphore(self.concurrency)
-        # Stop delivering from this batch well before its lease ends (a slow channel, long 429 waits):
-        # past the lease another pass may claim the same rows. Released rows are re-claimed at once
-        # by the next batch, with a fresh lease.
+        # Hand back what this batch has not started well before its first lease would have ended (a slow
+        # channel, long waits): other passes, in other processes too, can take it over at once.
         deadline = time.monotonic() + self.lease_seconds * 0.8
+        leases = BatchLeases(self.store, batch, self.lease_seconds, report)
 
         async def run(posts: list[ScheduledPost]) -> None:
             async with gate:
@@ -418,11 +352,13 @@ class Scheduler:
                     if time.monotonic() > deadline:
                         await self.store.release(post.id, post.claim_token or "")
                         continue
-                    await self._deliver_one(post, now, report)
+                    await self._deliver_one(post, now, report, leases)
 
-        await asyncio.gather(*(run(posts) for posts in by_channel.values()))
+        async with leases.kept():
+            await asyncio.gather(*(run(posts) for posts in by_channel.values()))
 
-    async def _deliver_one(self, post: ScheduledPost, now: dt.datetime, report: PassReport) -> None:
+    async def _deliver_one(self, post: ScheduledPost, now: dt.datetime, report: PassReport,
+                           leases: BatchLeases) -> None:
         from handlers.reminders import render_post
 
         token = post.claim_token or ""
@@ -438,11 +374,15 @@ class Scheduler:
         if deliverer is None:  # claim_due filters by platform, so only if the mapping changed meanwhile
             await self.store.release(post.id, token)
             return
+        if not await leases.still_ours(post):  # re-checked just before sending
+            report.lost += 1
+            log.info("post %s was taken over by another pass before it was sent; left to it", post.key)
+            return
         try:
-            result = await deliverer.deliver(Outgoing(post, reply, late))
+            result = await deliverer.deliver(Outgoing(post, reply, late, report.instant()))
         except Exception as exc:  # a deliverer bug must not lose the post: retry it later
             log.exception("deliverer for %s raised", post.platform)
-            result = DeliveryResult.retry(f"{type(exc).__name__}: {exc}")
+            result = DeliveryResult.retry(f"{type(exc).__name__}: {exc}", uncertain=True)
 
         if result.outcome == "posted":
             if await self.store.mark_posted(post.id, token, ref=result.ref, late=late, now=now):
@@ -452,10 +392,12 @@ class Scheduler:
             else:
                 report.stale += 1
                 log.warning("post %s delivered after its lease expired; another pass may repeat it", post.key)
-        elif result.outcome == "retry" and post.attempts < self.max_attempts:
-            delay = result.retry_after if result.retry_after is not None else _backoff(post.attempts)
-            await self.store.mark_retry(post.id, token, error=result.error or "retry",
-                                        retry_at=now + dt.timedelta(seconds=max(delay, 1.0)))
+        elif result.outcome == "retry":  # until the post expires: a busy or broken platform loses nothing
+            ended = report.instant()
+            # A try that may have posted joins the window the next try looks in first.
+            unconfirmed = (post.unconfirmed_since or post.claimed_at or now, ended) if result.uncertain else None
+            await self.store.mark_retry(post.id, token, error=result.error or "retry", unconfirmed=unconfirmed,
+                                        retry_at=ended + dt.timedelta(seconds=retry_delay(post.attempts, result)))
             report.retried += 1
         elif result.outcome == "paused":
             reason = result.error or "paused"
@@ -470,7 +412,7 @@ class Scheduler:
         else:
             await self.store.mark_failed(post.id, token, error=result.error or "failed")
             report.failed += 1
-            log.error("gave up on post %s after %d attempts: %s", post.key, post.attempts, result.error)
+            log.error("post %s refused for good: %s", post.key, result.error)
 
     # ---- the loop
 
@@ -518,9 +460,65 @@ class Scheduler:
             await self.stop()
 
 
-def _backoff(attempts: int) -> float:
-    """Seconds before retry number ``attempts``: 30 s, 1, 2, 4... minutes, at most an hour, jittered."""
-    base = min(30.0 * 2 ** max(attempts - 1, 0), 3600.0)
+class BatchLeases:
+    """The leases of one claimed batch, kept while it is delivered: one UPDATE every third of the lease
+    renews every post of the batch still claimed by it (:meth:`bot.store.Store.renew_claims`), so that no
+    other pass re-claims a post whose delivery is under way (a slow network, a timeout), and so that the
+    check just before sending costs nothing while the renewals keep up."""
+
+    def __init__(self, store: Store, batch: Sequence[ScheduledPost], seconds: int, report: PassReport) -> None:
+        self.store, self.seconds, self.report = store, seconds, report
+        self.token = batch[0].claim_token or "" if batch else ""
+        self.ids = [p.id for p in batch]
+        self.held = set(self.ids)  # still claimed by this batch, as of the last renewal
+        self.renewed = time.monotonic()  # the claim itself set the lease
+
+    def _until(self) -> dt.datetime:
+        return self.report.instant() + dt.timedelta(seconds=self.seconds)
+
+    async def renew(self) -> None:
+        self.held = await self.store.renew_claims(self.ids, self.token, self._until())
+        self.renewed = time.monotonic()
+
+    async def still_ours(self, post: ScheduledPost) -> bool:
+        """Whether ``post`` may be sent now: still claimed by this batch, with lease to spare. When the
+        renewals have fallen behind (a slow database), the post's own claim is checked and renewed."""
+        if post.id not in self.held:
+            return False
+        if time.monotonic() - self.renewed < self.seconds / 2:
+            return True
+        return await self.store.extend_lease(post.id, post.claim_token or "", self._until())
+
+    @asynccontextmanager
+    async def kept(self) -> AsyncIterator[None]:
+        done = asyncio.Event()
+
+        async def beat() -> None:
+            while not done.is_set():
+                try:
+                    await asyncio.wait_for(done.wait(), self.seconds / 3)
+                    return
+                except TimeoutError:
+                    pass
+                try:
+                    await self.renew()
+                except Exception:  # the database hiccuped: still_ours() checks post by post meanwhile
+                    log.exception("could not renew the leases of a batch")
+
+        task = asyncio.create_task(beat(), name="chinadesk-leases")
+        try:
+            yield
+        finally:
+            done.set()  # not cancelled: a renewal under way finishes its transaction
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def retry_delay(attempts: int, result: DeliveryResult) -> float:
+    """Seconds before the next try after ``attempts`` tries: the platform's ``Retry-After`` when it gave one
+    (at most an hour), else 30 s, 1, 2, 4, 8 minutes... capped at :data:`MAX_BACKOFF_SECONDS`, jittered."""
+    if result.retry_after is not None:
+        return min(max(result.retry_after, 1.0), MAX_RETRY_AFTER_SECONDS)
+    base = min(BASE_BACKOFF_SECONDS * 2 ** min(max(attempts - 1, 0), 16), MAX_BACKOFF_SECONDS)
     return base * random.uniform(0.8, 1.2)
 
 

@@ -49,6 +49,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 from zoneinfo import ZoneInfo
 
+import aiohttp
 from aiohttp import web
 from cachetools import LRUCache, TTLCache
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -71,6 +72,7 @@ from bot.observability import (  # noqa: F401  (CountingRateLimitHandler re-expo
     command_label,
     record_request,
     slack_retry_handlers,
+    web_api_failure,
 )
 from bot.render.blockkit import (
     ACTION_COMMAND,
@@ -307,9 +309,10 @@ def _retry_after(exc: SlackApiError) -> float | None:
 
 
 def web_client(settings: SlackSettings, token: str | None = None) -> AsyncWebClient:
-    """The Web API client: ``SLACK_API_URL`` base, 429 + Retry-After and connection errors retried
-    (and counted: :func:`bot.observability.slack_retry_handlers`, shared with the scheduler's client)."""
-    handlers = slack_retry_handlers(rate_limit_retries=3, connection_retries=1)
+    """The Web API client: ``SLACK_API_URL`` base; 429 + Retry-After, 5xx, timeouts and connection errors
+    retried (and counted: :func:`bot.observability.slack_retry_handlers`, shared with the scheduler's
+    client). An answer is posted once, after the event was claimed, so a passing failure must not lose it."""
+    handlers = slack_retry_handlers(rate_limit_retries=3, connection_retries=2, server_error_retries=2)
     return AsyncWebClient(token=token, base_url=settings.api_url, retry_handlers=handlers, timeout=10)
 
 
@@ -402,6 +405,21 @@ class CommandReplay:
 
 
 # --------------------------------------------------------------------------------------- adapter
+
+HOME_MEMBERSHIP_UNKNOWN = (
+    "Showing only the ones you set: I could not check which channels you are in (a workspace admin can "
+    "reinstall China Desk to grant it channels:read and groups:read)."
+)
+
+
+@dataclass(frozen=True)
+class HomeItems:
+    """What one viewer's App Home lists."""
+
+    tracked: list[Any]
+    subscriptions: list[Any]
+    paused: list[Any]
+    notice: str | None = None
 
 
 class SlackAdapter:
@@ -677,13 +695,58 @@ class SlackAdapter:
     async def request(
         self, *, text: str, mode: str, user: str | None, channel: str | None, team: str | None,
         command: str | None = None, thread: str | None = None, thread_opener: bool = False,
+        body: dict[str, Any] | None = None,
     ) -> Request:
+        """``body``: the Slack payload a command came in; its hash identifies the request, so a replay of
+        the same signed request changes nothing twice (``trigger_id`` and ``response_url`` make each real
+        invocation's body unique)."""
+        key = None
+        if body is not None:
+            canonical = json.dumps(body, sort_keys=True, ensure_ascii=True, default=str).encode()
+            key = hashlib.sha256(canonical).hexdigest()
         timezone, language = await self.channel_settings(channel)
         return Request(
             text=text, command=command, platform=PLATFORM, mode=mode, user=user, channel=channel, workspace=team,
             timezone=timezone, language=language if language in ("auto", "en", "zh") else "auto",
-            thread=thread, thread_opener=thread_opener,
+            thread=thread, thread_opener=thread_opener, idempotency_key=key,
         )
+
+    # ---- the App Home
+
+    async def home_items(self, client: AsyncWebClient, team: str | None, viewer: str) -> HomeItems:
+        """The workspace's deadlines, subscriptions and paused items that ``viewer`` may see: those of the
+        channels they are in, and those they set themselves. A private channel's never reach a non-member.
+
+        Membership comes from ``users.conversations`` (scopes ``channels:read``, ``groups:read``): public
+        channels the viewer joined, private ones the bot shares with them. When Slack cannot say (an
+        install from before those scopes, an outage), only the viewer's own are shown, with a note.
+        """
+        store = self._store()
+        tracked = await store.list_tracked(PLATFORM, workspace=team)
+        subscriptions = await store.list_subscriptions(PLATFORM, workspace=team)
+        paused = await store.list_paused(PLATFORM, team)
+        channels: set[str] = set()
+        notice = None
+        try:
+            cursor = None
+            for _page in range(20):
+                resp = await client.users_conversations(user=viewer, types="public_channel,private_channel",
+                                                        exclude_archived=True, limit=999, cursor=cursor)
+                channels.update(c["id"] for c in resp.get("channels") or [] if isinstance(c, dict) and "id" in c)
+                cursor = (resp.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    break
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("App Home: could not list the viewer's channels", extra={"error": web_api_failure(exc).error})
+            notice = HOME_MEMBERSHIP_UNKNOWN
+
+        def visible(channel: str, created_by: str | None) -> bool:
+            return channel in channels or created_by == viewer
+
+        tracked = [d for d in tracked if visible(d.channel, d.created_by)]
+        subscriptions = [s for s in subscriptions if visible(s.channel, s.created_by)]
+        shown = {("deadline", d.id) for d in tracked} | {("subscription", s.id) for s in subscriptions}
+        return HomeItems(tracked, subscriptions, [p for p in paused if (p.kind, p.id) in shown], notice)
 
     # ---- translating out
 
@@ -875,7 +938,7 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
         async def answer() -> tuple[Request, Reply]:
             request = await adapter.request(
                 text=slack_to_plain(body.get("text", "")), command=body.get("command"), mode="command",
-                user=body.get("user_id"), channel=body.get("channel_id"), team=_team_of(body),
+                user=body.get("user_id"), channel=body.get("channel_id"), team=_team_of(body), body=body,
             )
             return request, await adapter.ask(request)
 
@@ -927,8 +990,8 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
         message = render_reply(reply, share=False, feedback=_feedback_for(reply, question))
         try:
             await adapter.post(client, channel, message, thread_ts=event.get("thread_ts") or ts)
-        except SlackApiError as exc:
-            log.warning("could not answer in channel", extra={"error": exc.response.get("error")})
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:  # still failing after the retries
+            log.warning("could not answer in channel", extra={"error": web_api_failure(exc).error})
 
     async def follows_up_the_bot(event: dict, context: Any) -> bool:
         """A reply in a thread that began with a question to the bot (and that the bot answered) may be a
@@ -979,18 +1042,19 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
 
         async def publish() -> None:
             team = context.team_id
-            store = adapter._store()
             desk = adapter.desk
 
             def title(topic: str) -> str:
                 found = desk.library.topics.get(topic) if desk is not None else None
                 return found.title if found is not None else topic
 
+            items = await adapter.home_items(client, team, event["user"])
             view = render_home(
                 commands=_home_commands(),
-                tracked=await store.list_tracked(PLATFORM, workspace=team),
-                subscriptions=await store.list_subscriptions(PLATFORM, workspace=team),
-                paused=await store.list_paused(PLATFORM, team),
+                tracked=items.tracked,
+                subscriptions=items.subscriptions,
+                paused=items.paused,
+                notice=items.notice,
                 topic_title=title,
                 today=dt.datetime.now(ZoneInfo(adapter.default_timezone)).date(),
             )
@@ -1037,7 +1101,7 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
             try:
                 await adapter.post(client, channel, message)
             except SlackApiError as exc:
-                if exc.response.get("error") not in _NOT_IN_CHANNEL:
+                if web_api_failure(exc).error not in _NOT_IN_CHANNEL:
                     raise
                 await respond(
                     **render_notice(
@@ -1056,7 +1120,7 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
         async def run() -> None:
             request = await adapter.request(
                 text=action.get("value", ""), mode="command", user=(body.get("user") or {}).get("id"),
-                channel=channel, team=_team_of(body),
+                channel=channel, team=_team_of(body), body=body,
             )
             reply = await adapter.ask(request)
             await respond(**render_reply(reply, share=reply.ephemeral).as_kwargs(), response_type="ephemeral",

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -50,6 +51,10 @@ Vote = Literal["up", "down"]
 PostKind = Literal["deadline", "event"]
 PostStatus = Literal["pending", "claimed", "posted", "failed", "paused", "expired", "skipped"]
 ACTIVE_POST_STATUSES = ("pending", "claimed")
+# How long finished rows are kept (Store.purge_expired): done posts after their deadline or event has
+# passed, and tracked deadlines after their due day (the App Home and the lists stop showing them).
+POST_RETENTION = dt.timedelta(days=30)
+DEADLINE_RETENTION = dt.timedelta(days=90)
 
 
 class StoreError(Exception):
@@ -160,6 +165,17 @@ class ScheduledPost:
     posted_at: dt.datetime | None
     last_error: str | None
     created_at: dt.datetime
+    claimed_at: dt.datetime | None = None  # when the current (or last) claim began
+    # Earlier tries that may have reached the platform unanswered (a crash, a timeout, a 5xx): the window
+    # to look in before posting again. None: every earlier try certainly failed, or there was none.
+    unconfirmed_since: dt.datetime | None = None
+    unconfirmed_until: dt.datetime | None = None
+
+    @property
+    def unconfirmed(self) -> tuple[dt.datetime, dt.datetime] | None:
+        if self.unconfirmed_since is None:
+            return None
+        return self.unconfirmed_since, self.unconfirmed_until or self.unconfirmed_since
 
 
 @dataclass(frozen=True)
@@ -249,7 +265,21 @@ def _post(r: Mapping[str, Any]) -> ScheduledPost:
         status=r["status"], lease_until=_ts(r["lease_until"]), claim_token=r["claim_token"],
         attempts=int(r["attempts"]), late=bool(r["late"]), posted_ref=r["posted_ref"],
         posted_at=_ts(r["posted_at"]), last_error=r["last_error"], created_at=_ts(r["created_at"]),
+        claimed_at=_ts(r["claimed_at"]), unconfirmed_since=_ts(r["unconfirmed_since"]),
+        unconfirmed_until=_ts(r["unconfirmed_until"]),
     )
+
+
+# What a claim sets besides status, lease and token (both backends' claim_due): the claim's start ($4), and,
+# when the row was still ``claimed`` (its lease ran out: the process died or stalled mid-delivery), that
+# try's window as "may have posted" (from its claim, or its due time for rows claimed before 0002, to its
+# lease end). SET expressions read the row as it was before the update.
+CLAIM_SET = (
+    "claimed_at = $4, "
+    "unconfirmed_since = CASE WHEN status = 'claimed' THEN COALESCE(unconfirmed_since, claimed_at, due_at) "
+    "ELSE unconfirmed_since END, "
+    "unconfirmed_until = CASE WHEN status = 'claimed' THEN lease_until ELSE unconfirmed_until END"
+)
 
 
 def _post_order(p: ScheduledPost) -> tuple[dt.datetime, int]:
@@ -357,20 +387,71 @@ class Store(abc.ABC):
         async with self._tx() as c:
             row = await c.fetchrow(
                 "INSERT INTO processed_events (key, expires_at) VALUES ($1, $2) "
-                "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at "
+                "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, result = NULL "
                 "WHERE processed_events.expires_at <= $3 RETURNING key",
                 key, expires, now,
             )
         return row is not None
 
-    async def purge_expired(self, now: dt.datetime | None = None) -> int:
-        """Forget processed-event keys, OAuth states and conversation contexts past their expiry."""
-        now = _aware(now or utcnow())
+    async def save_claim_result(self, key: str, result: dict[str, Any]) -> None:
+        """Keep what the first holder of a :meth:`claim_once` key produced (a command's reply)."""
         async with self._tx() as c:
-            n = await c.execute("DELETE FROM processed_events WHERE expires_at <= $1", now)
-            n += await c.execute("DELETE FROM oauth_states WHERE expires_at <= $1", now)
-            n += await c.execute("DELETE FROM qa_context WHERE expires_at <= $1", now)
-        return n
+            await c.execute("UPDATE processed_events SET result = $2 WHERE key = $1", key, self._dump(result))
+
+    async def claim_result(self, key: str) -> dict[str, Any] | None:
+        """What the holder of ``key`` saved; None while it is still at work (or saved nothing)."""
+        async with self._tx() as c:
+            row = await c.fetchrow("SELECT result FROM processed_events WHERE key = $1", key)
+        return None if row is None or row["result"] is None else _json(row["result"])
+
+    async def forget_claim(self, key: str) -> None:
+        """Give a claim back (its work failed and changed nothing): the next caller with ``key`` runs it."""
+        async with self._tx() as c:
+            await c.execute("DELETE FROM processed_events WHERE key = $1", key)
+
+    async def purge_expired(
+        self, now: dt.datetime | None = None, *, batch: int = 5000, max_batches: int = 20,
+        post_retention: dt.timedelta = POST_RETENTION, deadline_retention: dt.timedelta = DEADLINE_RETENTION,
+    ) -> dict[str, int]:
+        """Forget every row whose time is up; returns the rows deleted per table. The scheduler runs it.
+
+        * ``processed_events``: past ``expires_at`` (Slack events and command results after a day,
+          feedback votes after a year). First: every Slack event adds a row, channel chatter included.
+        * ``oauth_states``: past ``expires_at`` (10 minutes after an install began).
+        * ``qa_context``: past ``expires_at`` (a conversation's context, 24 hours after its last turn).
+        * ``scheduled_posts`` that are done (posted, expired, failed, skipped), ``post_retention`` after
+          their deadline or event.
+        * ``tracked_deadlines`` ``deadline_retention`` after their due day, with their posts.
+
+        In batches of ``batch`` rows, each its own short transaction (no long lock on a busy table), at
+        most ``max_batches`` per table per call: a backlog is worked off over the following runs.
+        """
+        now = _aware(now or utcnow())
+        posts_before, deadlines_before = now - post_retention, (now - deadline_retention).date()
+        work: list[tuple[str, str, tuple[Any, ...]]] = [
+            ("processed_events", "DELETE FROM processed_events WHERE key IN "
+             "(SELECT key FROM processed_events WHERE expires_at <= $1 LIMIT $2)", (now,)),
+            ("oauth_states", "DELETE FROM oauth_states WHERE state IN "
+             "(SELECT state FROM oauth_states WHERE expires_at <= $1 LIMIT $2)", (now,)),
+            ("qa_context", "DELETE FROM qa_context WHERE (platform, thread) IN "
+             "(SELECT platform, thread FROM qa_context WHERE expires_at <= $1 LIMIT $2)", (now,)),
+        ]
+        work += [  # one index range (status, due_at) per finished status; due_at <= expires_at always
+            ("scheduled_posts", "DELETE FROM scheduled_posts WHERE id IN (SELECT id FROM scheduled_posts "
+             "WHERE status = $3 AND due_at <= $1 AND expires_at <= $1 LIMIT $2)", (posts_before, status))
+            for status in ("posted", "expired", "failed", "skipped")
+        ]
+        work.append(("tracked_deadlines", "DELETE FROM tracked_deadlines WHERE id IN "
+                     "(SELECT id FROM tracked_deadlines WHERE due_date < $1 LIMIT $2)", (deadlines_before,)))
+        deleted: dict[str, int] = {}
+        for table, sql, (first, *rest) in work:
+            for _ in range(max_batches):
+                async with self._tx() as c:  # ON DELETE CASCADE takes a deadline's posts with it
+                    n = await c.execute(sql, first, batch, *rest)
+                deleted[table] = deleted.get(table, 0) + n
+                if n < batch:
+                    break
+        return deleted
 
     # ---- channel Q&A conversation context (handlers/qa/context.py)
 
@@ -845,6 +926,36 @@ class Store(abc.ABC):
                 )
         return ExpiredSummary(expired=n)
 
+    async def count_due(self, now: dt.datetime, *, exclude: Sequence[str] = ()) -> dict[str, int]:
+        """Due posts a pass could claim at ``now``, by platform, leaving out ``exclude`` (the platforms the
+        caller can post to): what is waiting for a process with the right credentials."""
+        now = _aware(now)
+        async with self._tx() as c:
+            rows = await c.fetch(
+                "SELECT platform, COUNT(*) AS n FROM scheduled_posts WHERE status = 'pending' AND due_at <= $1 "
+                "AND expires_at > $1 AND (lease_until IS NULL OR lease_until <= $1) GROUP BY platform",
+                now,
+            )
+        return {r["platform"]: int(r["n"]) for r in rows if r["platform"] not in exclude}
+
+    async def skip_superseded(self, now: dt.datetime) -> int:
+        """Mark ``skipped`` each due, unclaimed post of a deadline when a later post of that deadline is due
+        too (pending, in flight or posted): after downtime, or behind a long retry, a deadline gets its most
+        recent missed reminder, not every one of them. Returns how many were skipped.
+
+        Touches only due pending rows (index on status, due_at) and their deadline's rows.
+        """
+        now = _aware(now)
+        async with self._tx() as c:
+            return await c.execute(
+                "UPDATE scheduled_posts SET status = 'skipped', lease_until = NULL, claim_token = NULL "
+                "WHERE status = 'pending' AND due_at <= $1 AND deadline_id IS NOT NULL AND EXISTS ("
+                "SELECT 1 FROM scheduled_posts later WHERE later.deadline_id = scheduled_posts.deadline_id "
+                "AND later.due_at > scheduled_posts.due_at AND later.due_at <= $1 "
+                "AND later.status IN ('pending', 'claimed', 'posted'))",
+                now,
+            )
+
     async def mark_posted(
         self, post_id: int, claim_token: str, *, ref: str | None, late: bool, now: dt.datetime | None = None,
     ) -> bool:
@@ -862,18 +973,56 @@ class Store(abc.ABC):
             )
         return n > 0
 
-    async def mark_retry(self, post_id: int, claim_token: str, *, error: str, retry_at: dt.datetime) -> bool:
-        """Transient failure: back to pending, not offered again before ``retry_at``."""
+    async def renew_claims(self, post_ids: Sequence[int], claim_token: str, until: dt.datetime) -> set[int]:
+        """Renew to ``until`` the lease of each of ``post_ids`` still claimed with ``claim_token`` (one
+        claimed batch); returns those ids. The others were done meanwhile, or taken over."""
+        if not post_ids:
+            return set()
+        listed = ", ".join(f"${i}" for i in range(3, 3 + len(post_ids)))
+        async with self._tx() as c:
+            rows = await c.fetch(
+                "UPDATE scheduled_posts SET lease_until = $1 WHERE claim_token = $2 AND status = 'claimed' "
+                f"AND id IN ({listed}) RETURNING id",
+                _aware(until), claim_token, *post_ids,
+            )
+        return {int(r["id"]) for r in rows}
+
+    async def extend_lease(self, post_id: int, claim_token: str, until: dt.datetime) -> bool:
+        """Renew our claim's lease to ``until`` (just before sending, and while the platform answers).
+
+        False when the claim is no longer ours: another pass took the post over after our lease ran out,
+        and it is its to deliver. The claim token makes this exclusive whatever the lease said.
+        """
         async with self._tx() as c:
             n = await c.execute(
-                "UPDATE scheduled_posts SET status = 'pending', lease_until = $3, claim_token = NULL, last_error = $4 "
+                "UPDATE scheduled_posts SET lease_until = $3 WHERE id = $1 AND claim_token = $2 AND status = 'claimed'",
+                post_id, claim_token, _aware(until),
+            )
+        return n > 0
+
+    async def mark_retry(
+        self, post_id: int, claim_token: str, *, error: str, retry_at: dt.datetime,
+        unconfirmed: tuple[dt.datetime, dt.datetime] | None = None,
+    ) -> bool:
+        """Transient failure: back to pending, not offered again before ``retry_at``.
+
+        ``unconfirmed``: the window of tries that may have posted after all (this one included, when it
+        timed out or got a 5xx), for the next try to look in first; None keeps the row's window as it is.
+        """
+        since, until = unconfirmed if unconfirmed is not None else (None, None)
+        async with self._tx() as c:
+            n = await c.execute(
+                "UPDATE scheduled_posts SET status = 'pending', lease_until = $3, claim_token = NULL, "
+                "last_error = $4, unconfirmed_since = COALESCE($5, unconfirmed_since), "
+                "unconfirmed_until = COALESCE($6, unconfirmed_until) "
                 "WHERE id = $1 AND claim_token = $2 AND status = 'claimed'",
                 post_id, claim_token, _aware(retry_at), error[:500],
+                since and _aware(since), until and _aware(until),
             )
         return n > 0
 
     async def mark_failed(self, post_id: int, claim_token: str, *, error: str) -> bool:
-        """Permanent failure of one post (malformed, too many attempts): never offered again."""
+        """Permanent failure of one post (the platform refused the message itself): never offered again."""
         async with self._tx() as c:
             n = await c.execute(
                 "UPDATE scheduled_posts SET status = 'failed', lease_until = NULL, last_error = $3 "
@@ -1100,7 +1249,12 @@ class SqliteStore(Store):
         if self._db is None:
             raise StoreError("the store is not open: call `await store.open()` first")
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+            except BaseException:  # cancelled while aiosqlite's thread may still begin it: end it there too
+                with contextlib.suppress(Exception):  # (queued after the BEGIN; "no transaction" if none began)
+                    await asyncio.shield(self._db.execute("ROLLBACK"))
+                raise
             try:
                 yield _SqliteConn(self._db)
             except BaseException:
@@ -1134,8 +1288,8 @@ class SqliteStore(Store):
             for r in rows[:limit]:
                 row = await c.fetchrow(
                     "UPDATE scheduled_posts SET status = 'claimed', lease_until = $2, claim_token = $3, "
-                    "attempts = attempts + 1 WHERE id = $1 RETURNING *",
-                    r["id"], lease, token,
+                    f"attempts = attempts + 1, {CLAIM_SET} WHERE id = $1 RETURNING *",
+                    r["id"], lease, token, now,
                 )
                 if row is not None:
                     claimed.append(_post(row))

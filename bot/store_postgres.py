@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from bot.store import (
+    CLAIM_SET,
     Conn,
     ScheduledPost,
     Store,
@@ -152,22 +153,23 @@ class PostgresStore(Store):
         # Two index ranges (pending, claimed) on (status, due_at): cost follows the number due.
         async with self._tx() as c:
             rows = await c.fetch(
-                """
+                f"""
                 WITH picked AS (
                     SELECT id FROM scheduled_posts
                      WHERE status IN ('pending', 'claimed') AND due_at <= $1 AND expires_at > $1
                        AND (lease_until IS NULL OR lease_until <= $1)
-                       AND ($5::text[] IS NULL OR platform = ANY($5::text[]))
+                       AND ($6::text[] IS NULL OR platform = ANY($6::text[]))
                      ORDER BY due_at, id
-                     LIMIT $4
+                     LIMIT $5
                        FOR UPDATE SKIP LOCKED)
                 UPDATE scheduled_posts AS p
-                   SET status = 'claimed', lease_until = $2, claim_token = $3, attempts = p.attempts + 1
+                   SET status = 'claimed', lease_until = $2, claim_token = $3, attempts = p.attempts + 1,
+                       {CLAIM_SET}
                   FROM picked
                  WHERE p.id = picked.id
                 RETURNING p.*
                 """,
-                now, now + dt.timedelta(seconds=lease_seconds), token, limit,
+                now, now + dt.timedelta(seconds=lease_seconds), token, now, limit,
                 None if platforms is None else list(platforms),
             )
         return sorted((_post(r) for r in rows), key=_post_order)

@@ -668,14 +668,16 @@ async def _on_turn_error(turn_context: TurnContext, error: Exception) -> None:
 class DeliveryError(Exception):
     """A proactive post failed.
 
-    ``gone``: the bot is not (or no longer) in that conversation. ``permanent``: retrying the same post
-    cannot help (``gone``, or Teams rejected the message itself).
+    ``gone``: the bot is not (or no longer) in that conversation. ``refused``: our credentials were
+    refused (401): no post can go out until an operator fixes them. ``permanent``: retrying the same post
+    cannot help (``gone``, ``refused``, or Teams rejected the message itself).
     """
 
     def __init__(self, message: str, *, permanent: bool, gone: bool = False, status: int | None = None,
                  retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.permanent = permanent or gone
+        self.refused = status == HTTPStatus.UNAUTHORIZED
+        self.permanent = permanent or gone or self.refused
         self.gone = gone
         self.status = status
         self.retry_after = retry_after
@@ -685,8 +687,9 @@ class TeamsDeliverer:
     """Posts to a Teams conversation later, through the reference stored when the bot last heard from it.
 
     This is the scheduler's :class:`bot.scheduler.Deliverer` for ``teams``: ``deliver`` never raises for a
-    platform error, it says whether to retry (429, 5xx, network), pause (the bot was removed: 403/404,
-    or no reference stored) or give up (Teams rejected the message itself).
+    platform error, it says whether to retry (408, 429 after its ``Retry-After``, 5xx, network: until the
+    post expires), pause (the bot was removed: 403/404, or no reference stored; our credentials refused:
+    401) or give up (Teams rejected the message itself: other 4xx).
     """
 
     platform = PLATFORM
@@ -730,7 +733,9 @@ class TeamsDeliverer:
                 await self.store.delete_conversation(PLATFORM, channel)
                 raise DeliveryError(f"Teams refused the post ({status}): the bot is no longer in this conversation",
                                     permanent=True, gone=True, status=status) from exc
-            permanent = status is not None and 400 <= status < 500 and status != HTTPStatus.TOO_MANY_REQUESTS
+            # Busy (408, 429) or down (5xx, no answer at all): try again later. Other 4xx: the message itself.
+            permanent = status is not None and 400 <= status < 500 and status not in (
+                HTTPStatus.REQUEST_TIMEOUT, HTTPStatus.TOO_MANY_REQUESTS)
             raise DeliveryError(f"Teams post failed ({status or type(exc).__name__}): {exc}"[:300],
                                 permanent=permanent, status=status, retry_after=_retry_after(exc)) from exc
         return sent[0] if sent else ""
@@ -745,7 +750,7 @@ class TeamsDeliverer:
         try:
             ref = await self.deliver_reply(item.channel, item.reply)
         except DeliveryError as exc:
-            if exc.gone:
+            if exc.gone or exc.refused:  # paused, and listed as such, until resumed
                 return DeliveryResult.paused(str(exc))
             if exc.permanent:
                 return DeliveryResult.failed(str(exc))

@@ -111,8 +111,8 @@ def msg(key: str, **params: Any) -> Text:
     return Text(key, params)
 
 
-def render_text(value: str | Text, lang: str) -> str:
-    return value.render(lang) if isinstance(value, Text) else value
+def render_text(value: str | Localised, lang: str) -> str:
+    return value.render(lang) if isinstance(value, Localised) else value
 
 
 @dataclass(frozen=True)
@@ -188,10 +188,14 @@ def holiday_name(name: str, lang: str = "en") -> str:
 
 @dataclass(frozen=True)
 class Both:
-    """A name known in both languages (a topic's title and ``title_zh``), for a deferred message."""
+    """Words known in both languages (a topic's title and ``title_zh``; a replayed error's message), for a
+    deferred message."""
 
     en: str
     zh: str | None = None
 
     def render(self, lang: str = "en") -> str:
         return (self.zh or self.en) if lang == "zh" else self.en
+
+    def __str__(self) -> str:
+        return self.en

@@ -196,8 +196,10 @@ def deadline_reply(
         related=[topic_command(topic)],
         actions=[
             share_action(command, lang),
-            Action(kind="command", label=t("set_reminders", lang),
-                   value=f"/china-filing remind {topic.id} from {start:%Y-%m-%d}"),
+            # Offered only when `remind` can take it: a deadline in days that has not passed yet.
+            *([Action(kind="command", label=t("set_reminders", lang),
+                      value=f"/china-filing remind {topic.id} from {start:%Y-%m-%d}")]
+              if rule.unit != "hours" and due_day >= today else []),
             language_switch(command, lang),
         ],
         language=lang,

@@ -31,7 +31,7 @@ def parse_language(text: str) -> LanguageChoice:
 
 @router.subcommand(
     "/china-filing", "language", usage="/china-filing language zh|en|auto",
-    summary="answer in Chinese, English, or the language each question is asked in (default auto)",
+    summary="answer in Chinese, English, or the language each question is asked in (default auto)", changes_state=True,
 )
 async def language(request: Request, desk: Desk, args: str) -> Reply:
     store = desk.store

@@ -20,7 +20,7 @@ from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from content.calendar import ChinaCalendar
-from content.i18n import Both, format_day, msg, t, tn
+from content.i18n import Both, Day, format_day, msg, t, tn
 from content.loader import Library
 from content.schema import DatedEvent, Language, Topic
 from handlers.cards import SourceList, caveats_for, resolve, topic_command
@@ -118,8 +118,9 @@ def deadline_posts(
     """The reminder posts of one tracked deadline.
 
     Reminder times already past when tracking starts are kept as ``skipped`` (so the list shows them)
-    instead of being posted at once as "late" ones. A deadline entered after it passed keeps them
-    pending: the scheduler expires them, and an operator can still replay it with ``run-due --now``.
+    instead of being posted at once as "late" ones. (``remind`` refuses a deadline that has passed; a
+    tracked deadline re-planned after it passed, by a time-zone change, keeps them pending, and the
+    scheduler expires them.)
     """
     expires = day_end(due, tz)
     passed = now >= expires
@@ -250,6 +251,7 @@ def _event_title(library: Library, payload: dict, lang: Language) -> str:
 @router.subcommand(
     "/china-filing", "remind", usage="/china-filing remind <filing> from YYYY-MM-DD [note]",
     summary="track a deadline in this channel, with reminders before it falls due",
+    changes_state=True,
 )
 async def remind(request: Request, desk: Desk, args: str) -> Reply:
     store, channel = _context(request, desk)
@@ -282,6 +284,9 @@ async def remind(request: Request, desk: Desk, args: str) -> Reply:
     assert computed.deadline is not None
     due_value = computed.deadline.due
     due = due_value.date() if isinstance(due_value, dt.datetime) else due_value
+    if now >= day_end(due, tz):
+        raise UsageError(msg("remind_deadline_passed", title=Both(topic.title, topic.title_zh), start=f"{start:%Y-%m-%d}",
+                             day=Day(due), command=f"{topic_command(topic)} from {start:%Y-%m-%d}"))
     start_text = start.isoformat()
     clean_note = note.strip()[:NOTE_MAX] or None
     planned = deadline_posts(desk.calendar, topic=topic, start=start_text, due=due, tz=tz, note=clean_note, now=now)
@@ -297,7 +302,6 @@ async def remind(request: Request, desk: Desk, args: str) -> Reply:
         )
         for p in planned
     ]
-    passed = now >= day_end(due, tz)
     estimate = t("estimate_mark", lang) if computed.deadline.estimate else ""
     fields = [
         ReplyField(label=t("field.tracked_as", lang), value=tracked.ref),
@@ -309,8 +313,6 @@ async def remind(request: Request, desk: Desk, args: str) -> Reply:
     if clean_note:
         fields.append(ReplyField(label=t("field.note", lang), value=echo(clean_note, NOTE_MAX)))
     caveats = list(computed.caveats)
-    if passed:
-        caveats.insert(0, t("deadline_passed_no_reminders", lang, day=format_day(due, lang)))
     reply = Reply(
         kind="reminder",
         title=t("reminders_set_title", lang, title=topic.title_in(lang), day=format_day(due, lang)),
@@ -326,8 +328,7 @@ async def remind(request: Request, desk: Desk, args: str) -> Reply:
         ephemeral=False,
         language=lang,
     )
-    return _reply(desk.library, "reminder_set", reply, ref=tracked.ref, tz=tz, passed=passed,
-                  time=REMINDER_TIME.strftime("%H:%M"))
+    return _reply(desk.library, "reminder_set", reply, ref=tracked.ref, tz=tz, time=REMINDER_TIME.strftime("%H:%M"))
 
 
 @router.subcommand(
@@ -391,6 +392,7 @@ async def list_reminders(request: Request, desk: Desk, args: str) -> Reply:
 @router.subcommand(
     "/china-filing", "cancel", usage="/china-filing cancel <id>",
     summary="stop a tracked deadline (D12) or subscription (S3) in this channel",
+    changes_state=True,
 )
 async def cancel(request: Request, desk: Desk, args: str) -> Reply:
     store, channel = _context(request, desk)
@@ -425,6 +427,7 @@ async def cancel(request: Request, desk: Desk, args: str) -> Reply:
 @router.subcommand(
     "/china-filing", "timezone", usage="/china-filing timezone <Area/City>",
     summary="set the time zone this channel's reminders use (default Asia/Shanghai)",
+    changes_state=True,
 )
 async def timezone(request: Request, desk: Desk, args: str) -> Reply:
     store, channel = _context(request, desk)
@@ -456,6 +459,7 @@ async def timezone(request: Request, desk: Desk, args: str) -> Reply:
 @router.subcommand(
     "/china-filing", "subscribe", usage="/china-filing subscribe <topic|all>",
     summary="post a topic's dated events (rules taking effect, 618, Double 11...) here ahead of time",
+    changes_state=True,
 )
 async def subscribe(request: Request, desk: Desk, args: str) -> Reply:
     store, channel = _context(request, desk)
@@ -492,6 +496,7 @@ async def subscribe(request: Request, desk: Desk, args: str) -> Reply:
 @router.subcommand(
     "/china-filing", "unsubscribe", usage="/china-filing unsubscribe <topic|all>",
     summary="stop posting a topic's dated events here",
+    changes_state=True,
 )
 async def unsubscribe(request: Request, desk: Desk, args: str) -> Reply:
     store, channel = _context(request, desk)

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from content.i18n import Text, render_text, t
+from content.i18n import Localised, render_text, t
 
 Platform = Literal["slack", "teams", "text"]
 Language = Literal["en", "zh"]
@@ -52,6 +52,9 @@ class Request(BaseModel):
     # The channel's or user's choice (`/china-filing language`); "auto" answers in the question's language.
     language: LanguageChoice = "auto"
     now: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    # The platform's identity of this request, the same when the very same request arrives again (a
+    # replay, a redelivery): commands that change state run once per key. None: no such identity (CLI).
+    idempotency_key: str | None = None
 
     def answer_language(self, text: str | None = None) -> Language:
         """The language to answer in: the chosen one, else Chinese when what was asked is written in it."""
@@ -193,7 +196,7 @@ class UserError(Exception):
     kind: ReplyKind = "error"
 
     def __init__(
-        self, message: str | Text, *, suggestions: list[str] | None = None, hint: str | Text = "",
+        self, message: str | Localised, *, suggestions: list[str] | None = None, hint: str | Localised = "",
     ) -> None:
         super().__init__(str(message))
         self.text = message

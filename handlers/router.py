@@ -25,7 +25,7 @@ from typing import Any
 from cachetools import LRUCache
 
 from content.calendar import ChinaCalendar, china_calendar
-from content.i18n import has, msg, t
+from content.i18n import Both, has, msg, t
 from content.loader import Library
 from handlers.request import (
     MAX_INPUT_CHARS,
@@ -68,6 +68,7 @@ class Subcommand:
     usage: str
     summary: str
     read_only: bool = False  # like a command's: the reply depends only on the text, time zone, day, language
+    changes_state: bool = False  # runs once per request (see run_once)
 
 
 @dataclass
@@ -101,11 +102,14 @@ class Router:
 
     def subcommand(
         self, command: str, word: str, *, usage: str, summary: str, read_only: bool = False,
+        changes_state: bool = False,
     ) -> Callable[[Handler], Handler]:
-        """Register ``command word ...``; ``read_only`` as for :meth:`command` (cached per day)."""
+        """Register ``command word ...``; ``read_only`` as for :meth:`command` (cached per day);
+        ``changes_state=True`` for sub-commands that write the store, which then run once per request
+        however often the same request arrives (:func:`run_once`)."""
 
         def register(fn: Handler) -> Handler:
-            self.subcommands.setdefault(command, {})[word] = Subcommand(fn, usage, summary, read_only)
+            self.subcommands.setdefault(command, {})[word] = Subcommand(fn, usage, summary, read_only, changes_state)
             return fn
 
         return register
@@ -294,6 +298,8 @@ async def dispatch(request: Request, desk: Desk) -> Reply:
             if sub.read_only:
                 key = (command, args, request.timezone, request.today(), lang)
                 return await desk.replies.get(key, lambda: sub.handler(request, desk, rest.strip()))
+            if sub.changes_state:
+                return await run_once(request, desk, lambda: sub.handler(request, desk, rest.strip()))
             return await sub.handler(request, desk, rest.strip())
         handler = router.commands[command]
         if command in router.read_only:
@@ -305,6 +311,45 @@ async def dispatch(request: Request, desk: Desk) -> Reply:
             raise
         # "platform for livestreaming?" typed in a chat is a question, not a command.
         return await _fallback(request.model_copy(update={"text": text}), desk)
+
+
+REPLAY_WINDOW_SECONDS = 86400  # far beyond Slack's five-minute signature window and Teams' redeliveries
+
+
+async def run_once(request: Request, desk: Desk, run: Callable[[], Awaitable[Reply]]) -> Reply:
+    """Run a state-changing command once per ``request.idempotency_key``; the same request again gets the
+    first answer back and changes nothing (a replayed signed request, a redelivery).
+
+    The key is claimed in the store before running, so concurrent copies on several replicas run it
+    once; the outcome is kept beside the claim: the reply, or the user mistake it was refused for (a
+    replayed "cancel D1" stays refused even once a D1 exists). Only a crash gives the claim back.
+    """
+    store = desk.store
+    if not request.idempotency_key or store is None:
+        return await run()
+    key = f"request:{request.platform}:{request.idempotency_key}"
+    if not await store.claim_once(key, REPLAY_WINDOW_SECONDS, now=request.now):
+        earlier = await store.claim_result(key)
+        if earlier is None:
+            raise UsageError(msg("request_in_progress"))
+        log.info("replayed command answered from its first run", extra={"platform": request.platform})
+        if "user_error" in earlier:
+            mistake = earlier["user_error"]
+            raise UsageError(Both(**mistake["message"]), hint=Both(**mistake["hint"]),
+                             suggestions=mistake["suggestions"])
+        return Reply.model_validate(earlier["reply"])
+    try:
+        reply = await run()
+    except UserError as exc:
+        (en, en_hint), (zh, zh_hint) = exc.render("en"), exc.render("zh")  # a replay may be shown in either
+        await store.save_claim_result(key, {"user_error": {
+            "message": {"en": en, "zh": zh}, "hint": {"en": en_hint, "zh": zh_hint}, "suggestions": exc.suggestions}})
+        raise
+    except BaseException:
+        await store.forget_claim(key)
+        raise
+    await store.save_claim_result(key, {"reply": reply.model_dump(mode="json")})
+    return reply
 
 
 async def _fallback(request: Request, desk: Desk) -> Reply:

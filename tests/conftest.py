@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 import pytest
 from slack_server import FakeSlack
@@ -45,6 +46,15 @@ def postgres_url() -> str | None:
     return os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+def without_postgres(url: str, problem: str) -> NoReturn:
+    """No PostgreSQL at ``url``: skip the test, saying why; but where the PostgreSQL tests must run
+    (``CHINADESK_REQUIRE_POSTGRES=1``, which ``.ci/run`` sets), fail instead of passing quietly."""
+    message = f"PostgreSQL not reachable at {url}: {problem}"
+    if os.environ.get("CHINADESK_REQUIRE_POSTGRES", "").strip().lower() in ("1", "true", "yes", "on"):
+        pytest.fail(message + " (CHINADESK_REQUIRE_POSTGRES is set: start PostgreSQL or set TEST_DATABASE_URL)")
+    pytest.skip(message)
+
+
 @pytest.fixture
 async def slack_api() -> AsyncIterator[FakeSlack]:
     """A local Slack-compatible Web API on 127.0.0.1 that records what the bot sends."""
@@ -75,3 +85,16 @@ def restored_logging() -> Iterator[None]:
         root.setLevel(level)
         for name, lvl in levels.items():
             logging.getLogger(name).setLevel(lvl)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db_url(request, tmp_path) -> AsyncIterator[str]:
+    """A database URL that several stores may open (like replicas) or reopen (an upgrade): a SQLite file,
+    and a fresh PostgreSQL schema (skipped, saying why, when no server answers)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    else:
+        from tests.test_store import fresh_pg_schema
+
+        async with fresh_pg_schema() as url:
+            yield url

@@ -12,7 +12,8 @@ Implemented (Bot Connector REST API v3, the calls botbuilder makes):
 * ``POST /v3/conversations`` (create conversation)
 
 ``refuse(conversation_id, status)`` makes every call for that conversation fail the way Teams does
-when the bot has been removed (403) or the conversation is gone (404).
+when the bot has been removed (403) or the conversation is gone (404), or when Teams is busy (429 with
+``Retry-After``) or down (5xx); ``allow(conversation_id)`` ends it.
 
 :class:`KeyServer` plays the Bot Framework token issuer's OpenID metadata + JWKS endpoints, in a
 thread (so that it also answers a fetch that blocks the test's event loop: botbuilder's own does).
@@ -61,6 +62,7 @@ class ConnectorServer:
     sent: list[Sent] = field(default_factory=list)
     conversations: list[dict[str, Any]] = field(default_factory=list)
     refused: dict[str, int] = field(default_factory=dict)
+    retry_after: dict[str, int] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _server: TestServer | None = None
 
@@ -84,8 +86,14 @@ class ConnectorServer:
         if self._server is not None:
             await self._server.close()
 
-    def refuse(self, conversation_id: str, status: int = 403) -> None:
+    def refuse(self, conversation_id: str, status: int = 403, *, retry_after: int | None = None) -> None:
         self.refused[conversation_id] = status
+        if retry_after is not None:
+            self.retry_after[conversation_id] = retry_after
+
+    def allow(self, conversation_id: str) -> None:
+        self.refused.pop(conversation_id, None)
+        self.retry_after.pop(conversation_id, None)
 
     def clear(self) -> None:
         self.sent.clear()
@@ -99,7 +107,9 @@ class ConnectorServer:
         if conversation_id in self.refused:
             status = self.refused[conversation_id]
             code = {403: "BotNotInConversationRoster", 404: "ConversationNotFound"}.get(status, "ServiceError")
-            return web.json_response({"error": {"code": code, "message": "refused by test"}}, status=status)
+            after = self.retry_after.get(conversation_id)
+            return web.json_response({"error": {"code": code, "message": "refused by test"}}, status=status,
+                                     headers={"Retry-After": str(after)} if after is not None else None)
         body = await request.json()
         self.sent.append(Sent(
             method=request.method, path=request.path, conversation_id=conversation_id,

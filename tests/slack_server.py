@@ -20,13 +20,22 @@ Reusable by any suite (Slack adapter, reminders, scheduler)::
     api.fail("chat.postMessage", "not_in_channel")      # next call answers ok=false
     api.rate_limit("chat.postMessage", retry_after=0)    # next call answers 429
     api.unavailable("apps.connections.open", times=2)    # next two calls answer 503 (text/plain)
+    api.fail_http("chat.postMessage", 500, body="upstream error", content_type="text/plain")  # a bare 5xx
+    api.delay("chat.postMessage", 2.0)                   # the next call reaches "Slack" 2 s late
     await api.wait_for("chat.postMessage", count=1)      # for work done after an HTTP ack
 
 What it serves:
 
-* ``POST /api/<method>``: ``auth.test``, ``chat.postMessage`` / ``postEphemeral`` / ``update`` /
+* ``POST`` (or ``GET``) ``/api/<method>``: ``auth.test``, ``chat.postMessage`` / ``postEphemeral`` / ``update`` /
   ``delete``, ``views.publish``, ``oauth.v2.access``, ``apps.connections.open``, ``conversations.info``,
   ``users.info``; any other method answers ``{"ok": true}`` and is recorded too.
+* Channel history: every accepted ``chat.postMessage`` (and :meth:`FakeSlack.add_message`) is kept per
+  channel, and ``conversations.history`` serves it as Slack does: newest first, ``oldest`` / ``latest`` /
+  ``inclusive``, ``limit`` and cursor pages, message metadata only with ``include_all_metadata``.
+  :meth:`FakeSlack.limit_history` applies the limits Slack set on 2025-05-29 for commercially
+  distributed apps outside the Marketplace (one call a minute, at most 15 messages a page).
+  Message timestamps follow :attr:`FakeSlack.clock` when a test sets it (simulated time).
+* ``users.conversations``: the channels a user is in, from :meth:`FakeSlack.set_members`.
 * ``POST /response/<name>``: a ``response_url`` (slash commands and interactivity); see
   :meth:`FakeSlack.response_url`. Recorded with method ``"response_url"``.
 * ``GET /socket``: a Socket Mode WebSocket; :meth:`FakeSlack.socket_send` pushes an envelope and
@@ -43,10 +52,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import inspect
 import json
+import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,8 +97,18 @@ class ApiCall:
 class _Rule:
     method: str
     times: int | None  # None: every call
-    respond: Callable[[ApiCall], web.Response]
+    respond: Callable[[ApiCall], web.Response | Awaitable[web.Response]]
     when: Callable[[ApiCall], bool] = lambda call: True
+    accept: bool = False  # Slack did the work (a message is posted) before answering with ``respond``
+
+
+@dataclass
+class HistoryLimits:
+    """``conversations.history`` limits per token (Slack's for non-Marketplace commercial apps since 2025-05-29)."""
+
+    per_minute: int = 1
+    max_limit: int = 15
+    calls: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -116,12 +137,20 @@ class FakeSlack:
         self._socket_connected = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        # Channel history (oldest first) as conversations.history serves it; see add_message().
+        self.history: dict[str, list[dict[str, Any]]] = {}
+        # When set (seconds since the epoch), new message timestamps follow it: tests on simulated time.
+        self.clock: Callable[[], float] | None = None
+        self.history_limits: HistoryLimits | None = None
+        self.members: dict[str, set[str]] = {}  # channel -> user ids, for users.conversations
+        self.private_channels: set[str] = set()
 
     # ------------------------------------------------------------------------------ lifecycle
 
     async def start(self) -> FakeSlack:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)  # Slack takes GET too (slack_sdk's list helpers use it)
         app.router.add_post("/response/{name}", self._response_url)
         app.router.add_get("/socket", self._socket)
         self._runner = web.AppRunner(app, access_log=None)
@@ -178,8 +207,8 @@ class FakeSlack:
         """The next ``times`` calls of ``method`` (matching ``when``) answer ``{"ok": false, "error": error}``."""
         self._rules.append(_Rule(method, times, lambda call: web.json_response({"ok": False, "error": error}), when))
 
-    def rate_limit(self, method: str, *, times: int = 1, retry_after: int = 0) -> None:
-        """The next ``times`` calls of ``method`` answer HTTP 429 with ``Retry-After``."""
+    def rate_limit(self, method: str, *, times: int | None = 1, retry_after: int = 0) -> None:
+        """The next ``times`` calls of ``method`` (None: every call) answer HTTP 429 with ``Retry-After``."""
         self._rules.append(_Rule(
             method, times,
             lambda call: web.json_response({"ok": False, "error": "ratelimited"}, status=429,
@@ -189,9 +218,61 @@ class FakeSlack:
     def unavailable(self, method: str, *, times: int | None = 1, status: int = 503) -> None:
         """The next ``times`` calls of ``method`` answer HTTP ``status`` with a plain-text body, as a load
         balancer in front of Slack does when Slack is down."""
-        self._rules.append(_Rule(method, times, lambda call: web.Response(
-            status=status, text="upstream connect error or disconnect/reset before headers", content_type="text/plain",
-        )))
+        self.fail_http(method, status, times=times, content_type="text/plain",
+                       body="upstream connect error or disconnect/reset before headers")
+
+    def fail_http(self, method: str, status: int, *, times: int | None = 1, body: str | None = None,
+                  content_type: str = "application/json", accept: bool = False,
+                  when: Callable[[ApiCall], bool] = lambda call: True) -> None:
+        """The next ``times`` calls of ``method`` (None: every call) answer HTTP ``status`` (500, 503...).
+
+        ``body`` defaults to Slack's JSON error shape; give ``content_type="text/plain"`` (or text/html) for
+        the bare error pages a proxy or an outage returns. ``accept``: the message was posted anyway (the
+        failure happened after Slack did the work), so a retry would repeat it.
+        """
+        text = body if body is not None else json.dumps({"ok": False, "error": f"http_{status}"})
+        self._rules.append(_Rule(
+            method, times, lambda call: web.Response(status=status, text=text, content_type=content_type), when,
+            accept=accept,
+        ))
+
+    def delay(self, method: str, seconds: float, *, times: int | None = 1) -> None:
+        """The next ``times`` calls of ``method`` reach Slack ``seconds`` late (a slow network or Slack):
+        nothing is done until then, then the call is answered as usual. A client that gave up meanwhile
+        does not know whether the call will still happen."""
+
+        async def late(call: ApiCall) -> web.Response:
+            await asyncio.sleep(seconds)
+            return web.json_response(self._answer(call))
+
+        self._rules.append(_Rule(method, times, late))
+
+    def recover(self) -> None:
+        """Forget every failure set up with fail/fail_http/rate_limit/delay: Slack is back."""
+        self._rules.clear()
+
+    def limit_history(self, *, per_minute: int = 1, max_limit: int = 15) -> HistoryLimits:
+        """Apply Slack's ``conversations.history`` limits for non-Marketplace commercial apps (2025-05-29):
+        ``per_minute`` calls per token by :attr:`clock` (HTTP 429 + ``Retry-After`` beyond), ``limit`` capped."""
+        self.history_limits = HistoryLimits(per_minute=per_minute, max_limit=max_limit)
+        return self.history_limits
+
+    def add_message(self, channel: str, text: str = "hello", *, user: str = "UOTHER",
+                    metadata: dict[str, Any] | None = None, ts: float | None = None) -> str:
+        """Put a message in ``channel``'s history (someone else talking, by default); returns its ts."""
+        stamp = self._next_ts() if ts is None else f"{ts:.6f}"
+        message: dict[str, Any] = {"type": "message", "user": user, "text": text, "ts": stamp}
+        if metadata is not None:
+            message["metadata"] = metadata
+        self.history.setdefault(channel, []).append(message)
+        self.history[channel].sort(key=lambda m: float(m["ts"]))
+        return stamp
+
+    def set_members(self, channel: str, users: set[str] | list[str], *, private: bool = False) -> None:
+        """Who is in ``channel`` (what ``users.conversations`` answers from)."""
+        self.members[channel] = set(users)
+        if private:
+            self.private_channels.add(channel)
 
     # ------------------------------------------------------------------------------ reading
 
@@ -226,7 +307,10 @@ class FakeSlack:
             self._changed.notify_all()
 
     def _next_ts(self) -> str:
-        self._ts += 1
+        if self.clock is not None:  # simulated time; still strictly increasing, as Slack's are per channel
+            self._ts = max(self.clock(), self._ts + 0.000001)
+        else:
+            self._ts += 1
         return f"{self._ts:.6f}"
 
     async def _api(self, request: web.Request) -> web.Response:
@@ -234,7 +318,7 @@ class FakeSlack:
         params: dict[str, Any] = dict(request.query)
         if request.content_type == "application/json":
             params.update(await request.json())
-        else:
+        elif request.method == "POST":
             params.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
         auth = request.headers.get("Authorization", "")
         token = auth[7:] if auth.startswith("Bearer ") else params.get("token")
@@ -246,10 +330,47 @@ class FakeSlack:
             if rule.method == method and rule.when(call) and (rule.times is None or rule.times > 0):
                 if rule.times is not None:
                     rule.times -= 1
-                return rule.respond(call)
-        return web.json_response(self._answer(call, request))
+                if rule.accept:
+                    self._answer(call)
+                response = rule.respond(call)
+                return await response if inspect.isawaitable(response) else response
+        if method == "conversations.history":
+            return self._history(call)
+        return web.json_response(self._answer(call))
 
-    def _answer(self, call: ApiCall, request: web.Request) -> dict[str, Any]:
+    def _history(self, call: ApiCall) -> web.Response:
+        """``conversations.history``: newest first, bounded by oldest/latest, paged by limit and cursor."""
+        if self.tokens.get(call.token or "") is None:
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        p = call.params
+        limits = self.history_limits
+        limit = int(p.get("limit") or 100)
+        if limits is not None:
+            now = self.clock() if self.clock is not None else time.time()
+            recent = [t for t in limits.calls.get(call.token or "", []) if t > now - 60]
+            if len(recent) >= limits.per_minute:
+                wait = math.ceil(recent[0] + 60 - now)
+                return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                         headers={"Retry-After": str(max(wait, 1))})
+            limits.calls[call.token or ""] = [*recent, now]
+            limit = min(limit, limits.max_limit)
+        inclusive = str(p.get("inclusive", "")).lower() in ("1", "true")
+        oldest, latest = float(p.get("oldest") or 0), float(p.get("latest") or math.inf)
+
+        def inside(m: dict[str, Any]) -> bool:
+            ts = float(m["ts"])
+            return oldest <= ts <= latest if inclusive else oldest < ts < latest
+
+        found = [m for m in reversed(self.history.get(str(p.get("channel")), [])) if inside(m)]
+        start = int(p.get("cursor") or 0)
+        page = found[start:start + limit]
+        with_metadata = str(p.get("include_all_metadata", "")).lower() in ("1", "true")
+        messages = [m if with_metadata else {k: v for k, v in m.items() if k != "metadata"} for m in page]
+        more = start + limit < len(found)
+        return web.json_response({"ok": True, "messages": messages, "has_more": more,
+                                  "response_metadata": {"next_cursor": str(start + limit) if more else ""}})
+
+    def _answer(self, call: ApiCall) -> dict[str, Any]:
         method, params = call.method, call.params
         if method == "oauth.v2.access":
             answer = self.oauth_codes.pop(str(params.get("code")), None)
@@ -268,8 +389,13 @@ class FakeSlack:
             }
         if method in ("chat.postMessage", "chat.update"):
             ts = params.get("ts") or self._next_ts()
-            return {"ok": True, "channel": params.get("channel"), "ts": ts,
-                    "message": {"type": "message", "text": params.get("text", ""), "ts": ts, "bot_id": ws.bot_id}}
+            message = {"type": "message", "text": params.get("text", ""), "ts": ts, "bot_id": ws.bot_id}
+            if method == "chat.postMessage":
+                metadata = params.get("metadata")
+                metadata = json.loads(metadata) if isinstance(metadata, str) else metadata
+                history = self.history.setdefault(str(params.get("channel")), [])
+                history.append({**message, **({"metadata": metadata} if metadata else {})})
+            return {"ok": True, "channel": params.get("channel"), "ts": ts, "message": message}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": self._next_ts()}
         if method == "views.publish":
@@ -279,6 +405,14 @@ class FakeSlack:
             return {"ok": True, "channel": {"id": params.get("channel"), "is_member": True}}
         if method == "users.info":
             return {"ok": True, "user": {"id": params.get("user"), "tz": "Europe/London", "is_bot": False}}
+        if method == "users.conversations":
+            types = str(params.get("types") or "public_channel").split(",")
+            user = params.get("user") or ws.bot_user_id
+            channels = [
+                {"id": c, "is_private": c in self.private_channels} for c, users in sorted(self.members.items())
+                if user in users and ("private_channel" if c in self.private_channels else "public_channel") in types
+            ]
+            return {"ok": True, "channels": channels, "response_metadata": {"next_cursor": ""}}
         return {"ok": True}
 
     async def _response_url(self, request: web.Request) -> web.Response:

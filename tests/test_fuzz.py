@@ -42,7 +42,8 @@ from slack_server import FakeSlack, load_fixture
 
 from bot.app import SLACK_KEY, create_app
 from bot.config import Settings
-from bot.scheduler import Scheduler, SlackDeliverer
+from bot.scheduler import Scheduler
+from bot.slack_delivery import SlackDeliverer
 from bot.store import NewPost, open_store
 from handlers import Desk, Request
 from handlers.filing import parse_start

@@ -38,8 +38,9 @@ from bot import observability
 from bot.app import LIFECYCLE_KEY, SLACK_KEY, STORE_KEY, begin_drain, create_app
 from bot.config import Settings
 from bot.observability import JsonFormatter, TextFormatter, configure_logging, request_id_var
-from bot.scheduler import PassReport, Scheduler, SlackDeliverer
+from bot.scheduler import PassReport, Scheduler
 from bot.server import startup_lines
+from bot.slack_delivery import SlackDeliverer
 from bot.store import NewPost, Store, open_store
 from content.loader import Library
 from handlers import Desk, Request
@@ -191,6 +192,18 @@ async def test_reminder_passes_and_web_api_retries_are_counted(desk: Desk, store
 
     observability.count_reminder_pass(PassReport(now=now, failed=3))
     assert sample("chinadesk_reminders_total", event="failed") == before["failed"] + 3
+
+
+async def test_the_slack_adapter_client_retries_a_timeout_and_counts_it(slack_api: FakeSlack):
+    from bot.slack import web_client
+
+    before = sample("chinadesk_web_api_retries_total", platform="slack", reason="connection_error")
+    slack_api.delay("auth.test", 2.0)
+    client = web_client(slack_settings(slack_api).slack, slack_api.bot_token)
+    client.timeout = 1  # instead of waiting out the production timeout
+    assert (await client.auth_test())["ok"]
+    assert len(slack_api.calls_to("auth.test")) == 2
+    assert sample("chinadesk_web_api_retries_total", platform="slack", reason="connection_error") == before + 1
 
 
 async def test_the_slack_adapter_client_counts_retries_too(slack_api: FakeSlack):

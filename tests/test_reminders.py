@@ -137,10 +137,33 @@ async def test_times_already_past_are_skipped_not_posted_late(say, store: Store)
     assert [p.status for p in posts] == ["skipped", "skipped", "pending", "pending"]
 
 
-async def test_deadline_already_passed_is_said(say, store: Store):
+@pytest.mark.parametrize("now", [
+    dt.datetime(2026, 1, 5, 2, tzinfo=dt.UTC),  # long after
+    dt.datetime(2025, 11, 6, 16, 0, 1, tzinfo=dt.UTC),  # one second into Fri 7 Nov in Shanghai
+])
+async def test_remind_on_a_passed_deadline_refuses_and_stores_nothing(say, store: Store, now: dt.datetime):
+    reply = await say("/china-filing remind facial-recognition from 2025-09-20", now=now)
+    assert reply.kind == "error"
+    assert "passed on Thu 6 Nov 2025" in reply.text and "nothing to remind" in reply.text
+    assert await store.list_tracked("slack") == [] and await store.list_posts() == []
+    listing = await say("/china-filing reminders", now=now)
+    assert "Nothing is tracked" in listing.text
+
+
+async def test_a_deadline_due_today_can_still_be_tracked(say, store: Store):
     reply = await say("/china-filing remind facial-recognition from 2025-09-20",
-                      now=dt.datetime(2026, 1, 5, 2, tzinfo=dt.UTC))
-    assert reply.kind == "reminder" and "passed" in reply.text and "No reminders" in reply.text
+                      now=dt.datetime(2025, 11, 6, 0, 30, tzinfo=dt.UTC))  # 08:30 on the due day, Shanghai
+    assert reply.kind == "reminder" and "due today" in reply.text
+    assert [p.status for p in await store.list_posts("slack")] == ["skipped", "skipped", "skipped", "pending"]
+
+
+async def test_set_reminders_is_offered_only_while_the_deadline_is_ahead(say):
+    ahead = await say("/china-filing facial-recognition from 2025-09-20")
+    assert [a.label for a in ahead.actions if a.kind == "command"] == ["Set reminders"]
+    passed = await say("/china-filing facial-recognition from 2025-09-20", now=dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+    assert "passed" in passed.text
+    assert [a for a in passed.actions if a.kind == "command"] == []  # no button that could only fail
+    assert [a.kind for a in passed.actions] == ["share"]
 
 
 async def test_list_and_cancel(say, store: Store):
@@ -285,7 +308,8 @@ async def test_cli_remind_list_and_run_due_against_local_slack(tmp_path):
         env = cli_env(DATABASE_URL=f"sqlite:///{tmp_path / 'cli.sqlite3'}", SLACK_BOT_TOKEN=api.bot_token,
                       SLACK_API_URL=api.api_url)
         code, out, err = await _run("ask", "/china-filing remind facial-recognition from 2025-09-20 board pack",
-                                    "--channel", "C1", "--platform", "slack", env=env)
+                                    "--channel", "C1", "--platform", "slack", "--now", "2025-09-22T02:00:00Z",
+                                    env=env)
         assert code == 0, err
         assert "Reminders set" in out and "D1" in out
 
@@ -308,6 +332,22 @@ async def test_cli_remind_list_and_run_due_against_local_slack(tmp_path):
         data = json.loads(out)
         assert [p["status"] for p in data["posts"]] == ["posted", "pending", "pending", "pending"]
         assert data["posts"][0]["posted_ref"] and data["posts"][0]["late"] is True
+
+
+async def test_cli_run_due_without_credentials_says_what_it_could_not_send_and_why(tmp_path):
+    env = cli_env(DATABASE_URL=f"sqlite:///{tmp_path / 'cli.sqlite3'}")  # no SLACK_* at all
+    for channel in ("C1", "C2"):
+        code, _out, err = await _run("ask", "/china-filing remind facial-recognition from 2025-09-20", "--channel",
+                                     channel, "--platform", "slack", "--now", "2025-09-22T02:00:00Z", env=env)
+        assert code == 0, err
+    code, out, err = await _run("reminders", "run-due", "--now", "2025-10-24T01:00:00Z", env=env)
+    assert code == 1  # a script (cron, CI) notices
+    assert "posted=0" in out and "waiting=slack:2" in out
+    [line] = [line for line in err.splitlines() if "not sent" in line]
+    assert "2 reminder posts for slack are due but were not sent" in line
+    assert "SLACK_BOT_TOKEN" in line and "SLACK_CLIENT_ID" in line  # what to set
+    code, out, _err = await _run("reminders", "list", "--json", env=env)
+    assert {p["status"] for p in json.loads(out)["posts"]} == {"pending"}  # kept for a process that can post
 
 
 async def test_cli_channel_commands_without_store_url_use_default_file(tmp_path):

@@ -23,7 +23,7 @@ from bot.render.blockkit import validate_blocks
 from bot.slack import StoreInstallationStore, StoreOAuthStateStore
 from bot.store import Store, open_store
 from handlers import Desk
-from tests.conftest import postgres_url
+from tests.conftest import postgres_url, without_postgres
 
 SECRET = "oauth-signing-secret"
 ACME = Workspace(team_id="T0ACME", team_name="Acme Ltd", bot_user_id="UACMEBOT", bot_id="BACME")
@@ -35,7 +35,7 @@ async def oauth_app(slack_api: FakeSlack, store: Store, desk: Desk) -> AsyncIter
         "SLACK_SIGNING_SECRET": SECRET, "SLACK_CLIENT_ID": "1234.5678", "SLACK_CLIENT_SECRET": "client-secret",
         "SLACK_API_URL": slack_api.api_url,
     })
-    app = create_app(settings, desk, store)
+    app = create_app(settings, desk, store, background=False)
     async with TestClient(TestServer(app)) as client:
         yield client
 
@@ -163,7 +163,7 @@ async def test_installation_store_round_trip_postgres():
     try:
         conn = await asyncpg.connect(base, timeout=3)
     except Exception as exc:  # any reason is reported in the skip
-        pytest.skip(f"PostgreSQL not reachable at {base}: {type(exc).__name__}: {exc}")
+        without_postgres(base, f"{type(exc).__name__}: {exc}")
     schema = f"t_slack_{secrets.token_hex(6)}"
     sep = "&" if "?" in base else "?"
     store = open_store(f"{base}{sep}schema={schema}")

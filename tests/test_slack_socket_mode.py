@@ -26,7 +26,7 @@ async def socket_app(slack_api: FakeSlack, store: Store, desk: Desk) -> AsyncIte
          "SLACK_API_URL": slack_api.api_url},
         socket_mode=True,
     )
-    async with TestClient(TestServer(create_app(settings, desk, store))) as client:
+    async with TestClient(TestServer(create_app(settings, desk, store, background=False))) as client:
         yield client
 
 

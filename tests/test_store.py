@@ -26,7 +26,7 @@ from bot.store import (
     open_store,
     sqlite_path,
 )
-from tests.conftest import postgres_url
+from tests.conftest import postgres_url, without_postgres
 
 T0 = dt.datetime(2025, 10, 1, 1, 0, tzinfo=dt.UTC)
 
@@ -51,7 +51,7 @@ async def fresh_pg_schema() -> AsyncIterator[str]:
     base = postgres_url()
     problem = await _pg_reachable(base)
     if problem:
-        pytest.skip(f"PostgreSQL not reachable at {base}: {problem}")
+        without_postgres(base, problem)
     schema = f"t_store_{secrets.token_hex(6)}"
     sep = "&" if "?" in base else "?"
     try:
@@ -107,7 +107,20 @@ async def test_claim_once(store: Store):
     # After the TTL the key may be claimed again (and purge forgets it).
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
     assert await store.claim_once("slack:Ev1", now=later)
-    assert await store.purge_expired(later + dt.timedelta(days=2)) >= 1
+    assert (await store.purge_expired(later + dt.timedelta(days=2)))["processed_events"] >= 1
+
+
+async def test_a_claim_keeps_its_result_until_it_expires(store: Store):
+    assert await store.claim_once("request:slack:abc", 60, now=T0)
+    assert await store.claim_result("request:slack:abc") is None  # still at work
+    await store.save_claim_result("request:slack:abc", {"reply": {"kind": "reminder", "title": "Subscribed"}})
+    assert not await store.claim_once("request:slack:abc", 60, now=T0)
+    assert await store.claim_result("request:slack:abc") == {"reply": {"kind": "reminder", "title": "Subscribed"}}
+    # Expired: claimed afresh, without the old result.
+    assert await store.claim_once("request:slack:abc", 60, now=T0 + dt.timedelta(minutes=2))
+    assert await store.claim_result("request:slack:abc") is None
+    await store.forget_claim("request:slack:abc")  # given back: the next caller runs it
+    assert await store.claim_once("request:slack:abc", 60, now=T0 + dt.timedelta(minutes=2))
 
 
 async def test_qa_context_is_kept_per_conversation_and_expires(store: Store):
@@ -383,6 +396,63 @@ async def test_two_stores_one_database_restart_keeps_data(tmp_path):
     await c.open()
     assert len(await c.list_tracked("slack")) == 1  # nothing lost on restart
     await c.close()
+
+
+async def test_upgrading_a_release_1_database_keeps_its_posts_in_flight(db_url: str, monkeypatch):
+    """0002_delivery is additive: a post the previous release claimed and died holding is re-offered by the
+    new one, which treats that try as one that may have posted (from its due time to its lease end)."""
+    import bot.store as store_module
+
+    first_release = store_module.load_migrations
+    monkeypatch.setattr(store_module, "load_migrations", lambda backend: first_release(backend)[:1])
+    old = open_store(db_url)
+    await old.open()
+    assert await old.schema_version() == 1
+    await old.add_posts([post("k1", T0)], platform="slack", workspace="T1", channel="C1", kind="deadline")
+    async with old._tx() as c:  # what release 1's claim_due left: claimed, a lease, no claimed_at
+        await c.execute("UPDATE scheduled_posts SET status = 'claimed', lease_until = $1, claim_token = 'x', "
+                        "attempts = 1", T0 + dt.timedelta(minutes=5))
+    await old.close()
+    monkeypatch.undo()
+    new = open_store(db_url)
+    await new.open()
+    try:
+        assert await new.schema_version() == 2
+        [again] = await new.claim_due(T0 + dt.timedelta(minutes=6), lease_seconds=60)
+        assert again.key == "k1" and again.attempts == 2 and again.claimed_at == T0 + dt.timedelta(minutes=6)
+        assert again.unconfirmed == (T0, T0 + dt.timedelta(minutes=5))
+    finally:
+        await new.close()
+
+
+async def test_a_try_in_doubt_is_remembered_until_the_post_is_done(store: Store):
+    await store.add_posts([post("k1", T0)], platform="slack", workspace="T1", channel="C1", kind="deadline")
+    [first] = await store.claim_due(T0, lease_seconds=60)
+    assert first.unconfirmed is None and first.claimed_at == T0
+    ended = T0 + dt.timedelta(seconds=20)  # timed out: it may have been posted
+    assert await store.mark_retry(first.id, first.claim_token, error="timeout", retry_at=T0 + dt.timedelta(minutes=1),
+                                  unconfirmed=(first.claimed_at, ended))
+    [second] = await store.claim_due(T0 + dt.timedelta(minutes=1), lease_seconds=60)
+    assert second.unconfirmed == (T0, ended)
+    # A later try that certainly failed (429) keeps the doubt about the first.
+    assert await store.mark_retry(second.id, second.claim_token, error="ratelimited",
+                                  retry_at=T0 + dt.timedelta(minutes=2))
+    [third] = await store.claim_due(T0 + dt.timedelta(minutes=2), lease_seconds=60)
+    assert third.unconfirmed == (T0, ended) and third.attempts == 3
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+async def test_a_transaction_cancelled_as_it_begins_leaves_the_store_usable(store: Store, turns: int):
+    """A pass cancelled at a bad moment (a stop past its grace) must not leave a transaction open."""
+    for i in range(20):
+        task = asyncio.create_task(store.claim_once(f"k{i}"))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert await store.claim_once("after")
+    await store.add_posts([post("k1", T0)], platform="slack", workspace="T1", channel="C1", kind="deadline")
+    assert len(await store.claim_due(T0)) == 1
 
 
 async def test_postgres_replicas_migrate_concurrently(pg_schema_url: str):

@@ -132,7 +132,7 @@ def build_app(settings: Settings, desk: Desk, store: Store | None) -> web.Applic
         app = web.Application()
         setup_teams(app, settings=settings, desk=desk, store=store)
         return app
-    return create_app(settings, desk, store)
+    return create_app(settings, desk, store, background=False)  # tests that need the scheduler drive it
 
 
 @pytest.fixture
@@ -214,7 +214,8 @@ async def test_personal_chat_deadline_card(teams: TeamsHarness):
     votes = [d for d in submit_data(card) if d["action"] == "feedback"]
     assert [(d["vote"], d["topic"], d["kind"]) for d in votes] == [
         ("up", "facial-recognition", "deadline"), ("down", "facial-recognition", "deadline")]
-    assert {"action": "command", "text": "/china-filing remind facial-recognition from 2025-09-20"} in submit_data(card)
+    # That deadline has passed (Thu 6 Nov 2025): no "Set reminders" button that could only be refused.
+    assert not [d for d in submit_data(card) if d["action"] == "command" and " remind " in d["text"]]
     # The plain-text fallback travels with the card.
     assert sent.body["summary"].startswith("Facial recognition technology application filing: due Thu 6 Nov 2025")
     assert card["fallbackText"].startswith("Facial recognition technology application filing")
@@ -475,6 +476,65 @@ async def test_scheduler_delivers_teams_reminders_through_the_registered_deliver
     teams.connector.refuse(CHANNEL_ID, 404)  # the conversation is gone: pause, and forget it
     assert (await deliverer.deliver(post(CHANNEL_ID))).outcome == "paused"
     assert await teams.store.get_conversation("teams", CHANNEL_ID) is None
+
+
+@pytest.mark.parametrize(("status", "outcome"), [
+    (401, "paused"),  # our credentials were refused: stop and show it, but keep the conversation
+    (408, "retry"), (429, "retry"), (500, "retry"), (502, "retry"), (503, "retry"), (504, "retry"),
+    (400, "failed"),  # Teams refused the message itself: sending it again cannot help
+])
+async def test_teams_delivery_errors_retry_pause_or_fail(teams: TeamsHarness, status: int, outcome: str):
+    import datetime as dt
+
+    from bot.scheduler import Outgoing
+    from bot.store import ScheduledPost
+
+    await teams.say("channel_mention.json")
+    teams.connector.refuse(CHANNEL_ID, status, retry_after=7 if status == 429 else None)
+    now = dt.datetime(2025, 11, 3, 1, 0, tzinfo=dt.UTC)
+    row = ScheduledPost(
+        id=7, key="d1:rem1", platform="teams", workspace=TENANT, channel=CHANNEL_ID, kind="deadline", deadline_id=1,
+        subscription_id=None, due_at=now, expires_at=now + dt.timedelta(days=3), payload={}, status="claimed",
+        lease_until=now, claim_token="t", attempts=1, late=False, posted_ref=None, posted_at=None, last_error=None,
+        created_at=now,
+    )
+    result = await teams.endpoint.deliverer.deliver(
+        Outgoing(row, Reply(kind="reminder", title="Reminder", text="Due soon."), late=False))
+    assert result.outcome == outcome, result
+    if status == 429:
+        assert result.retry_after == 7
+    assert await teams.store.get_conversation("teams", CHANNEL_ID) is not None  # only 403/404 forget it
+
+
+@pytest.mark.parametrize(("status", "retry_after", "minutes"), [(429, 30, 15), (503, None, 90)])
+async def test_teams_busy_or_down_then_back_posts_each_reminder_once(teams: TeamsHarness, library,
+                                                                     status: int, retry_after: int | None,
+                                                                     minutes: int):
+    import datetime as dt
+
+    from bot.scheduler import Scheduler
+    from content.calendar import ChinaCalendar
+    from handlers import Request
+    from tests.test_scheduler import R10, SET_AT, passes
+
+    await teams.say("channel_mention.json")  # the conversation reference reminders are posted through
+    teams.connector.clear()
+    desk = Desk(library=library, store=teams.store, calendar=ChinaCalendar(overrides_path=None))
+    reply = await desk.handle(Request(text="/china-filing remind facial-recognition from 2025-09-20", now=SET_AT,
+                                      platform="teams", channel=CHANNEL_ID, workspace=TENANT))
+    assert reply.kind == "reminder", reply.text
+    sched = Scheduler(teams.store, desk, {"teams": teams.endpoint.deliverer})
+    teams.connector.refuse(CHANNEL_ID, status, retry_after=retry_after)
+    reports = await passes(sched, R10, R10 + dt.timedelta(minutes=minutes), dt.timedelta(seconds=30))
+    assert teams.connector.sent == [] and sum(r.failed for r in reports) == 0
+    assert sum(r.retried for r in reports) >= 8
+    teams.connector.allow(CHANNEL_ID)
+    end = R10 + dt.timedelta(minutes=minutes + 30)
+    await passes(sched, R10 + dt.timedelta(minutes=minutes, seconds=30), end, dt.timedelta(seconds=30))
+    (sent,) = teams.connector.sent  # the 10-day reminder, once
+    assert "Facial recognition" in json.dumps(sent.card)
+    [posted] = [p for p in await teams.store.list_posts("teams", CHANNEL_ID) if p.due_at == R10]
+    assert posted.status == "posted" and posted.posted_ref == "sent-" + posted.posted_ref.split("-")[1]
 
 
 # ------------------------------------------------------------------------------- authentication

@@ -473,8 +473,12 @@ def render_home(
     topic_title: Callable[[str], str] = lambda topic: topic,
     today: dt.date | None = None,
     reminders_available: bool = True,
+    notice: str | None = None,
 ) -> dict[str, Any]:
-    """The App Home tab: what the bot does, this workspace's deadlines and subscriptions, command help."""
+    """The App Home tab: what the bot does, the viewer's deadlines and subscriptions, command help.
+
+    ``notice``: a line under "Tracked deadlines" saying why the lists may be short (membership unknown).
+    """
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text="China Desk")),
         _section(
@@ -495,6 +499,8 @@ def render_home(
     ]))
 
     blocks += [DividerBlock(), _section("*Tracked deadlines*")]
+    if notice and reminders_available:
+        blocks.append(_context([escape(notice)]))
     if not reminders_available:
         blocks.append(_context(["Deadline tracking and reminders are not available on this deployment yet."]))
     elif tracked:

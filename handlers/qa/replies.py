@@ -268,7 +268,7 @@ async def answer(request: Request, desk: Desk) -> Reply:
 
 @router.subcommand(
     "/china-filing", "watch", usage="/china-filing watch on|off",
-    summary="answer questions about these topics in this channel (in a thread)",
+    summary="answer questions about these topics in this channel (in a thread)", changes_state=True,
 )
 async def watch(request: Request, desk: Desk, args: str) -> Reply:
     word = args.strip().casefold()

@@ -285,8 +285,9 @@ async def remind(request: Request, desk: Desk, args: str) -> Reply:
     due_value = computed.deadline.due
     due = due_value.date() if isinstance(due_value, dt.datetime) else due_value
     if now >= day_end(due, tz):
-        raise UsageError(msg("remind_deadline_passed", title=Both(topic.title, topic.title_zh), start=f"{start:%Y-%m-%d}",
-                             day=Day(due), command=f"{topic_command(topic)} from {start:%Y-%m-%d}"))
+        counted = f"{start:%Y-%m-%d}"
+        raise UsageError(msg("remind_deadline_passed", title=Both(topic.title, topic.title_zh), start=counted,
+                             day=Day(due), command=f"{topic_command(topic)} from {counted}"))
     start_text = start.isoformat()
     clean_note = note.strip()[:NOTE_MAX] or None
     planned = deadline_posts(desk.calendar, topic=topic, start=start_text, due=due, tz=tz, note=clean_note, now=now)

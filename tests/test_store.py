@@ -136,7 +136,7 @@ async def test_qa_context_is_kept_per_conversation_and_expires(store: Store):
     # A day later it has expired: not read back, and purged.
     later = now + dt.timedelta(hours=25)
     assert await store.load_qa_context("slack", "C1:1700000000.1", later) is None
-    assert await store.purge_expired(later) >= 1
+    assert (await store.purge_expired(later))["qa_context"] >= 1
     # Uninstalling forgets the workspace's conversations too.
     await store.save_qa_context("slack", "C2:1", "T9", data, now + dt.timedelta(hours=1))
     await store.delete_workspace("slack", "T9")
@@ -417,7 +417,7 @@ async def test_upgrading_a_release_1_database_keeps_its_posts_in_flight(db_url: 
     new = open_store(db_url)
     await new.open()
     try:
-        assert await new.schema_version() == 2
+        assert await new.schema_version() >= 2  # 0002_delivery and every later migration applied
         [again] = await new.claim_due(T0 + dt.timedelta(minutes=6), lease_seconds=60)
         assert again.key == "k1" and again.attempts == 2 and again.claimed_at == T0 + dt.timedelta(minutes=6)
         assert again.unconfirmed == (T0, T0 + dt.timedelta(minutes=5))

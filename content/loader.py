@@ -286,8 +286,11 @@ ERROR_RULES = frozenset({"http-source", "no-publisher", "no-future-event", "unkn
 # Rules of completeness (bilingual, linked, actionable): warnings, errors under `content check --strict`.
 QUALITY_RULES = frozenset({
     "no-text-zh", "few-next-steps", "unlinked-topic", "unlinked-filing", "platform-no-entry", "duplicate-question",
+    "too-unverified",
 })
 MIN_NEXT_STEPS = 3
+# Readers are told which facts are unverified; past this share the packs read as rumour, not advice.
+MAX_UNVERIFIED_SHARE = 0.15
 PLATFORM_ENTRY_SECTIONS = ("foreign_brands", "commerce")
 FUTURE_EVENT_HORIZON_DAYS = 3650  # "in the future": within ten years of the check
 
@@ -353,6 +356,12 @@ def check_library(
     _check_sources(report, library)
     _check_questions(report, library)
     _check_strings(report)
+    facts = [fact for topic in library.topics.values() for _, fact in topic.all_facts()]
+    unverified = sum(not fact.verified for fact in facts)
+    if facts and unverified / len(facts) > MAX_UNVERIFIED_SHARE:
+        share = unverified / len(facts)
+        report.add("too-unverified", f"{unverified} of {len(facts)} facts ({share:.1%}) are unverified; at most "
+                   f"{MAX_UNVERIFIED_SHARE:.0%}: verify or drop some")
     return report
 
 

@@ -151,3 +151,16 @@ def test_content_imports_nothing_from_handlers_or_bot():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             for name in names:
                 assert not name.startswith(("handlers", "bot")), f"{path.name} imports {name}"
+
+
+def test_too_many_unverified_facts_fail_the_strict_check(packs: Path):
+    import yaml
+
+    path = packs / "sectors" / "beta-sector.yaml"
+    topic = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for fact in [topic["summary"], *(f for facts in topic["sections"].values() for f in facts)]:
+        fact["verified"] = False
+    path.write_text(yaml.safe_dump(topic, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    assert "too-unverified" in rules(check_library(packs, today=TODAY).warnings)
+    strict = check_library(packs, today=TODAY, strict=True)
+    assert "too-unverified" in rules(strict.errors) and "at most 15%" in strict.render()

@@ -45,7 +45,7 @@ from common import FakeSlackProcess, machine
 from bot.app import build_desk
 from bot.config import Settings
 from bot.scheduler import DeliveryResult, Scheduler
-from bot.slack_delivery import SlackDeliverer
+from bot.slack.delivery import SlackDeliverer
 from bot.store import open_store
 
 DEFAULT_PG = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -198,7 +198,7 @@ class Sqlite:
     async def explain(self, sql: str, args: tuple) -> str:
         import sqlite3
 
-        from bot.store import _sqlite_value, _to_sqlite
+        from bot.store.sqlite import _sqlite_value, _to_sqlite
 
         db = sqlite3.connect(self.path)
         try:
@@ -223,11 +223,11 @@ class ClaimCapture:
         self.args: tuple = ()
 
     def install(self) -> None:
-        from bot import store as store_module
+        from bot.store import sqlite as store_sqlite
 
-        targets = [store_module._SqliteConn]
+        targets = [store_sqlite._SqliteConn]
         try:
-            from bot import store_postgres
+            from bot.store import postgres as store_postgres
 
             targets.append(store_postgres._PgConn)
         except ImportError:

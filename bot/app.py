@@ -42,7 +42,7 @@ log = logging.getLogger("chinadesk.app")
 SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("chinadesk.settings", Settings)
 DESK_KEY: web.AppKey[Desk] = web.AppKey("chinadesk.desk", Desk)
 STORE_KEY: web.AppKey[Any] = web.AppKey("chinadesk.store", object)
-SLACK_KEY: web.AppKey[Any] = web.AppKey("chinadesk.slack", object)  # bot.slack.SlackAdapter when Slack is on
+SLACK_KEY: web.AppKey[Any] = web.AppKey("chinadesk.slack", object)  # bot.slack.adapter.SlackAdapter when Slack is on
 BACKGROUND_KEY: web.AppKey[bool] = web.AppKey("chinadesk.background", bool)
 
 # Shutdown budget (seconds), inside the 10 s a platform usually allows between SIGTERM and SIGKILL:
@@ -146,26 +146,24 @@ def setup_platforms(app: web.Application, settings: Settings, desk: Desk, store:
     """PLATFORM SETUPS: each platform adds its routes here, switched on by its own settings.
 
     Slack: ``POST /slack/events`` (+ OAuth routes) when SLACK_* variables are set.
-    Teams: ``POST /api/messages`` via ``bot.teams.setup_teams`` (local Emulator mode without an app id).
+    Teams: ``POST /api/messages`` via ``bot.teams.adapter.setup_teams`` (local Emulator mode without an app id).
     """
     if settings.slack is not None:
-        from bot.slack import setup_slack
+        from bot.slack.adapter import setup_slack
 
         app[SLACK_KEY] = setup_slack(app, settings.slack, default_timezone=settings.default_timezone)
 
     if getattr(settings, "teams", None) is not None:
-        from bot.teams import setup_teams
+        from bot.teams.adapter import setup_teams
 
         setup_teams(app, settings=settings, desk=desk, store=store)
 
 
 def _scheduler_factory() -> Any:
-    """``bot.scheduler.build_scheduler`` when the reminders work provides it, else None (no reminders)."""
-    try:
-        from bot import scheduler
-    except ImportError:
-        return None
-    return getattr(scheduler, "build_scheduler", None)
+    """``bot.platforms.build_scheduler``: the scheduler with every deliverer this process is configured for."""
+    from bot.platforms import build_scheduler
+
+    return build_scheduler
 
 
 async def background_services(app: web.Application) -> AsyncIterator[None]:

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.config import ConfigError, Settings, _int
-from bot.render.text import render_text
 from content.loader import ContentError
 from handlers.request import DEFAULT_TIMEZONE, Request
+from handlers.text import render_text
 
 
 class CliUsageError(Exception):
@@ -119,7 +119,8 @@ def cmd_reminders_run_due(args: argparse.Namespace) -> int:
     is said on stderr with what to set, and the posts stay pending for a process that can.
     """
     from bot.app import build_desk
-    from bot.scheduler import build_scheduler, undelivered_reason
+    from bot.platforms import build_scheduler
+    from bot.scheduler import undelivered_reason
 
     now = _now(args.now)
 
@@ -165,7 +166,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """The scheduler alone (a Procfile ``worker:`` process): polls until SIGTERM/SIGINT."""
     from bot.app import build_desk
     from bot.observability import configure_logging
-    from bot.scheduler import run_worker
+    from bot.platforms import run_worker
 
     settings = _core_settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -331,7 +332,7 @@ def cmd_teams_package(args: argparse.Namespace) -> int:
     """Build the Teams app package (manifest with the bot's app id + the two icons) an admin uploads."""
     from pathlib import Path
 
-    from bot.teams import build_app_package
+    from bot.teams.package import build_app_package
 
     try:
         out = build_app_package(args.app_id, Path(args.out))

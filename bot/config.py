@@ -101,7 +101,7 @@ SLACK_VARIABLES = (
     "SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET", "SLACK_APP_TOKEN",
 )
 SLACK_DEFAULT_API_URL = "https://slack.com/api/"
-# The bot scopes an OAuth install asks for; slack/manifest.yml lists the same (a test checks).
+# The bot scopes an OAuth install asks for; bot/slack/manifest.yml lists the same (a test checks).
 SLACK_BOT_SCOPES = (
     "app_mentions:read", "channels:history", "channels:read", "chat:write", "commands", "groups:history",
     "groups:read", "im:history",

@@ -9,7 +9,7 @@ A pass (:meth:`Scheduler.run_due`) does, at one instant ``now``:
    deadline gets one late reminder, the most recent it missed, not each of them back to back;
 3. claims due posts in batches with a lease (:meth:`bot.store.Store.claim_due`: ``FOR UPDATE SKIP
    LOCKED`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so concurrent passes split the work;
-4. renders each post (:func:`handlers.reminders.render_post`) and hands it to the platform's
+4. renders each post (:func:`handlers.reminder_posts.render_post`) and hands it to the platform's
    :class:`Deliverer`, channel by channel in due order; a post more than ``late_after`` behind its time
    is labelled late;
 5. records the outcome: ``posted`` with the platform's message ref (never offered again), back to
@@ -29,7 +29,7 @@ has taken over is left to it), and the outcome is recorded only with the claim t
 (:meth:`bot.store.Store.mark_posted`). A process that dies between 3 and 5 leaves its rows ``claimed``;
 the next pass after the lease re-offers them, as a try that may have posted (so may a timeout or a 5xx:
 ``DeliveryResult.uncertain``). The row keeps that try's time window, and the Slack deliverer
-(:mod:`bot.slack_delivery`) looks there in the channel for its own earlier message (each post carries
+(:mod:`bot.slack.delivery`) looks there in the channel for its own earlier message (each post carries
 its key in Slack message metadata) before posting again: a post Slack accepted just before the crash is
 recorded, not repeated.
 
@@ -42,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -119,8 +118,8 @@ class Deliverer(Protocol):
 
 
 # Factories by platform: ``factory(store, env) -> Deliverer | None`` (None: not configured here).
-# bot/slack_delivery.py and bot/teams.py register "slack" and "teams" with ``register_deliverer`` when
-# imported (build_deliverers imports them); the scheduler itself knows no platform.
+# bot/slack/delivery.py and bot/teams/delivery.py register "slack" and "teams" with ``register_deliverer``
+# when imported (bot/platforms.py imports them); the scheduler itself imports no platform.
 DelivererFactory = Callable[[Store, Mapping[str, str]], "Deliverer | None"]
 DELIVERER_FACTORIES: dict[str, DelivererFactory] = {}
 # What a process needs to post to a platform, for "due but not sent" messages (run-due, the pass log).
@@ -138,23 +137,6 @@ def undelivered_reason(platform: str) -> str:
     """Why this process did not send a due post for ``platform``: what it would need."""
     need = DELIVERER_NEEDS.get(platform)
     return f"this process cannot post to {platform}" + (f": set {need}" if need else " (not configured here)")
-
-
-def build_deliverers(store: Store, env: Mapping[str, str] | None = None) -> dict[str, Deliverer]:
-    """Every deliverer this process is configured for."""
-    env = os.environ if env is None else env
-    import bot.slack_delivery
-
-    try:  # the Teams adapter registers its deliverer on import; absent or broken, Teams posts wait
-        import bot.teams  # noqa: F401
-    except Exception as exc:
-        log.debug("no Teams deliverer: %s", exc)
-    out: dict[str, Deliverer] = {}
-    for platform, factory in DELIVERER_FACTORIES.items():
-        deliverer = factory(store, env)
-        if deliverer is not None:
-            out[platform] = deliverer
-    return out
 
 
 class TextDeliverer:
@@ -359,7 +341,7 @@ class Scheduler:
 
     async def _deliver_one(self, post: ScheduledPost, now: dt.datetime, report: PassReport,
                            leases: BatchLeases) -> None:
-        from handlers.reminders import render_post
+        from handlers.reminder_posts import render_post
 
         token = post.claim_token or ""
         late = now - post.due_at > self.late_after
@@ -522,45 +504,7 @@ def retry_delay(attempts: int, result: DeliveryResult) -> float:
     return base * random.uniform(0.8, 1.2)
 
 
-def build_scheduler(store: Store, desk: Any, *, env: Mapping[str, str] | None = None,
-                    text_stream: IO[str] | None = None, **options: Any) -> Scheduler:
-    """A scheduler with every deliverer configured in ``env``; ``text_stream`` prints text-platform posts."""
-    deliverers = build_deliverers(store, env)
-    if text_stream is not None:
-        deliverers["text"] = TextDeliverer(text_stream)
-    return Scheduler(store, desk, deliverers, **options)
-
-
 # ------------------------------------------------------------------------------------ operations
-
-
-async def run_worker(store: Store, desk: Any, *, interval: float = 30.0, env: Mapping[str, str] | None = None,
-                     stop_grace: float = 60.0) -> None:
-    """``chinadesk worker``: the scheduler loop until SIGTERM/SIGINT, then a clean stop (the pass in
-    flight gets ``stop_grace`` seconds to finish; what it had not posted is re-offered after the lease)."""
-    import signal
-
-    from bot.observability import READY  # chinadesk_ready on `worker --metrics-port`
-
-    scheduler = build_scheduler(store, desk, env=env, interval=interval)
-    if not scheduler.deliverers:
-        log.warning("no deliverers configured (SLACK_BOT_TOKEN, MICROSOFT_APP_ID...): nothing will be posted")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not on this platform / not the main thread
-            pass
-    await scheduler.start()
-    READY.set(1)
-    log.info("reminder worker started", extra={"platforms": sorted(scheduler.deliverers), "interval": interval})
-    try:
-        await stop.wait()
-    finally:
-        READY.set(0)  # draining from the signal on
-        await scheduler.stop(stop_grace)
-        log.info("reminder worker stopped")
 
 
 async def format_listing(

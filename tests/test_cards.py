@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from test_teams import assert_valid_card, texts
 
-from bot.render.adaptive import render_card
-from bot.render.blockkit import render_reply, validate_blocks
+from bot.slack.blockkit import render_reply, validate_blocks
+from bot.teams.cards import render_card
 from content.loader import load_library
 from handlers import Desk, Request
 from handlers.cards import topic_card

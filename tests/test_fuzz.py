@@ -43,7 +43,7 @@ from slack_server import FakeSlack, load_fixture
 from bot.app import SLACK_KEY, create_app
 from bot.config import Settings
 from bot.scheduler import Scheduler
-from bot.slack_delivery import SlackDeliverer
+from bot.slack.delivery import SlackDeliverer
 from bot.store import NewPost, open_store
 from handlers import Desk, Request
 from handlers.filing import parse_start
@@ -628,7 +628,7 @@ def _sdk_objects(text: str) -> list[Any]:
 @FAST
 @given(st.text(min_size=0, max_size=300))
 def test_the_fast_block_serialiser_is_the_sdk_serialiser(text: str):
-    from bot.render.blockkit import to_dict
+    from bot.slack.blockkit import to_dict
 
     for block in _sdk_objects(text):
         assert to_dict(block) == block.to_dict()
@@ -638,7 +638,7 @@ def test_the_fast_block_serialiser_still_enforces_slack_limits():
     from slack_sdk.errors import SlackObjectFormationError
     from slack_sdk.models.blocks import ButtonElement, HeaderBlock, PlainTextObject, SectionBlock
 
-    from bot.render.blockkit import to_dict
+    from bot.slack.blockkit import to_dict
 
     for broken in (HeaderBlock(text=PlainTextObject(text="x" * 151)), SectionBlock(text="x" * 3001),
                    ButtonElement(text="x" * 76, action_id="a"), SectionBlock(fields=["x"] * 11)):
@@ -652,7 +652,7 @@ def test_the_fast_block_serialiser_still_enforces_slack_limits():
 @given(text=texts, command=st.sampled_from(COMMANDS), share=st.booleans())
 def test_every_rendered_reply_is_exactly_what_the_sdk_would_send(harness: Harness, text: str, command: str,
                                                                  share: bool):
-    from bot.render.blockkit import FeedbackRef, render_reply, validate_blocks
+    from bot.slack.blockkit import FeedbackRef, render_reply, validate_blocks
 
     reply = harness.run(harness.desk.handle(Request(text=text, command=command, platform="slack")))
     message = render_reply(reply, share=share, shared_by="U1" if share else None,

@@ -9,8 +9,8 @@ import json
 import pytest
 from conftest import NOW
 
-from bot.render.adaptive import FeedbackContext, render_card
-from bot.render.blockkit import render_reply, validate_blocks
+from bot.slack.blockkit import render_reply, validate_blocks
+from bot.teams.cards import FeedbackContext, render_card
 from content.i18n import format_day, format_span, placeholders, strings, t
 from content.loader import Library
 from content.schema import SECTION_LABELS, SECTION_LABELS_ZH

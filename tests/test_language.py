@@ -17,7 +17,7 @@ from test_slack import (
 )
 from test_teams import TeamsHarness, assert_valid_card, connector, submit_data, teams  # noqa: F401  (fixtures)
 
-from bot.render.blockkit import validate_blocks
+from bot.slack.blockkit import validate_blocks
 from bot.store import ChannelSettings, load_migrations
 from handlers import Desk, Request
 

@@ -40,7 +40,7 @@ from bot.config import Settings
 from bot.observability import JsonFormatter, TextFormatter, configure_logging, request_id_var
 from bot.scheduler import PassReport, Scheduler
 from bot.server import startup_lines
-from bot.slack_delivery import SlackDeliverer
+from bot.slack.delivery import SlackDeliverer
 from bot.store import NewPost, Store, open_store
 from content.loader import Library
 from handlers import Desk, Request
@@ -195,7 +195,7 @@ async def test_reminder_passes_and_web_api_retries_are_counted(desk: Desk, store
 
 
 async def test_the_slack_adapter_client_retries_a_timeout_and_counts_it(slack_api: FakeSlack):
-    from bot.slack import web_client
+    from bot.slack.adapter import web_client
 
     before = sample("chinadesk_web_api_retries_total", platform="slack", reason="connection_error")
     slack_api.delay("auth.test", 2.0)
@@ -207,7 +207,7 @@ async def test_the_slack_adapter_client_retries_a_timeout_and_counts_it(slack_ap
 
 
 async def test_the_slack_adapter_client_counts_retries_too(slack_api: FakeSlack):
-    from bot.slack import web_client
+    from bot.slack.adapter import web_client
 
     before = sample("chinadesk_web_api_retries_total", platform="slack", reason="rate_limited")
     slack_api.rate_limit("auth.test", times=2, retry_after=0)

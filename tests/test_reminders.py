@@ -25,12 +25,12 @@ from bot.store import Store, open_store
 from content.calendar import ChinaCalendar
 from content.loader import Library
 from handlers import Desk, Request
+from handlers.reminder_posts import render_post
 from handlers.reminders import (
     REMINDER_OFFSETS,
     event_posts,
     parse_timezone,
     reminder_schedule,
-    render_post,
 )
 from handlers.request import UserError
 

@@ -22,7 +22,7 @@ from slack_server import SlackSender, Workspace, load_fixture
 
 from bot.app import SLACK_KEY, create_app
 from bot.config import Settings
-from bot.slack import SlackAdapter
+from bot.slack.adapter import SlackAdapter
 from bot.store import NewPost, Store, open_store
 from handlers import Desk
 from tests.test_store import fresh_pg_schema

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from bot.scheduler import DeliveryResult, Outgoing, Scheduler, TextDeliverer
-from bot.slack_delivery import SlackDeliverer
+from bot.slack.delivery import SlackDeliverer
 from bot.store import Store, open_store
 from content.calendar import ChinaCalendar
 from content.loader import Library

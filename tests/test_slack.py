@@ -23,11 +23,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
 from slack_server import FakeSlack, SlackSender, load_fixture
 
-from bot import slack as slack_module
 from bot.app import SLACK_KEY, create_app
 from bot.config import Settings
-from bot.render.blockkit import ACTION_FEEDBACK_DOWN, ACTION_FEEDBACK_UP, ACTION_SHARE, validate_blocks
-from bot.slack import SlackAdapter, slack_to_plain
+from bot.slack import listeners as slack_listeners
+from bot.slack import replay as slack_replay
+from bot.slack.adapter import SlackAdapter
+from bot.slack.blockkit import ACTION_FEEDBACK_DOWN, ACTION_FEEDBACK_UP, ACTION_SHARE, validate_blocks
+from bot.slack.translate import slack_to_plain
 from bot.store import Store
 from handlers import Desk
 
@@ -172,7 +174,7 @@ async def test_slow_answers_are_acked_at_once_and_delivered_through_response_url
         await asyncio.sleep(0.3)
         return await call_next(request)
 
-    monkeypatch.setattr(slack_module, "ACK_BUDGET_SECONDS", 0.05)
+    monkeypatch.setattr(slack_listeners, "ACK_BUDGET_SECONDS", 0.05)
     slow_desk = dataclasses.replace(desk, middleware=[slow])
     env = slack_env(slack_api, SLACK_BOT_TOKEN=slack_api.bot_token)
     async with running(env, slow_desk, store, slack_api) as bot:
@@ -736,7 +738,7 @@ async def test_a_thread_not_begun_with_a_question_to_the_bot_needs_a_mention(bot
 def test_the_replay_signature_check_never_raises_on_odd_timestamps():
     # Regression (seen by test_fuzz): with an answer kept, a signed-looking command whose timestamp
     # header was empty or not a number made the replay lane raise, i.e. a 500 instead of bolt's 401.
-    replay = slack_module.CommandReplay(SECRET)
+    replay = slack_replay.CommandReplay(SECRET)
     for timestamp in ("", "abc", "１２３", "12.5", " 1"):
         assert replay.signed({"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": "v0=00"}, b"x") is False
     assert replay.signed({}, b"x") is False

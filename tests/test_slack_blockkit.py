@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.render.blockkit import (
+from bot.slack.blockkit import (
     ACTION_COMMAND,
     ACTION_FEEDBACK_UP,
     ACTION_SHARE,

@@ -1,6 +1,6 @@
-"""slack/manifest.yml against the code, both ways: everything declared is handled, everything handled is declared.
+"""bot/slack/manifest.yml against the code, both ways: everything declared is handled, everything handled is declared.
 
-"Handled" is checked twice: against the lists bot/slack.py registers from, and against the running
+"Handled" is checked twice: against the lists bot/slack/listeners.py registers from, and against the running
 bolt app itself (a signed request for each declared command and event must not come back as bolt's
 404 "unhandled request").
 """
@@ -18,17 +18,12 @@ from slack_server import FakeSlack, SlackSender, load_fixture
 
 from bot.app import create_app
 from bot.config import SLACK_BOT_SCOPES, Settings
-from bot.slack import (
-    EVENTS_PATH,
-    HANDLED_COMMANDS,
-    HANDLED_EVENTS,
-    MESSAGE_SUBSCRIPTIONS,
-    REDIRECT_PATH,
-)
+from bot.slack.adapter import EVENTS_PATH, REDIRECT_PATH
+from bot.slack.listeners import HANDLED_COMMANDS, HANDLED_EVENTS, MESSAGE_SUBSCRIPTIONS
 from handlers import Desk
 from handlers.router import router
 
-MANIFEST = Path(__file__).resolve().parents[1] / "slack" / "manifest.yml"
+MANIFEST = Path(__file__).resolve().parents[1] / "bot" / "slack" / "manifest.yml"
 SECRET = "manifest-secret"
 
 
@@ -53,7 +48,7 @@ def test_manifest_declares_exactly_the_commands_the_code_handles(manifest: dict)
     for command in manifest["features"]["slash_commands"]:
         assert command["url"].endswith(EVENTS_PATH)
         assert command["description"] and len(command["description"]) <= 100
-        assert command.get("should_escape") is False  # we read plain text; see bot.slack.slack_to_plain
+        assert command.get("should_escape") is False  # we read plain text; see bot.slack.translate.slack_to_plain
 
 
 def test_manifest_declares_exactly_the_events_the_code_handles(manifest: dict):

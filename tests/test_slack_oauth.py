@@ -19,8 +19,8 @@ from slack_server import FakeSlack, SlackSender, Workspace, load_fixture
 
 from bot.app import SLACK_KEY, create_app
 from bot.config import Settings
-from bot.render.blockkit import validate_blocks
-from bot.slack import StoreInstallationStore, StoreOAuthStateStore
+from bot.slack.blockkit import validate_blocks
+from bot.slack.installations import StoreInstallationStore, StoreOAuthStateStore
 from bot.store import Store, open_store
 from handlers import Desk
 from tests.conftest import postgres_url, without_postgres

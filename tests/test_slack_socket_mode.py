@@ -14,7 +14,7 @@ from slack_server import FakeSlack, load_fixture
 
 from bot.app import SLACK_KEY, create_app
 from bot.config import Settings
-from bot.render.blockkit import validate_blocks
+from bot.slack.blockkit import validate_blocks
 from bot.store import Store
 from handlers import Desk
 

@@ -401,7 +401,7 @@ async def test_two_stores_one_database_restart_keeps_data(tmp_path):
 async def test_upgrading_a_release_1_database_keeps_its_posts_in_flight(db_url: str, monkeypatch):
     """0002_delivery is additive: a post the previous release claimed and died holding is re-offered by the
     new one, which treats that try as one that may have posted (from its due time to its lease end)."""
-    import bot.store as store_module
+    import bot.store.base as store_module  # where Store.open looks the migrations up
 
     first_release = store_module.load_migrations
     monkeypatch.setattr(store_module, "load_migrations", lambda backend: first_release(backend)[:1])

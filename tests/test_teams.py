@@ -25,17 +25,10 @@ from botframework.connector.auth import MicrosoftAppCredentials, ServiceClientCr
 
 from bot.config import Settings
 from bot.store import Store, open_store
-from bot.teams import (
-    ROUTE,
-    TEAMS_KEY,
-    WELCOME_TITLE,
-    BotFrameworkConfig,
-    DeliveryError,
-    TeamsEndpoint,
-    channel_key,
-    make_adapter,
-    setup_teams,
-)
+from bot.teams.activities import channel_key
+from bot.teams.adapter import TEAMS_KEY, WELCOME_TITLE, TeamsEndpoint, setup_teams
+from bot.teams.connector import ROUTE, BotFrameworkConfig, make_adapter
+from bot.teams.delivery import DeliveryError
 from handlers import Desk
 from handlers.request import Reply
 from tests.connector_server import ConnectorServer, HoldingSocket, KeyServer, Sent
@@ -442,10 +435,9 @@ async def test_proactive_post_after_the_bot_was_removed_forgets_the_conversation
 async def test_scheduler_delivers_teams_reminders_through_the_registered_deliverer(teams: TeamsHarness):
     import datetime as dt
 
+    from bot.platforms import build_deliverers
+    from bot.scheduler import Outgoing
     from bot.store import ScheduledPost
-
-    scheduler = pytest.importorskip("bot.scheduler", reason="the reminder scheduler is not in this checkout")
-    Outgoing, build_deliverers = scheduler.Outgoing, scheduler.build_deliverers
 
     await teams.say("channel_mention.json")
     teams.connector.clear()
@@ -651,7 +643,7 @@ async def test_a_reply_never_blocks_the_server_while_microsofts_login_service_ha
 
 
 async def test_while_signing_keys_cannot_be_fetched_teams_gets_503_then_recovers(secured: TeamsHarness):
-    from bot.signing_keys import SigningKeys
+    from bot.teams.keys import SigningKeys
 
     keys: KeyServer = secured.keys  # type: ignore[attr-defined]
     await secured.endpoint.keys.close()
@@ -679,7 +671,7 @@ async def test_while_signing_keys_cannot_be_fetched_teams_gets_503_then_recovers
 async def test_a_token_signed_with_a_new_key_is_accepted_after_one_refetch(secured: TeamsHarness):
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from bot.signing_keys import REFETCH_UNKNOWN_AFTER, SigningKeys
+    from bot.teams.keys import REFETCH_UNKNOWN_AFTER, SigningKeys
 
     keys: KeyServer = secured.keys  # type: ignore[attr-defined]
     now = [1000.0]

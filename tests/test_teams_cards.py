@@ -1,4 +1,4 @@
-"""Adaptive Card rendering (bot/render/adaptive.py) and Teams settings, without HTTP.
+"""Adaptive Card rendering (bot/teams/cards.py) and Teams settings, without HTTP.
 
 Every card the core can produce is validated against the official Adaptive Card 1.5 schema
 (tests/fixtures/teams/adaptive-card-1.5.schema.json, see the README there).
@@ -12,8 +12,8 @@ import json
 import pytest
 
 from bot.config import ConfigError, Settings, TeamsSettings
-from bot.render.adaptive import FeedbackContext, md, md_url, render_card
-from bot.teams import message_text
+from bot.teams.activities import message_text
+from bot.teams.cards import FeedbackContext, md, md_url, render_card
 from handlers import Desk
 from handlers.cards import topic_card
 from handlers.request import Reply, ReplyField

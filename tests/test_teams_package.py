@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.teams import APP_ID_PLACEHOLDER, teams_dir
+from bot.teams.package import APP_ID_PLACEHOLDER, teams_dir
 
 APP_ID = "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b"
 
@@ -23,7 +23,7 @@ def png_info(data: bytes) -> tuple[int, int, int]:
 
 
 def rgba_pixels(data: bytes) -> list[tuple[int, int, int, int]]:
-    """Decode an unfiltered 8-bit RGBA PNG as written by teams/make_icons.py."""
+    """Decode an unfiltered 8-bit RGBA PNG as written by bot/teams/make_icons.py."""
     import zlib
 
     width, height, colour = png_info(data)

@@ -56,7 +56,7 @@ BUTTON_VALUE_MAX = 2000
 FALLBACK_MAX = 3000  # notification text: Slack accepts more, but nobody reads more in a notification
 SHORT_FIELD = 120  # values up to this long go in the two-column field grid; longer ones get a full-width section
 
-# action_ids: bot/slack.py registers a listener for each (and the manifest test checks them).
+# action_ids: bot/slack/listeners.py registers a listener for each (and the manifest test checks them).
 ACTION_SHARE = "chinadesk_share"
 ACTION_COMMAND = "chinadesk_command"
 ACTION_FEEDBACK_UP = "chinadesk_feedback_up"

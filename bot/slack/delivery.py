@@ -97,7 +97,7 @@ class SlackDeliverer:
     def message(item: Outgoing) -> dict[str, Any]:
         """chat.postMessage arguments: Block Kit when the Slack renderer is present, else plain text."""
         try:
-            from bot.render.blockkit import render_reply
+            from bot.slack.blockkit import render_reply
         except ImportError:
             return {"text": item.reply.text}
         rendered = render_reply(item.reply, share=False)

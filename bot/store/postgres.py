@@ -16,17 +16,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from bot.store import (
-    CLAIM_SET,
-    Conn,
-    ScheduledPost,
-    Store,
-    StoreError,
-    _aware,
-    _post,
-    _post_order,
-    new_claim_token,
-)
+from bot.store.base import Store
+from bot.store.models import CLAIM_SET, Conn, ScheduledPost, StoreError, _aware, _post, _post_order
+from bot.store.schedule import new_claim_token
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 

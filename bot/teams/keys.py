@@ -15,7 +15,7 @@ instead:
   an unknown key id triggers, at most once per :data:`REFETCH_UNKNOWN_AFTER`); when there are still no
   keys it gets :class:`KeysUnavailable` (the adapter answers 503), an unknown key id gets ``None`` (401).
 
-It knows nothing of botbuilder: ``bot/teams.py`` routes botbuilder's key look-ups here.
+It knows nothing of botbuilder: ``bot/teams/connector.py`` routes botbuilder's key look-ups here.
 """
 
 from __future__ import annotations

@@ -1,0 +1,160 @@
+"""Proactive Teams posts for the reminder scheduler (registered with it on import)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from botbuilder.core import TurnContext
+from botbuilder.integration.aiohttp import (
+    CloudAdapter,
+)
+from botbuilder.schema import (
+    Activity,
+    ConversationReference,
+)
+
+from bot.config import ConfigError, TeamsSettings
+from bot.teams.activities import PLATFORM, card_activity
+from bot.teams.connector import make_adapter
+from handlers.request import Reply
+
+log = logging.getLogger("chinadesk.teams")
+
+
+# ------------------------------------------------------------------------------ proactive delivery
+
+
+class DeliveryError(Exception):
+    """A proactive post failed.
+
+    ``gone``: the bot is not (or no longer) in that conversation. ``refused``: our credentials were
+    refused (401): no post can go out until an operator fixes them. ``permanent``: retrying the same post
+    cannot help (``gone``, ``refused``, or Teams rejected the message itself).
+    """
+
+    def __init__(self, message: str, *, permanent: bool, gone: bool = False, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.refused = status == HTTPStatus.UNAUTHORIZED
+        self.permanent = permanent or gone or self.refused
+        self.gone = gone
+        self.status = status
+        self.retry_after = retry_after
+
+
+class TeamsDeliverer:
+    """Posts to a Teams conversation later, through the reference stored when the bot last heard from it.
+
+    This is the scheduler's :class:`bot.scheduler.Deliverer` for ``teams``: ``deliver`` never raises for a
+    platform error, it says whether to retry (408, 429 after its ``Retry-After``, 5xx, network: until the
+    post expires), pause (the bot was removed: 403/404, or no reference stored; our credentials refused:
+    401) or give up (Teams rejected the message itself: other 4xx).
+    """
+
+    platform = PLATFORM
+
+    def __init__(self, adapter: CloudAdapter, store: Any, settings: TeamsSettings) -> None:
+        self.adapter = adapter
+        self.store = store
+        self.settings = settings
+
+    async def send(self, channel: str, activity: Activity) -> str:
+        """Send ``activity`` to the stored conversation ``channel``; returns the new message's id."""
+        data = await self.store.get_conversation(PLATFORM, channel) if self.store is not None else None
+        if data is None:
+            raise DeliveryError(
+                f"no stored Teams conversation {channel!r}: the bot was removed or never installed there",
+                permanent=True, gone=True,
+            )
+        reference = ConversationReference.deserialize(data)
+        sent: list[str] = []
+        failed: list[Exception] = []
+
+        async def callback(turn_context: TurnContext) -> None:
+            # The continuation activity carries a made-up id; without clearing it botbuilder would send
+            # a "reply" to a message that does not exist instead of a new post in the conversation.
+            turn_context.activity.id = None
+            try:
+                response = await turn_context.send_activity(activity)
+            except Exception as exc:  # caught here: the adapter's on_turn_error would only log it
+                failed.append(exc)
+                return
+            sent.append(response.id if response and response.id else "")
+
+        try:
+            await self.adapter.continue_conversation(reference, callback, bot_app_id=self.settings.app_id or "")
+            if failed:
+                raise failed[0]
+        except Exception as exc:
+            status = _http_status(exc)
+            if status in (HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND):
+                # Teams' answer when the bot is no longer in that conversation: forget it.
+                await self.store.delete_conversation(PLATFORM, channel)
+                raise DeliveryError(f"Teams refused the post ({status}): the bot is no longer in this conversation",
+                                    permanent=True, gone=True, status=status) from exc
+            # Busy (408, 429) or down (5xx, no answer at all): try again later. Other 4xx: the message itself.
+            permanent = status is not None and 400 <= status < 500 and status not in (
+                HTTPStatus.REQUEST_TIMEOUT, HTTPStatus.TOO_MANY_REQUESTS)
+            raise DeliveryError(f"Teams post failed ({status or type(exc).__name__}): {exc}"[:300],
+                                permanent=permanent, status=status, retry_after=_retry_after(exc)) from exc
+        return sent[0] if sent else ""
+
+    async def deliver_reply(self, channel: str, reply: Reply) -> str:
+        return await self.send(channel, card_activity(reply))
+
+    async def deliver(self, item: Any) -> Any:
+        """The scheduler's entry point: one :class:`bot.scheduler.Outgoing` -> a ``DeliveryResult``."""
+        from bot.scheduler import DeliveryResult
+
+        try:
+            ref = await self.deliver_reply(item.channel, item.reply)
+        except DeliveryError as exc:
+            if exc.gone or exc.refused:  # paused, and listed as such, until resumed
+                return DeliveryResult.paused(str(exc))
+            if exc.permanent:
+                return DeliveryResult.failed(str(exc))
+            return DeliveryResult.retry(str(exc), exc.retry_after)
+        return DeliveryResult.posted(ref)
+
+    async def close(self) -> None:
+        return None  # botbuilder's connector clients hold no session between calls
+
+
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status inside a botframework-connector error, if any (msrest ``ErrorResponseException``)."""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None) or getattr(response, "status", None)
+    return int(status) if isinstance(status, int) else None
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+    try:
+        return float(headers.get("Retry-After") or headers.get("retry-after"))
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def deliverer_from_env(store: Any, env: Mapping[str, str]) -> TeamsDeliverer | None:
+    """The scheduler's factory: a deliverer with its own adapter (``chinadesk worker`` has no web app)."""
+    try:
+        teams = TeamsSettings.from_env(env)
+    except ConfigError as exc:  # the server refuses to start with the same message; a worker just skips Teams
+        log.warning("Teams reminders disabled: %s", exc)
+        return None
+    if teams is None:  # TEAMS=off
+        return None
+    return TeamsDeliverer(make_adapter(teams), store, teams)
+
+
+try:  # register with the reminder scheduler (bot/scheduler.py imports this module to collect it)
+    from bot.scheduler import register_deliverer
+except ImportError:  # pragma: no cover - a checkout without the scheduler still serves Teams
+    pass
+else:
+    register_deliverer(PLATFORM, deliverer_from_env)
+
+

@@ -119,7 +119,7 @@ async def metrics_middleware(request: Request, desk, call_next: Callable[[Reques
 
 def record_request(platform: str, command: str, outcome: str, mode: str, chars: int, seconds: float,
                    **log_fields: Any) -> None:
-    """Count, time and log one answered request (the core's middleware, and Slack's replayed answers)."""
+    """Count, time and log one answered request (the core's middleware calls it once per request)."""
     REQUEST_SECONDS.labels(platform, command).observe(seconds)
     REQUESTS.labels(platform, command, outcome).inc()
     if outcome in ("answer", "no_answer"):

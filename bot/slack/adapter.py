@@ -20,10 +20,9 @@ Slack wants every request acknowledged within 3 seconds and re-sends events that
 * :class:`EventGate` (global middleware) claims ``slack:event:<event_id>`` in the store before any
   listener runs: the retry, or a second delivery of the same event id, is acknowledged and dropped.
   The claim is in the database, so it holds across processes and restarts.
-* A slash command the core declares read-only (a card, a menu, a deadline: ``Desk.is_read_only``)
-  keeps its answer in :class:`CommandReplay`; the same signed command again, from the same workspace
-  and channel time zone on the same day, is answered from there without running bolt and the core
-  again (bolt's own per-request work costs more than the answer; see ``bench/RESULTS.md``).
+* Every request goes through bolt (one lane): a repeated read-only command is answered from the
+  core's reply cache (``handlers.router.ReplyCache``) and its Block Kit rendered once per reply
+  (:meth:`SlackAdapter.command_message`), never from kept JSON outside bolt.
 * An answer is also claimed per message (``slack:answer:<channel>:<ts>``), because one message can
   arrive as two different events (``app_mention`` and ``message.channels`` in a watched channel).
 
@@ -35,7 +34,6 @@ messages, so two bots can never talk to each other forever.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
 import hmac
 import json
@@ -44,7 +42,6 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import aiohttp
 from aiohttp import web
@@ -59,8 +56,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import SLACK_DEFAULT_API_URL, SlackSettings
 from bot.observability import (
-    command_label,
-    record_request,
     slack_retry_handlers,
     web_api_failure,
 )
@@ -70,8 +65,7 @@ from bot.slack.blockkit import (
 )
 from bot.slack.installations import OAUTH_STATE_SECONDS, StoreInstallationStore, StoreOAuthStateStore
 from bot.slack.listeners import ERROR_CONTEXT_KEY, SHAPE_ERRORS, register_listeners
-from bot.slack.replay import CommandReplay
-from bot.slack.translate import PLATFORM, malformed_reason, slack_to_plain, team_of
+from bot.slack.translate import PLATFORM, malformed_reason
 from handlers.request import Reply, Request
 from handlers.router import Desk
 
@@ -161,9 +155,6 @@ class SlackAdapter:
         self._socket_handler: Any = None
         self._socket_task: asyncio.Task | None = None
         self._command_messages: LRUCache[int, tuple[Reply, dict[str, Any]]] = LRUCache(64)
-        self.replay: CommandReplay | None = (
-            CommandReplay(settings.signing_secret.get_secret_value()) if settings.signing_secret else None
-        )
         self.bolt = self._build_app()
         register_listeners(self.bolt, self)
 
@@ -310,10 +301,6 @@ class SlackAdapter:
         when it is, without ever reaching a listener.
         """
         raw = await request.read()
-        if self.replay is not None:
-            replayed = self._replay(request, raw)
-            if replayed is not None:
-                return replayed
         try:
             bolt_request = AsyncBoltRequest(body=raw.decode("utf-8"), query=request.query_string,
                                             headers=request.headers)  # type: ignore[arg-type]
@@ -333,33 +320,6 @@ class SlackAdapter:
             return self._refuse(request, raw, f"payload shape: {type(error).__name__}")
         return await to_aiohttp_response(bolt_response)
 
-    def _replay(self, request: web.Request, raw: bytes) -> web.Response | None:
-        """The kept answer to a repeated read-only slash command (:class:`CommandReplay`), or None.
-
-        Never waits on anything: the channel's time zone and language must be in this process's settings
-        cache (:mod:`bot.channel_cache`, 5 s), otherwise bolt answers and refreshes it.
-        """
-        assert self.replay is not None
-        started = time.perf_counter()
-        form = self.replay.form(request.headers, raw)
-        if form is None or not self.replay.signed(request.headers, raw):
-            return None  # bolt answers it (401 when unsigned)
-        cached = self.cached_settings(form.get("channel_id"))
-        if cached is None:
-            return None
-        timezone, language = cached
-        text = slack_to_plain(form.get("text", ""))
-        key = CommandReplay.key(team_of(form), form.get("command"), text, timezone,
-                                dt.datetime.now(ZoneInfo(timezone)).date(), language)
-        found = self.replay.find(key)
-        if found is None:
-            return None  # bolt answers it
-        self.replay.hits += 1
-        command = Request(text=text, command=form.get("command"), platform=PLATFORM)
-        record_request(PLATFORM, command_label(command), found.kind, "command", len(text),
-                       time.perf_counter() - started, replayed=True)
-        return web.Response(body=found.body, content_type="application/json", charset="utf-8")
-
     def _refuse(self, request: web.Request, raw: bytes, reason: str) -> web.Response:
         if not self._signed(request, raw):
             return web.json_response({"error": "invalid request"}, status=401)
@@ -367,7 +327,10 @@ class SlackAdapter:
         return web.json_response({"error": "malformed request"}, status=400)
 
     def _signed(self, request: web.Request, raw: bytes) -> bool:
-        """Slack's v0 signature over the raw bytes, within five minutes (never raises, whatever the headers)."""
+        """For a body bolt cannot parse (bolt checks signatures only after parsing): is it Slack's? Slack's v0
+        signature over the raw bytes, within five minutes. By hand rather than slack_sdk's
+        ``SignatureVerifier``, which decodes the body as UTF-8 first and raises on a timestamp that is not a
+        number: this must never raise, whatever the bytes and headers."""
         secret = self.settings.signing_secret
         timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
         signature = request.headers.get("X-Slack-Signature", "")

@@ -32,7 +32,6 @@ from bot.slack.blockkit import (
     render_notice,
     render_reply,
 )
-from bot.slack.replay import CommandReplay
 from bot.slack.translate import (
     ADDRESSED,
     ESCAPED_SURROGATE,
@@ -45,7 +44,7 @@ from bot.slack.translate import (
     team_of,
     workspace_key,
 )
-from handlers.request import Reply, Request
+from handlers.request import Reply
 from handlers.router import COMMANDS, router
 
 if TYPE_CHECKING:
@@ -161,17 +160,17 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
     # ---- slash commands
 
     async def on_command(ack: Any, body: dict, respond: Any) -> None:
-        async def answer() -> tuple[Request, Reply]:
+        async def answer() -> Reply:
             request = await adapter.request(
                 text=slack_to_plain(body.get("text", "")), command=body.get("command"), mode="command",
                 user=body.get("user_id"), channel=body.get("channel_id"), team=team_of(body), body=body,
             )
-            return request, await adapter.ask(request)
+            return await adapter.ask(request)
 
         work = asyncio.ensure_future(answer())  # the settings lookup too is inside the 3-second budget
         await asyncio.sleep(0)  # one loop turn: a cached or pure answer is ready after it, no timer needed
         try:
-            request, reply = (
+            reply = (
                 work.result() if work.done() else await asyncio.wait_for(asyncio.shield(work), ACK_BUDGET_SECONDS)
             )
         except TimeoutError:
@@ -179,16 +178,11 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
             await ack()
 
             async def later() -> None:
-                await respond(**adapter.command_message((await work)[1]), replace_original=False)
+                await respond(**adapter.command_message(await work), replace_original=False)
 
             adapter.spawn(later(), name="slow-command")
             return
-        message = adapter.command_message(reply)
-        if adapter.replay is not None and adapter.desk is not None and adapter.desk.is_read_only(request):
-            key = CommandReplay.key(request.workspace, request.command, request.text, request.timezone,
-                                    request.today(), request.language)
-            adapter.replay.remember(key, message, reply.kind)
-        await ack(**message)
+        await ack(**adapter.command_message(reply))
 
     for command in HANDLED_COMMANDS:
         app.command(command)(on_command)
@@ -293,8 +287,6 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
     # ---- uninstall: forget the workspace
 
     async def forget(team: str) -> None:
-        if adapter.replay is not None:
-            adapter.replay.forget(team)
         await adapter._store().delete_workspace(PLATFORM, team)
         log.info("Slack workspace data deleted", extra={"workspace": team})
 

@@ -40,7 +40,7 @@ out = [("interpreter", time.perf_counter(), rss())]
 gc.disable()  # as bot.server does during start-up
 import bot.cli, bot.app, bot.server
 out.append(("import the app (aiohttp, pydantic, jinja2, numpy, bm25s, jieba code...)", time.perf_counter(), rss()))
-import bot.slack, bot.teams
+import bot.slack.adapter, bot.teams.adapter
 out.append(("import the platforms (slack-bolt, botbuilder)", time.perf_counter(), rss()))
 from content.loader import load_library
 library = load_library()

@@ -634,18 +634,23 @@ def test_the_fast_block_serialiser_is_the_sdk_serialiser(text: str):
         assert to_dict(block) == block.to_dict()
 
 
-def test_the_fast_block_serialiser_still_enforces_slack_limits():
+def test_slack_limits_are_enforced_where_rendered_blocks_are_validated():
+    """The request path renders without the SDK's per-call validators; validation happens in the tests
+    (``validate_blocks``, and ``to_dict(validate=True)``), so it must still catch every broken limit."""
     from slack_sdk.errors import SlackObjectFormationError
     from slack_sdk.models.blocks import ButtonElement, HeaderBlock, PlainTextObject, SectionBlock
 
-    from bot.slack.blockkit import to_dict
+    from bot.slack.blockkit import to_dict, validate_blocks
 
     for broken in (HeaderBlock(text=PlainTextObject(text="x" * 151)), SectionBlock(text="x" * 3001),
                    ButtonElement(text="x" * 76, action_id="a"), SectionBlock(fields=["x"] * 11)):
         with pytest.raises(SlackObjectFormationError):
             broken.to_dict()
         with pytest.raises(SlackObjectFormationError):
-            to_dict(broken)
+            to_dict(broken, validate=True)
+        if not isinstance(broken, ButtonElement):  # (a block, as rendered messages carry them)
+            with pytest.raises(SlackObjectFormationError):
+                validate_blocks([to_dict(broken)])
 
 
 @FUZZ

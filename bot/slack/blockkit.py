@@ -92,22 +92,27 @@ _EMPTY_ALLOWED = {(e["type"], e["property"]) for e in EMPTY_ALLOWED_TYPE_AND_PRO
 _LEAVES = (str, int, float, bool, dict, type(None))
 
 
-def to_dict(obj: Any) -> Any:
-    """``obj.to_dict()`` for slack_sdk model objects (validators run, :class:`SlackObjectFormationError`
-    on a broken limit), without re-scanning each class for its validators on every call."""
+def to_dict(obj: Any, *, validate: bool = False) -> Any:
+    """``obj.to_dict()`` for slack_sdk model objects, without its per-call work: ``JsonObject.to_dict``
+    scans ``dir()`` of every object for validators and runs them (Slack's length and count limits) on every
+    render. The renderer keeps to the limits by construction (``shorten``/``split_text``), so the request path
+    skips them; the tests validate what it renders against the SDK (``validate_blocks``, and a property test
+    that compares every rendered reply with the SDK's own round trip). ``validate=True`` runs them
+    (:class:`SlackObjectFormationError` on a broken limit)."""
     if isinstance(obj, _LEAVES):
         return obj
     if isinstance(obj, list | tuple):
-        return [to_dict(v) for v in obj]
+        return [to_dict(v, validate=validate) for v in obj]
     if not isinstance(obj, JsonObject):
         method = getattr(obj, "to_dict", None)
-        return {k: to_dict(v) for k, v in method().items()} if callable(method) else obj
+        return {k: to_dict(v, validate=validate) for k, v in method().items()} if callable(method) else obj
     plan = _plan(obj)
     if plan is None:
-        return {k: to_dict(v) for k, v in obj.to_dict().items()}
+        return {k: to_dict(v, validate=validate) for k, v in obj.to_dict().items()}
     validators, attributes = plan
-    for name in validators:
-        getattr(obj, name)()
+    if validate:
+        for name in validators:
+            getattr(obj, name)()
     kind = getattr(obj, "type", None)
     out = {}
     for key in attributes:
@@ -116,7 +121,7 @@ def to_dict(obj: Any) -> Any:
             continue
         if hasattr(value, "__len__") and len(value) == 0 and (kind, key) not in _EMPTY_ALLOWED:
             continue
-        out[key] = to_dict(value)
+        out[key] = to_dict(value, validate=validate)
     return out
 
 

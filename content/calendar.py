@@ -16,8 +16,11 @@ Where the data comes from, per calendar year, in order of precedence:
    with no make-up working days, because the real arrangement is not known yet. Every result says
    which years were estimated so the bot can label the date.
 
-Each year is turned once into sets of days off / make-up days and a sorted array of its working
-days, so adding N working days is a couple of binary searches, not N calls into the packages.
+Every supported year (:func:`supported_years`: the official data, the overrides file and a few
+estimated years ahead) is built when the calendar is constructed, at start-up, into one sorted list of
+working-day ordinals, so adding N working days is one binary search, never N calls into the packages
+and never a table built in the request path. A date outside the supported years still works: its year
+is built on first use (thread-safe), as before.
 
 Counting convention (the one Chinese regulations use): the trigger day itself is not counted, so
 ``add_working_days(D, 30).due`` is the 30th working day strictly after D.
@@ -40,7 +43,6 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
-import holidays as holidays_lib
 import yaml
 
 from content.i18n import format_day, format_span, holiday_name, t
@@ -92,6 +94,9 @@ _STATUTORY_NAMES: dict[str, str] = {
 }
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+# Estimated years built ahead at start-up, past the last official one and the current year: a deadline of
+# 400 working days (the longest the packs state is far shorter) ends within two years.
+ESTIMATE_YEARS_AHEAD = 3
 _MAX_RANGE_DAYS = 31  # a longer "holiday" range in the overrides file is certainly a typo
 
 
@@ -217,13 +222,39 @@ def _year_days(year: int) -> list[dt.date]:
 
 
 @functools.cache
+def _package_tables() -> dict[int, tuple[dict[dt.date, str], dict[dt.date, str]]]:
+    """chinesecalendar's whole data, by year: (days off, weekend make-up working days).
+
+    Read from the package's two tables in one pass (a few ms for every year): ``get_holiday_detail``
+    re-validates each date against the whole table (~8 ms a year), too slow to build every year at
+    start-up. Same meaning as ``get_holiday_detail``: a date in ``workdays`` is worked (checked first),
+    one in ``holidays`` is off; a named *weekday* workday changes nothing and is left out.
+    """
+    from chinese_calendar.constants import holidays as package_holidays
+    from chinese_calendar.constants import workdays as package_workdays
+
+    out: dict[int, tuple[dict[dt.date, str], dict[dt.date, str]]] = {}
+    for day, raw in package_holidays.items():
+        if day not in package_workdays:
+            out.setdefault(day.year, ({}, {}))[0][day] = _package_name(raw)
+    for day, raw in package_workdays.items():
+        if day.weekday() >= 5:
+            out.setdefault(day.year, ({}, {}))[1][day] = _package_name(raw)
+    return out
+
+
+@functools.cache
+def _package_range() -> tuple[int, int]:
+    """The first and last year chinesecalendar has (its own check: the years of its holiday table)."""
+    from chinese_calendar.constants import holidays as package_holidays
+
+    return min(package_holidays).year, max(package_holidays).year
+
+
 def _package_covers(year: int) -> bool:
-    """Whether chinesecalendar has ``year``: it raises NotImplementedError outside its data."""
-    try:
-        chinese_calendar.get_holiday_detail(dt.date(year, 7, 1))
-    except NotImplementedError:
-        return False
-    return True
+    """Whether chinesecalendar has ``year`` (it raises NotImplementedError outside these years)."""
+    first, last = _package_range()
+    return first <= year <= last
 
 
 def _package_name(raw: str) -> str:
@@ -234,29 +265,18 @@ def _package_name(raw: str) -> str:
     return _PACKAGE_NAMES.get(member.name, raw)
 
 
-@functools.cache
 def _package_year(year: int) -> tuple[dict[dt.date, str], dict[dt.date, str]]:
-    """(days off, make-up working days) for a year chinesecalendar covers.
-
-    Built once per year from ``get_holiday_detail`` (~8 ms a year): each call re-validates the date
-    against the package's whole table, which is why we never call it per day while counting.
-    """
-    days_off: dict[dt.date, str] = {}
-    workdays: dict[dt.date, str] = {}
-    for day in _year_days(year):
-        is_off, raw = chinese_calendar.get_holiday_detail(day)
-        if raw is None:
-            continue  # an ordinary weekday or weekend
-        if is_off:
-            days_off[day] = _package_name(raw)
-        elif day.weekday() >= 5:  # a named weekday "workday" would change nothing
-            workdays[day] = _package_name(raw)
-    return days_off, workdays
+    """(days off, make-up working days) for a year chinesecalendar covers (copies: callers amend them)."""
+    days_off, workdays = _package_tables().get(year, ({}, {}))
+    return dict(days_off), dict(workdays)
 
 
 @functools.cache
 def _statutory_year(year: int) -> dict[dt.date, str]:
     """The statutory public holidays of ``year`` per holidays.China, no observed/substituted days."""
+    # Imported here: the package and its China entity take ~0.4 s to import, needed only for estimates.
+    import holidays as holidays_lib
+
     table = holidays_lib.China(years=year, observed=False, language="en_US")
     out: dict[dt.date, str] = {}
     for day, raw in table.items():
@@ -389,15 +409,26 @@ def _parse_date(raw: Any, where: str) -> dt.date:
 class ChinaCalendar:
     """Working days on mainland China's official calendar (official data, overrides, or an estimate).
 
-    Construct once and share: the overrides file is read in the constructor, and each year's data
-    is built on first use and cached on the instance (thread-safe).
+    Construct once and share: the overrides file is read and every supported year's table is built
+    in the constructor (start-up), so counting never builds a table in the request path. Years outside
+    :func:`supported_years` are built on first use and cached on the instance (thread-safe).
     """
 
     def __init__(self, overrides_path: str | os.PathLike[str] | None = DEFAULT_OVERRIDES_PATH) -> None:
         """``overrides_path=None`` uses the packages only (what tests want for stable results)."""
         self._overrides = _load_overrides(overrides_path)
-        self._years: dict[int, _Year] = {}
         self._lock = threading.Lock()
+        span = supported_years(self._overrides)
+        self._years: dict[int, _Year] = {year: self._build_year(year) for year in span}
+        # Every working day of the supported years in one ascending list: a count inside them is one bisect.
+        self._first = dt.date(span.start, 1, 1).toordinal()  # first day of the table
+        self._last = dt.date(span.stop - 1, 12, 31).toordinal()  # last day of the table
+        self._working: list[int] = [o for year in span for o in self._years[year].working]
+
+    @property
+    def supported(self) -> range:
+        """The years built at start-up (counting outside them works too, building the year on first use)."""
+        return range(dt.date.fromordinal(self._first).year, dt.date.fromordinal(self._last).year + 1)
 
     # ---- single days
 
@@ -504,6 +535,8 @@ class ChinaCalendar:
         if end < start:
             return -self.working_days_between(end, start)
         lo, hi = start.toordinal(), end.toordinal()
+        if self._first - 1 <= lo and hi <= self._last:
+            return bisect_right(self._working, hi) - bisect_right(self._working, lo)
         total = 0
         for y in range(start.year, end.year + 1):
             working = self._year(y).working
@@ -565,49 +598,30 @@ class ChinaCalendar:
         return data
 
     def _build_year(self, year: int) -> _Year:
-        source: Source
-        if year in self._overrides:
-            source = "override"
-            arrangement = self._overrides[year]
-            days_off = {d: n for d, n in arrangement.holidays.items() if d.year == year}
-            workdays = {d: n for d, n in arrangement.workdays.items() if d.year == year}
-        elif _package_covers(year):
-            source = "package"
-            days_off, workdays = (dict(m) for m in _package_year(year))
-        else:
-            source = "estimate"
-            days_off, workdays = dict(_statutory_year(year)), {}
-        # Next year's notice may move days in this December (e.g. a make-up Saturday before 1 Jan).
-        spill = self._overrides.get(year + 1)
-        if spill is not None:
-            for day, name in spill.holidays.items():
-                if day.year == year:
-                    days_off[day] = name
-                    workdays.pop(day, None)
-            for day, name in spill.workdays.items():
-                if day.year == year:
-                    workdays[day] = name
-                    days_off.pop(day, None)
-
-        working = tuple(
-            day.toordinal()
-            for day in _year_days(year)
-            if day in workdays or (day.weekday() < 5 and day not in days_off)
-        )
-        items = tuple(sorted(days_off.items()))
-        return _Year(
-            year=year,
-            source=source,
-            holidays=MappingProxyType(days_off),
-            workdays=MappingProxyType(workdays),
-            working=working,
-            holiday_ords=tuple(day.toordinal() for day, _ in items),
-            holiday_items=items,
-            workday_ords=tuple(sorted(day.toordinal() for day in workdays)),
-        )
+        if year not in self._overrides and year + 1 not in self._overrides:
+            return _plain_year(year)  # the same for every instance: built once per process
+        return _make_year(year, self._overrides)
 
     def _add(self, start: dt.date, n: int) -> dt.date:
-        """The n-th (n >= 1) working day after ``start``: a bisect per year crossed."""
+        """The n-th (n >= 1) working day after ``start``: one bisect inside the supported years."""
+        after = start.toordinal()
+        if self._first - 1 <= after <= self._last:
+            k = bisect_right(self._working, after) + n - 1
+            if k < len(self._working):
+                return dt.date.fromordinal(self._working[k])
+        return self._add_by_year(start, n)
+
+    def _subtract(self, start: dt.date, n: int) -> dt.date:
+        """The n-th (n >= 1) working day before ``start``: one bisect inside the supported years."""
+        before = start.toordinal()
+        if self._first <= before <= self._last + 1:
+            k = bisect_left(self._working, before) - n  # working days < start, counted back
+            if k >= 0:
+                return dt.date.fromordinal(self._working[k])
+        return self._subtract_by_year(start, n)
+
+    def _add_by_year(self, start: dt.date, n: int) -> dt.date:
+        """:meth:`_add` across years outside the table: a bisect per year crossed."""
         after, year = start.toordinal(), start.year
         while True:
             working = self._year(year).working
@@ -617,8 +631,8 @@ class ChinaCalendar:
             n -= len(working) - i
             year += 1
 
-    def _subtract(self, start: dt.date, n: int) -> dt.date:
-        """The n-th (n >= 1) working day before ``start``."""
+    def _subtract_by_year(self, start: dt.date, n: int) -> dt.date:
+        """:meth:`_subtract` across years outside the table."""
         before, year = start.toordinal(), start.year
         while True:
             working = self._year(year).working
@@ -632,6 +646,64 @@ class ChinaCalendar:
         """Years touched by ``(start, due]`` that are not official (``due > start``)."""
         first = (start + dt.timedelta(days=1)).year
         return tuple(y for y in range(first, due.year + 1) if not self.is_official(y))
+
+
+def supported_years(overrides: Mapping[int, object] = MappingProxyType({})) -> range:
+    """The years every calendar builds at start-up: chinesecalendar's, the overrides file's, the current
+    year, and :data:`ESTIMATE_YEARS_AHEAD` estimated years after the last of them."""
+    first, last = _package_range()
+    last = max([last, *overrides, dt.date.today().year])
+    first = min([first, *overrides])
+    return range(first, last + ESTIMATE_YEARS_AHEAD + 1)
+
+
+@functools.cache
+def _plain_year(year: int) -> _Year:
+    """A year no overrides file touches (packages or estimate), shared by every calendar in the process."""
+    return _make_year(year, {})
+
+
+def _make_year(year: int, overrides: Mapping[int, _Arrangement]) -> _Year:
+    source: Source
+    if year in overrides:
+        source = "override"
+        arrangement = overrides[year]
+        days_off = {d: n for d, n in arrangement.holidays.items() if d.year == year}
+        workdays = {d: n for d, n in arrangement.workdays.items() if d.year == year}
+    elif _package_covers(year):
+        source = "package"
+        days_off, workdays = (dict(m) for m in _package_year(year))
+    else:
+        source = "estimate"
+        days_off, workdays = dict(_statutory_year(year)), {}
+    # Next year's notice may move days in this December (e.g. a make-up Saturday before 1 Jan).
+    spill = overrides.get(year + 1)
+    if spill is not None:
+        for day, name in spill.holidays.items():
+            if day.year == year:
+                days_off[day] = name
+                workdays.pop(day, None)
+        for day, name in spill.workdays.items():
+            if day.year == year:
+                workdays[day] = name
+                days_off.pop(day, None)
+
+    working = tuple(
+        day.toordinal()
+        for day in _year_days(year)
+        if day in workdays or (day.weekday() < 5 and day not in days_off)
+    )
+    items = tuple(sorted(days_off.items()))
+    return _Year(
+        year=year,
+        source=source,
+        holidays=MappingProxyType(days_off),
+        workdays=MappingProxyType(workdays),
+        working=working,
+        holiday_ords=tuple(day.toordinal() for day, _ in items),
+        holiday_items=items,
+        workday_ords=tuple(sorted(day.toordinal() for day in workdays)),
+    )
 
 
 @functools.cache

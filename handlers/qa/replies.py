@@ -56,9 +56,12 @@ def mentions_domain(index: QAIndex, query: Query) -> bool:
 
 
 def qa_index(desk: Desk) -> QAIndex:
-    """The desk's index, built on first use (``build_desk`` builds it at start-up)."""
+    """The desk's index, built on first use (the server's ``build_desk`` builds it at start-up; the CLI only
+    when a question needs it, through the on-disk cache in ``desk.settings["qa_cache_dir"]`` if set)."""
     if desk.qa is None:
-        desk.qa = QAIndex.build(desk.library)
+        from handlers.qa.cache import load_index
+
+        desk.qa = load_index(desk.library, desk.settings.get("qa_cache_dir"))
     return desk.qa
 
 

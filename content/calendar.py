@@ -9,7 +9,8 @@ every long break.
 Where the data comes from, per calendar year, in order of precedence:
 
 1. ``content/calendar_overrides.yaml``: an editor's copy of a newly published notice, for the weeks
-   before the ``chinesecalendar`` package carries that year (format documented in the file).
+   before the ``chinesecalendar`` package carries that year (format documented in the file; read by
+   :mod:`content.calendar_data`, like the packages below).
 2. ``chinesecalendar`` (import name ``chinese_calendar``): the maintained official arrangements
    (2004-2026 in 1.11). It raises ``NotImplementedError`` for other years.
 3. Otherwise an ESTIMATE: weekends plus the statutory public holidays from the ``holidays`` package,
@@ -39,14 +40,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
-import chinese_calendar
-import yaml
-
+from content.calendar_data import (
+    Arrangement,
+    CalendarOverridesError,
+    load_overrides,
+    package_covers,
+    package_range,
+    package_year,
+    statutory_year,
+)
 from content.i18n import format_day, format_span, holiday_name, t
-from content.loader import parse_yaml
 
 __all__ = [
     "CHINA_TZ",
@@ -63,45 +69,9 @@ DEFAULT_OVERRIDES_PATH = Path(__file__).with_name("calendar_overrides.yaml")
 
 Source = Literal["override", "package", "estimate"]
 
-# chinese_calendar's Holiday enum (by member name, so a renamed English value does not break us) to
-# the English names the bot shows. Unknown members fall back to the package's own English value.
-_PACKAGE_NAMES: dict[str, str] = {
-    "new_years_day": "New Year's Day",
-    "spring_festival": "Spring Festival",
-    "tomb_sweeping_day": "Qingming Festival",
-    "labour_day": "Labour Day",
-    "dragon_boat_festival": "Dragon Boat Festival",
-    "national_day": "National Day",
-    "mid_autumn_festival": "Mid-Autumn Festival",
-    "anti_fascist_70th_day": "WWII Victory 70th Anniversary",
-}
-
-# The statutory days in holidays.China (language en_US). This is a whitelist on purpose: the package
-# also returns "X (observed)" guesses (a weekend holiday moved to Monday, which is not how China
-# works) and "Day off (substituted from ...)" swaps whose matching make-up working day it does not
-# return as a working day; an estimate that took the day off without the make-up day would be wrong
-# in one direction only. One-off specials (2015 Victory Day, the 2020 extension) are in years the
-# official data covers anyway.
-_STATUTORY_NAMES: dict[str, str] = {
-    "New Year's Day": "New Year's Day",
-    "Chinese New Year's Eve": "Spring Festival",
-    "Chinese New Year (Spring Festival)": "Spring Festival",
-    "Tomb-Sweeping Day": "Qingming Festival",
-    "Labor Day": "Labour Day",
-    "Dragon Boat Festival": "Dragon Boat Festival",
-    "Mid-Autumn Festival": "Mid-Autumn Festival",
-    "National Day": "National Day",
-}
-
-_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 # Estimated years built ahead at start-up, past the last official one and the current year: a deadline of
 # 400 working days (the longest the packs state is far shorter) ends within two years.
 ESTIMATE_YEARS_AHEAD = 3
-_MAX_RANGE_DAYS = 31  # a longer "holiday" range in the overrides file is certainly a typo
-
-
-class CalendarOverridesError(ValueError):
-    """The overrides file is malformed; raised at load so a bad edit cannot silently skew deadlines."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -188,23 +158,6 @@ class CalendarDayCount:
 
 
 @dataclass(frozen=True)
-class _ArrangementSource:
-    title: str
-    url: str
-    published: dt.date | None
-
-
-@dataclass(frozen=True)
-class _Arrangement:
-    """One year's notice from the overrides file. Dates may spill into the previous December."""
-
-    year: int
-    holidays: Mapping[dt.date, str]
-    workdays: Mapping[dt.date, str]
-    source: _ArrangementSource
-
-
-@dataclass(frozen=True)
 class _Year:
     year: int
     source: Source
@@ -221,187 +174,6 @@ def _year_days(year: int) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((dt.date(year, 12, 31) - first).days + 1)]
 
 
-@functools.cache
-def _package_tables() -> dict[int, tuple[dict[dt.date, str], dict[dt.date, str]]]:
-    """chinesecalendar's whole data, by year: (days off, weekend make-up working days).
-
-    Read from the package's two tables in one pass (a few ms for every year): ``get_holiday_detail``
-    re-validates each date against the whole table (~8 ms a year), too slow to build every year at
-    start-up. Same meaning as ``get_holiday_detail``: a date in ``workdays`` is worked (checked first),
-    one in ``holidays`` is off; a named *weekday* workday changes nothing and is left out.
-    """
-    from chinese_calendar.constants import holidays as package_holidays
-    from chinese_calendar.constants import workdays as package_workdays
-
-    out: dict[int, tuple[dict[dt.date, str], dict[dt.date, str]]] = {}
-    for day, raw in package_holidays.items():
-        if day not in package_workdays:
-            out.setdefault(day.year, ({}, {}))[0][day] = _package_name(raw)
-    for day, raw in package_workdays.items():
-        if day.weekday() >= 5:
-            out.setdefault(day.year, ({}, {}))[1][day] = _package_name(raw)
-    return out
-
-
-@functools.cache
-def _package_range() -> tuple[int, int]:
-    """The first and last year chinesecalendar has (its own check: the years of its holiday table)."""
-    from chinese_calendar.constants import holidays as package_holidays
-
-    return min(package_holidays).year, max(package_holidays).year
-
-
-def _package_covers(year: int) -> bool:
-    """Whether chinesecalendar has ``year`` (it raises NotImplementedError outside these years)."""
-    first, last = _package_range()
-    return first <= year <= last
-
-
-def _package_name(raw: str) -> str:
-    try:
-        member = chinese_calendar.Holiday(raw)
-    except ValueError:
-        return raw
-    return _PACKAGE_NAMES.get(member.name, raw)
-
-
-def _package_year(year: int) -> tuple[dict[dt.date, str], dict[dt.date, str]]:
-    """(days off, make-up working days) for a year chinesecalendar covers (copies: callers amend them)."""
-    days_off, workdays = _package_tables().get(year, ({}, {}))
-    return dict(days_off), dict(workdays)
-
-
-@functools.cache
-def _statutory_year(year: int) -> dict[dt.date, str]:
-    """The statutory public holidays of ``year`` per holidays.China, no observed/substituted days."""
-    # Imported here: the package and its China entity take ~0.4 s to import, needed only for estimates.
-    import holidays as holidays_lib
-
-    table = holidays_lib.China(years=year, observed=False, language="en_US")
-    out: dict[dt.date, str] = {}
-    for day, raw in table.items():
-        names = [_STATUTORY_NAMES[p] for p in str(raw).split("; ") if p in _STATUTORY_NAMES]
-        if names and day.year == year:
-            out[day] = ", ".join(dict.fromkeys(names))
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
-# Overrides file
-
-
-def _load_overrides(path: str | os.PathLike[str] | None) -> dict[int, _Arrangement]:
-    if path is None:
-        return {}
-    path = Path(path)
-    try:
-        data = parse_yaml(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise CalendarOverridesError(f"{path}: not valid YAML: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict) or set(data) - {"years"}:
-        raise CalendarOverridesError(f"{path}: expected a mapping with a single key `years`")
-    years = data.get("years") or {}
-    if not isinstance(years, dict):
-        raise CalendarOverridesError(f"{path}: `years` must map a year to its arrangement")
-    out: dict[int, _Arrangement] = {}
-    for key, body in years.items():
-        try:
-            year = int(key)
-        except (TypeError, ValueError):
-            raise CalendarOverridesError(f"{path}: `{key}` is not a year") from None
-        if not 1950 <= year <= 2200:
-            raise CalendarOverridesError(f"{path}: year {year} is out of range")
-        out[year] = _parse_arrangement(year, body, f"{path}: {year}")
-    return out
-
-
-def _parse_arrangement(year: int, body: Any, where: str) -> _Arrangement:
-    if not isinstance(body, dict):
-        raise CalendarOverridesError(f"{where}: expected `holidays`, `workdays` and `source`")
-    unknown = set(body) - {"holidays", "workdays", "source"}
-    if unknown:
-        raise CalendarOverridesError(f"{where}: unknown key(s) {sorted(unknown)}")
-    source = _parse_source(body.get("source"), where)
-
-    holidays: dict[dt.date, str] = {}
-    for entry in body.get("holidays") or []:
-        days, name = _parse_entry(entry, year, where + ": holidays")
-        # Unnamed: each day takes its own statutory name, the other days of the break the first one's.
-        statutory = [_statutory_year(d.year).get(d) for d in days]
-        default = name or next((s for s in statutory if s), "Public holiday")
-        for day, own in zip(days, statutory, strict=True):
-            holidays[day] = name or own or default
-
-    workdays: dict[dt.date, str] = {}
-    for entry in body.get("workdays") or []:
-        days, name = _parse_entry(entry, year, where + ": workdays")
-        for day in days:
-            if day.weekday() < 5:
-                raise CalendarOverridesError(
-                    f"{where}: workday {day} is a {_WEEKDAYS[day.weekday()]}; make-up working days are "
-                    "Saturdays or Sundays (a weekday is a working day already)"
-                )
-            if day in holidays:
-                raise CalendarOverridesError(f"{where}: {day} is listed as both a holiday and a workday")
-            nearest = min(holidays, key=lambda h, d=day: (abs((h - d).days), h), default=None)
-            workdays[day] = name or (holidays[nearest] if nearest else "Public holiday")
-    return _Arrangement(year, MappingProxyType(holidays), MappingProxyType(workdays), source)
-
-
-def _parse_source(raw: Any, where: str) -> _ArrangementSource:
-    if not isinstance(raw, dict) or not raw.get("title") or not raw.get("url"):
-        raise CalendarOverridesError(f"{where}: `source` with `title` and `url` is required")
-    url = str(raw["url"])
-    if not url.startswith(("https://", "http://")):
-        raise CalendarOverridesError(f"{where}: source url must start with https://")
-    published = raw.get("published")
-    if published is not None:
-        published = _parse_date(published, where + ": source.published")
-    return _ArrangementSource(str(raw["title"]), url, published)
-
-
-def _parse_entry(entry: Any, year: int, where: str) -> tuple[list[dt.date], str | None]:
-    """One list item: a date, ``A..B``, ``{date: ..}`` or ``{from: .., to: ..}``, optional ``name``."""
-    name: str | None = None
-    if isinstance(entry, dict):
-        unknown = set(entry) - {"date", "from", "to", "name"}
-        if unknown:
-            raise CalendarOverridesError(f"{where}: unknown key(s) {sorted(unknown)} in {entry!r}")
-        name = str(entry["name"]).strip() if entry.get("name") else None
-        if "date" in entry:
-            first = last = _parse_date(entry["date"], where)
-        elif "from" in entry and "to" in entry:
-            first, last = _parse_date(entry["from"], where), _parse_date(entry["to"], where)
-        else:
-            raise CalendarOverridesError(f"{where}: {entry!r} needs `date` or `from` and `to`")
-    elif isinstance(entry, str) and ".." in entry:
-        left, _, right = entry.partition("..")
-        first, last = _parse_date(left.strip(), where), _parse_date(right.strip(), where)
-    else:
-        first = last = _parse_date(entry, where)
-    if last < first or (last - first).days >= _MAX_RANGE_DAYS:
-        raise CalendarOverridesError(f"{where}: bad range {first}..{last}")
-    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-    for day in days:
-        # A notice for year Y may move days in December of Y-1 (New Year make-up days); nothing else.
-        if day.year != year and not (day.year == year - 1 and day.month == 12):
-            raise CalendarOverridesError(f"{where}: {day} is outside the {year} arrangement")
-    return days, name
-
-
-def _parse_date(raw: Any, where: str) -> dt.date:
-    if isinstance(raw, dt.datetime):
-        raise CalendarOverridesError(f"{where}: {raw} has a time; write a date (YYYY-MM-DD)")
-    if isinstance(raw, dt.date):
-        return raw
-    try:
-        return dt.date.fromisoformat(str(raw).strip())
-    except ValueError:
-        raise CalendarOverridesError(f"{where}: {raw!r} is not a date (YYYY-MM-DD)") from None
-
-
 # --------------------------------------------------------------------------------------------------
 # The calendar
 
@@ -416,7 +188,7 @@ class ChinaCalendar:
 
     def __init__(self, overrides_path: str | os.PathLike[str] | None = DEFAULT_OVERRIDES_PATH) -> None:
         """``overrides_path=None`` uses the packages only (what tests want for stable results)."""
-        self._overrides = _load_overrides(overrides_path)
+        self._overrides = load_overrides(overrides_path)
         self._lock = threading.Lock()
         span = supported_years(self._overrides)
         self._years: dict[int, _Year] = {year: self._build_year(year) for year in span}
@@ -456,7 +228,7 @@ class ChinaCalendar:
 
     def is_official(self, year: int) -> bool:
         """Whether ``year``'s official arrangement is known (package or overrides), not estimated."""
-        return year in self._overrides or _package_covers(year)
+        return year in self._overrides or package_covers(year)
 
     def arrangement_source(self, year: int) -> str:
         """Where ``year``'s calendar comes from, for a card's footnote."""
@@ -464,7 +236,7 @@ class ChinaCalendar:
             src = self._overrides[year].source
             published = f", published {src.published.isoformat()}" if src.published else ""
             return f"{src.title} ({src.url}){published}"
-        if _package_covers(year):
+        if package_covers(year):
             return f"chinesecalendar {_version('chinesecalendar')} (State Council arrangement for {year})"
         return (
             f"Estimate: weekends and statutory holidays (holidays {_version('holidays')}); "
@@ -651,7 +423,7 @@ class ChinaCalendar:
 def supported_years(overrides: Mapping[int, object] = MappingProxyType({})) -> range:
     """The years every calendar builds at start-up: chinesecalendar's, the overrides file's, the current
     year, and :data:`ESTIMATE_YEARS_AHEAD` estimated years after the last of them."""
-    first, last = _package_range()
+    first, last = package_range()
     last = max([last, *overrides, dt.date.today().year])
     first = min([first, *overrides])
     return range(first, last + ESTIMATE_YEARS_AHEAD + 1)
@@ -663,19 +435,19 @@ def _plain_year(year: int) -> _Year:
     return _make_year(year, {})
 
 
-def _make_year(year: int, overrides: Mapping[int, _Arrangement]) -> _Year:
+def _make_year(year: int, overrides: Mapping[int, Arrangement]) -> _Year:
     source: Source
     if year in overrides:
         source = "override"
         arrangement = overrides[year]
         days_off = {d: n for d, n in arrangement.holidays.items() if d.year == year}
         workdays = {d: n for d, n in arrangement.workdays.items() if d.year == year}
-    elif _package_covers(year):
+    elif package_covers(year):
         source = "package"
-        days_off, workdays = (dict(m) for m in _package_year(year))
+        days_off, workdays = (dict(m) for m in package_year(year))
     else:
         source = "estimate"
-        days_off, workdays = dict(_statutory_year(year)), {}
+        days_off, workdays = dict(statutory_year(year)), {}
     # Next year's notice may move days in this December (e.g. a make-up Saturday before 1 Jan).
     spill = overrides.get(year + 1)
     if spill is not None:

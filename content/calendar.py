@@ -186,11 +186,17 @@ class ChinaCalendar:
     :func:`supported_years` are built on first use and cached on the instance (thread-safe).
     """
 
-    def __init__(self, overrides_path: str | os.PathLike[str] | None = DEFAULT_OVERRIDES_PATH) -> None:
-        """``overrides_path=None`` uses the packages only (what tests want for stable results)."""
+    def __init__(self, overrides_path: str | os.PathLike[str] | None = DEFAULT_OVERRIDES_PATH, *,
+                 estimates_ahead: int = ESTIMATE_YEARS_AHEAD) -> None:
+        """``overrides_path=None`` uses the packages only (what tests want for stable results).
+
+        ``estimates_ahead``: estimated years to build now, after the official ones. The server builds
+        :data:`ESTIMATE_YEARS_AHEAD`; a one-shot command line passes 0, because estimates need the
+        ``holidays`` package (~0.4 s to import) and most commands never reach an unofficial year.
+        """
         self._overrides = load_overrides(overrides_path)
         self._lock = threading.Lock()
-        span = supported_years(self._overrides)
+        span = supported_years(self._overrides, estimates_ahead)
         self._years: dict[int, _Year] = {year: self._build_year(year) for year in span}
         # Every working day of the supported years in one ascending list: a count inside them is one bisect.
         self._first = dt.date(span.start, 1, 1).toordinal()  # first day of the table
@@ -420,13 +426,14 @@ class ChinaCalendar:
         return tuple(y for y in range(first, due.year + 1) if not self.is_official(y))
 
 
-def supported_years(overrides: Mapping[int, object] = MappingProxyType({})) -> range:
-    """The years every calendar builds at start-up: chinesecalendar's, the overrides file's, the current
-    year, and :data:`ESTIMATE_YEARS_AHEAD` estimated years after the last of them."""
+def supported_years(overrides: Mapping[int, object] = MappingProxyType({}),
+                    estimates_ahead: int = ESTIMATE_YEARS_AHEAD) -> range:
+    """The years a calendar builds at start-up: chinesecalendar's, the overrides file's, the current year,
+    and ``estimates_ahead`` estimated years after the last of them."""
     first, last = package_range()
     last = max([last, *overrides, dt.date.today().year])
     first = min([first, *overrides])
-    return range(first, last + ESTIMATE_YEARS_AHEAD + 1)
+    return range(first, last + estimates_ahead + 1)
 
 
 @functools.cache

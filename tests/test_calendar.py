@@ -530,3 +530,16 @@ def test_package_tables_match_the_packages_per_day_answers(cal: ChinaCalendar) -
             assert (cal.makeup_workday_for(day) is not None) == (not is_off and raw is not None
                                                                  and day.weekday() >= 5), day
             day += dt.timedelta(days=1)
+
+
+LAZY_ESTIMATES = ChinaCalendar(overrides_path=None, estimates_ahead=0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(start=wide_starts, n=st.integers(min_value=0, max_value=600))
+def test_a_calendar_that_builds_estimates_on_first_use_counts_the_same(cal: ChinaCalendar, start: D, n: int) -> None:
+    # The command line's calendar (chinadesk ask) leaves estimated years to first use; same answers.
+    assert LAZY_ESTIMATES.supported.stop <= cal.supported.stop
+    a, b = cal.add_working_days(start, n), LAZY_ESTIMATES.add_working_days(start, n)
+    assert a == b
+    assert cal.subtract_working_days(start, n) == LAZY_ESTIMATES.subtract_working_days(start, n)

@@ -3,6 +3,7 @@ variable (exit 2), and the README's tables printed from the models."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,18 @@ def test_a_bad_value_names_its_variable(env, name):
     message = str(err.value)
     assert message.startswith(name + " ") and "\n" not in message
     assert "SECRET" not in message  # a secret's value is never echoed
+
+
+@pytest.mark.parametrize("argv, env", [
+    (["ask", "/china-filing"], {"CONTENT_STALE_DAYS": "soon"}),
+    (["content", "check"], {"CONTENT_STALE_DAYS": "soon"}),
+    (["ask", "/china-filing"], {"LOG_FORMAT": "xml"}),
+    (["ask", "/china-filing"], {"SLACK_BOT_TOKEN": "xoxb-1"}),  # Slack half set: names what is missing
+])
+def test_a_bad_variable_makes_the_cli_exit_2_naming_it(tmp_path, argv, env):
+    full = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", **env}
+    out = subprocess.run([str(CHINADESK), *argv], capture_output=True, text=True, env=full, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    named = next(iter(env)) if "SLACK_BOT_TOKEN" not in env else "SLACK_SIGNING_SECRET"
+    assert named in out.stderr

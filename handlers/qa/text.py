@@ -21,11 +21,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import jieba
 import snowballstemmer
 from rapidfuzz import fuzz
 
 if TYPE_CHECKING:
+    import jieba
+
     from handlers.qa.lexicon import Lexicon
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -98,7 +99,10 @@ def use_jieba_cache(directory: str | os.PathLike[str] | None) -> None:
 @functools.lru_cache(maxsize=1)
 def base_jieba() -> jieba.Tokenizer:
     # One dictionary load per process; own instance so that our added words do not change segmentation
-    # for any other code using the global jieba.
+    # for any other code using the global jieba. Imported here, not at the top: jieba (and the
+    # pkg_resources it imports) costs a quarter of a second that English questions and commands never need.
+    import jieba
+
     jieba.setLogLevel(logging.WARNING)
     tokenizer = jieba.Tokenizer()
     dict_path = Path(jieba.__file__).with_name("dict.txt")

@@ -36,17 +36,6 @@ class ConfigError(Exception):
     """A setting is missing or contradicts another; the message names the variable."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    """A whole-number variable outside the models (the CLI's ``--stale-days`` default); kept for callers."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
-
-
 def var(name: str, default: Any = None, meaning: str = "", *, shown: str | None = None, expects: str | None = None,
         secret: bool = False, **kw: Any) -> Any:
     """A field read from the environment variable ``name``. ``shown``: the README's default column when the
@@ -508,16 +497,6 @@ class Settings:
     @property
     def default_timezone(self) -> str:
         return self.server.default_timezone
-
-
-def token_keys(env: Mapping[str, str]) -> SecretStr | None:
-    """``TOKEN_ENCRYPTION_KEY``, checked: one or more Fernet keys, comma-separated (never echoed)."""
-    return StoreSettings.read(env).token_keys
-
-
-def secret(env: Mapping[str, str], name: str) -> SecretStr | None:
-    value = env.get(name, "").strip()
-    return SecretStr(value) if value else None
 
 
 # ------------------------------------------------------------------------------------ the README tables

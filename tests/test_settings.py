@@ -113,3 +113,11 @@ def test_a_bad_variable_makes_the_cli_exit_2_naming_it(tmp_path, argv, env):
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
     named = next(iter(env)) if "SLACK_BOT_TOKEN" not in env else "SLACK_SIGNING_SECRET"
     assert named in out.stderr
+
+
+def test_every_secret_setting_is_scrubbed_from_the_logs():
+    from bot.observability import SECRET_VARIABLES
+
+    secrets = {name for _, model in CONCERNS for name, info in model.variables()
+               if (info.json_schema_extra or {}).get("secret")}
+    assert secrets == set(SECRET_VARIABLES)

@@ -162,13 +162,23 @@ class Analyzer:
         # answered from a cached index, never loads jieba's dictionary).
         self.cjk_words = tuple(w for w in sorted(set(cjk_words)) if has_cjk(w) and len(w) > 1 and " " not in w)
         self._jieba: jieba.Tokenizer | None = None
+        # The frequency jieba suggested for each added word (it segments the word to find one: the slow part
+        # of adding words), kept so that an index loaded from the disk cache adds them without asking again.
+        self._cjk_freqs: dict[str, int] | None = None
 
     @property
     def jieba(self) -> jieba.Tokenizer:
         if self._jieba is None:
             tokenizer = base_jieba()
-            for word in self.cjk_words:
-                tokenizer.add_word(word)
+            if self._cjk_freqs is None:
+                freqs: dict[str, int] = {}
+                for word in self.cjk_words:
+                    tokenizer.add_word(word)
+                    freqs[word] = tokenizer.FREQ[word]
+                self._cjk_freqs = freqs
+            else:
+                for word, freq in self._cjk_freqs.items():
+                    tokenizer.add_word(word, freq)
             self._jieba = tokenizer
         return self._jieba
 

@@ -22,7 +22,6 @@ import asyncio
 import dataclasses
 import hmac
 import logging
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,11 +30,9 @@ from aiohttp import web
 
 from bot.channel_cache import CachedSettingsStore
 from bot.config import Settings
+from bot.desk import build_desk as core_desk
 from bot.observability import READY, http_middleware, metrics_endpoint, metrics_middleware
-from content.loader import load_library
 from handlers import Desk
-from handlers.qa import QAIndex
-from handlers.qa.deadlines import warm_up as warm_up_dates
 
 log = logging.getLogger("chinadesk.app")
 
@@ -74,14 +71,8 @@ LIFECYCLE_KEY: web.AppKey[Lifecycle] = web.AppKey("chinadesk.lifecycle", Lifecyc
 
 
 def build_desk(settings: Settings | None = None, *, store=None) -> Desk:
-    """Load content, build indexes; everything slow happens here, once, not per request."""
-    settings = settings or Settings.from_env()
-    library = load_library()
-    desk = Desk(library=library, store=store, settings={"stale_days": settings.stale_days},
-                middleware=[metrics_middleware])
-    desk.qa = QAIndex.build(library)  # channel Q&A retrieval index: built once, here, not per question
-    warm_up_dates()  # dateparser's language data, so that the first deadline asked in plain words is fast
-    return desk
+    """The server's Desk: :func:`bot.desk.build_desk` with everything built now and metrics in its chain."""
+    return core_desk(settings, store=store, middleware=[metrics_middleware], qa="now")
 
 
 def with_metrics(desk: Desk) -> Desk:
@@ -216,7 +207,7 @@ def create_app(
     (tests share one); it is copied so that this app's store does not leak into the caller's Desk.
     ``background=False`` leaves the reminder scheduler off (tests that drive it themselves; web
     replicas when a separate ``chinadesk worker`` runs it). ``metrics_token``: require it as a bearer
-    token on ``/metrics`` (default: ``METRICS_TOKEN`` from the environment; unset means open).
+    token on ``/metrics`` (default: the settings' ``METRICS_TOKEN``; unset means open).
     """
     from bot.store import open_store
 
@@ -227,8 +218,8 @@ def create_app(
     cached = CachedSettingsStore(store)
     desk = dataclasses.replace(desk, store=cached) if desk is not None else build_desk(settings, store=cached)
     desk = with_metrics(desk)
-    if metrics_token is None:
-        metrics_token = os.environ.get("METRICS_TOKEN", "").strip() or None
+    if metrics_token is None and settings.server.metrics_token is not None:
+        metrics_token = settings.server.metrics_token.get_secret_value()
 
     app = web.Application(middlewares=[http_middleware])
     app[SETTINGS_KEY] = settings

@@ -1,4 +1,11 @@
-"""The ``chinadesk`` command line: ask the bot, check content, run the server and operations."""
+"""The ``chinadesk`` command line: ask the bot, check content, run the server and operations.
+
+It starts like a command line: this module imports only the settings and the core. ``ask``, ``content``
+and ``eval`` never import a platform SDK or the web server; ``serve``, ``worker``, ``reminders`` and
+``teams-package`` import what they run inside their own functions (``tests/test_cli.py`` checks). ``ask``
+builds the Q&A index only when a question needs it, and then through the on-disk cache
+(``CHINADESK_CACHE_DIR``, see :mod:`handlers.qa.cache`).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +14,15 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.config import ConfigError, Settings, _int
+from bot.config import ConfigError, ServerSettings, Settings
 from content.loader import ContentError
 from handlers.request import DEFAULT_TIMEZONE, Request
-from handlers.text import render_text
+from handlers.text import plain_json, render_plain
 
 
 class CliUsageError(Exception):
@@ -34,7 +40,7 @@ def _now(value: str | None) -> dt.datetime:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from bot.app import build_desk
+    from bot.desk import build_desk
 
     text = " ".join(args.text)
     if not text.strip():
@@ -50,7 +56,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         # conversation's context there, so that the next process sees it: open DATABASE_URL.
         store = await _open_store() if args.channel or args.thread else None
         try:
-            desk = build_desk(_core_settings() if store else Settings.from_env(), store=store)
+            desk = build_desk(_core_settings() if store else Settings.from_env(), store=store, qa="lazy")
             language = args.lang
             if language is None:  # in a channel, the channel's `/china-filing language` choice, as in chat
                 language = (await store.get_channel_settings(args.platform, args.channel)).language if store else "auto"
@@ -70,7 +76,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
         finally:
             if store is not None:
                 await store.close()
-        return reply.as_json() if args.json else render_text(reply)
+        # A terminal and a JSON reader get plain text: user text the core escaped for chat surfaces
+        # ("R&amp;D &lt;tax&gt;") is shown as typed.
+        return plain_json(reply.as_json()) if args.json else render_plain(reply)
 
     out = asyncio.run(run())
     if isinstance(out, dict):
@@ -83,7 +91,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def _core_settings() -> Settings:
     """Settings without the platforms: reminders and storage commands need only DATABASE_URL and the
     content, and must not fail because a worker has SLACK_BOT_TOKEN without the signing secret."""
-    return Settings.from_env({k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MICROSOFT_APP"))})
+    return Settings.from_env(platforms=False)
 
 
 async def _open_store():
@@ -150,18 +158,6 @@ def cmd_reminders_run_due(args: argparse.Namespace) -> int:
 WORKER_STOP_GRACE = 8.0  # SIGTERM -> exit within 10 s: the pass in flight gets this long to finish
 
 
-def _switch(env, name: str, default: bool) -> bool:
-    """An on/off environment variable (1/true/yes/on, 0/false/no/off); anything else is an error."""
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be on or off, not {raw!r}")
-
-
 def cmd_worker(args: argparse.Namespace) -> int:
     """The scheduler alone (a Procfile ``worker:`` process): polls until SIGTERM/SIGINT."""
     from bot.app import build_desk
@@ -170,7 +166,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _core_settings()
     configure_logging(settings.log_level, settings.log_format)
-    metrics_port = args.metrics_port if args.metrics_port is not None else _int(os.environ, "METRICS_PORT", 0)
+    metrics_port = args.metrics_port if args.metrics_port is not None else settings.scheduler.metrics_port
     if metrics_port:
         # The worker serves no HTTP otherwise; this exposes its reminder and retry counters for scraping.
         from prometheus_client import start_http_server
@@ -234,7 +230,8 @@ def _today(value: str | None) -> dt.date:
 
 
 def cmd_content_check(args: argparse.Namespace) -> int:
-    report = run_content_check(args.packs, stale_days=args.stale_days, today=_today(args.today), strict=args.strict)
+    stale_days = args.stale_days if args.stale_days is not None else ServerSettings.read().stale_days
+    report = run_content_check(args.packs, stale_days=stale_days, today=_today(args.today), strict=args.strict)
     print(report.render())
     return 0 if report.ok else 1
 
@@ -281,8 +278,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(socket_mode=True if args.socket_mode else None)
     configure_logging(settings.log_level, settings.log_format)
-    port = args.port if args.port is not None else _int(os.environ, "PORT", 8080)
-    background = not args.no_scheduler and _switch(os.environ, "SCHEDULER", True)
+    port = args.port if args.port is not None else settings.server.port
+    background = not args.no_scheduler and settings.scheduler.enabled
     try:
         serve(settings, host=args.host, port=port, background=background)
     except StoreError as exc:
@@ -312,9 +309,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         items = half(items, args.half)
 
     async def run():
-        from bot.app import build_desk
+        from bot.desk import build_desk
 
-        desk = build_desk(Settings.from_env())
+        desk = build_desk(Settings.from_env(), qa="lazy")  # the index through the on-disk cache
         report = await evaluate(desk, items, now=questions.now)
         if args.tagged:
             report.tagged_asked, report.tag_differences = await tagged_differences(desk, items, now=questions.now)
@@ -397,9 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     content_sub = content.add_subparsers(dest="content_command", metavar="ACTION")
     check = content_sub.add_parser("check", help="validate every content pack")
     check.add_argument("--packs", default=None, help="packs folder (default: the installed packs)")
-    # Only CONTENT_STALE_DAYS here: reading every setting would make a bad Slack/Teams variable break
-    # `content check` and `--help` too, and the parser is built before main() can report it.
-    check.add_argument("--stale-days", type=int, default=_int(os.environ, "CONTENT_STALE_DAYS", 365),
+    # Only CONTENT_STALE_DAYS (read in cmd_content_check, where a bad value is reported like any setting):
+    # reading every setting would make a bad Slack/Teams variable break `content check` and `--help` too.
+    check.add_argument("--stale-days", type=int, default=None,
                        help="warn about facts older than this many days (default 365, env CONTENT_STALE_DAYS)")
     check.add_argument("--strict", action="store_true",
                        help="also fail on the completeness rules (Chinese text, checklists, links...) and on the "

@@ -9,15 +9,19 @@ every long break.
 Where the data comes from, per calendar year, in order of precedence:
 
 1. ``content/calendar_overrides.yaml``: an editor's copy of a newly published notice, for the weeks
-   before the ``chinesecalendar`` package carries that year (format documented in the file).
+   before the ``chinesecalendar`` package carries that year (format documented in the file; read by
+   :mod:`content.calendar_data`, like the packages below).
 2. ``chinesecalendar`` (import name ``chinese_calendar``): the maintained official arrangements
    (2004-2026 in 1.11). It raises ``NotImplementedError`` for other years.
 3. Otherwise an ESTIMATE: weekends plus the statutory public holidays from the ``holidays`` package,
    with no make-up working days, because the real arrangement is not known yet. Every result says
    which years were estimated so the bot can label the date.
 
-Each year is turned once into sets of days off / make-up days and a sorted array of its working
-days, so adding N working days is a couple of binary searches, not N calls into the packages.
+Every supported year (:func:`supported_years`: the official data, the overrides file and a few
+estimated years ahead) is built when the calendar is constructed, at start-up, into one sorted list of
+working-day ordinals, so adding N working days is one binary search, never N calls into the packages
+and never a table built in the request path. A date outside the supported years still works: its year
+is built on first use (thread-safe), as before.
 
 Counting convention (the one Chinese regulations use): the trigger day itself is not counted, so
 ``add_working_days(D, 30).due`` is the 30th working day strictly after D.
@@ -36,15 +40,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
-import chinese_calendar
-import holidays as holidays_lib
-import yaml
-
+from content.calendar_data import (
+    Arrangement,
+    CalendarOverridesError,
+    load_overrides,
+    package_covers,
+    package_range,
+    package_year,
+    statutory_year,
+)
 from content.i18n import format_day, format_span, holiday_name, t
-from content.loader import parse_yaml
 
 __all__ = [
     "CHINA_TZ",
@@ -61,42 +69,9 @@ DEFAULT_OVERRIDES_PATH = Path(__file__).with_name("calendar_overrides.yaml")
 
 Source = Literal["override", "package", "estimate"]
 
-# chinese_calendar's Holiday enum (by member name, so a renamed English value does not break us) to
-# the English names the bot shows. Unknown members fall back to the package's own English value.
-_PACKAGE_NAMES: dict[str, str] = {
-    "new_years_day": "New Year's Day",
-    "spring_festival": "Spring Festival",
-    "tomb_sweeping_day": "Qingming Festival",
-    "labour_day": "Labour Day",
-    "dragon_boat_festival": "Dragon Boat Festival",
-    "national_day": "National Day",
-    "mid_autumn_festival": "Mid-Autumn Festival",
-    "anti_fascist_70th_day": "WWII Victory 70th Anniversary",
-}
-
-# The statutory days in holidays.China (language en_US). This is a whitelist on purpose: the package
-# also returns "X (observed)" guesses (a weekend holiday moved to Monday, which is not how China
-# works) and "Day off (substituted from ...)" swaps whose matching make-up working day it does not
-# return as a working day; an estimate that took the day off without the make-up day would be wrong
-# in one direction only. One-off specials (2015 Victory Day, the 2020 extension) are in years the
-# official data covers anyway.
-_STATUTORY_NAMES: dict[str, str] = {
-    "New Year's Day": "New Year's Day",
-    "Chinese New Year's Eve": "Spring Festival",
-    "Chinese New Year (Spring Festival)": "Spring Festival",
-    "Tomb-Sweeping Day": "Qingming Festival",
-    "Labor Day": "Labour Day",
-    "Dragon Boat Festival": "Dragon Boat Festival",
-    "Mid-Autumn Festival": "Mid-Autumn Festival",
-    "National Day": "National Day",
-}
-
-_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MAX_RANGE_DAYS = 31  # a longer "holiday" range in the overrides file is certainly a typo
-
-
-class CalendarOverridesError(ValueError):
-    """The overrides file is malformed; raised at load so a bad edit cannot silently skew deadlines."""
+# Estimated years built ahead at start-up, past the last official one and the current year: a deadline of
+# 400 working days (the longest the packs state is far shorter) ends within two years.
+ESTIMATE_YEARS_AHEAD = 3
 
 
 # --------------------------------------------------------------------------------------------------
@@ -183,23 +158,6 @@ class CalendarDayCount:
 
 
 @dataclass(frozen=True)
-class _ArrangementSource:
-    title: str
-    url: str
-    published: dt.date | None
-
-
-@dataclass(frozen=True)
-class _Arrangement:
-    """One year's notice from the overrides file. Dates may spill into the previous December."""
-
-    year: int
-    holidays: Mapping[dt.date, str]
-    workdays: Mapping[dt.date, str]
-    source: _ArrangementSource
-
-
-@dataclass(frozen=True)
 class _Year:
     year: int
     source: Source
@@ -216,172 +174,6 @@ def _year_days(year: int) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((dt.date(year, 12, 31) - first).days + 1)]
 
 
-@functools.cache
-def _package_covers(year: int) -> bool:
-    """Whether chinesecalendar has ``year``: it raises NotImplementedError outside its data."""
-    try:
-        chinese_calendar.get_holiday_detail(dt.date(year, 7, 1))
-    except NotImplementedError:
-        return False
-    return True
-
-
-def _package_name(raw: str) -> str:
-    try:
-        member = chinese_calendar.Holiday(raw)
-    except ValueError:
-        return raw
-    return _PACKAGE_NAMES.get(member.name, raw)
-
-
-@functools.cache
-def _package_year(year: int) -> tuple[dict[dt.date, str], dict[dt.date, str]]:
-    """(days off, make-up working days) for a year chinesecalendar covers.
-
-    Built once per year from ``get_holiday_detail`` (~8 ms a year): each call re-validates the date
-    against the package's whole table, which is why we never call it per day while counting.
-    """
-    days_off: dict[dt.date, str] = {}
-    workdays: dict[dt.date, str] = {}
-    for day in _year_days(year):
-        is_off, raw = chinese_calendar.get_holiday_detail(day)
-        if raw is None:
-            continue  # an ordinary weekday or weekend
-        if is_off:
-            days_off[day] = _package_name(raw)
-        elif day.weekday() >= 5:  # a named weekday "workday" would change nothing
-            workdays[day] = _package_name(raw)
-    return days_off, workdays
-
-
-@functools.cache
-def _statutory_year(year: int) -> dict[dt.date, str]:
-    """The statutory public holidays of ``year`` per holidays.China, no observed/substituted days."""
-    table = holidays_lib.China(years=year, observed=False, language="en_US")
-    out: dict[dt.date, str] = {}
-    for day, raw in table.items():
-        names = [_STATUTORY_NAMES[p] for p in str(raw).split("; ") if p in _STATUTORY_NAMES]
-        if names and day.year == year:
-            out[day] = ", ".join(dict.fromkeys(names))
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
-# Overrides file
-
-
-def _load_overrides(path: str | os.PathLike[str] | None) -> dict[int, _Arrangement]:
-    if path is None:
-        return {}
-    path = Path(path)
-    try:
-        data = parse_yaml(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise CalendarOverridesError(f"{path}: not valid YAML: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict) or set(data) - {"years"}:
-        raise CalendarOverridesError(f"{path}: expected a mapping with a single key `years`")
-    years = data.get("years") or {}
-    if not isinstance(years, dict):
-        raise CalendarOverridesError(f"{path}: `years` must map a year to its arrangement")
-    out: dict[int, _Arrangement] = {}
-    for key, body in years.items():
-        try:
-            year = int(key)
-        except (TypeError, ValueError):
-            raise CalendarOverridesError(f"{path}: `{key}` is not a year") from None
-        if not 1950 <= year <= 2200:
-            raise CalendarOverridesError(f"{path}: year {year} is out of range")
-        out[year] = _parse_arrangement(year, body, f"{path}: {year}")
-    return out
-
-
-def _parse_arrangement(year: int, body: Any, where: str) -> _Arrangement:
-    if not isinstance(body, dict):
-        raise CalendarOverridesError(f"{where}: expected `holidays`, `workdays` and `source`")
-    unknown = set(body) - {"holidays", "workdays", "source"}
-    if unknown:
-        raise CalendarOverridesError(f"{where}: unknown key(s) {sorted(unknown)}")
-    source = _parse_source(body.get("source"), where)
-
-    holidays: dict[dt.date, str] = {}
-    for entry in body.get("holidays") or []:
-        days, name = _parse_entry(entry, year, where + ": holidays")
-        # Unnamed: each day takes its own statutory name, the other days of the break the first one's.
-        statutory = [_statutory_year(d.year).get(d) for d in days]
-        default = name or next((s for s in statutory if s), "Public holiday")
-        for day, own in zip(days, statutory, strict=True):
-            holidays[day] = name or own or default
-
-    workdays: dict[dt.date, str] = {}
-    for entry in body.get("workdays") or []:
-        days, name = _parse_entry(entry, year, where + ": workdays")
-        for day in days:
-            if day.weekday() < 5:
-                raise CalendarOverridesError(
-                    f"{where}: workday {day} is a {_WEEKDAYS[day.weekday()]}; make-up working days are "
-                    "Saturdays or Sundays (a weekday is a working day already)"
-                )
-            if day in holidays:
-                raise CalendarOverridesError(f"{where}: {day} is listed as both a holiday and a workday")
-            nearest = min(holidays, key=lambda h, d=day: (abs((h - d).days), h), default=None)
-            workdays[day] = name or (holidays[nearest] if nearest else "Public holiday")
-    return _Arrangement(year, MappingProxyType(holidays), MappingProxyType(workdays), source)
-
-
-def _parse_source(raw: Any, where: str) -> _ArrangementSource:
-    if not isinstance(raw, dict) or not raw.get("title") or not raw.get("url"):
-        raise CalendarOverridesError(f"{where}: `source` with `title` and `url` is required")
-    url = str(raw["url"])
-    if not url.startswith(("https://", "http://")):
-        raise CalendarOverridesError(f"{where}: source url must start with https://")
-    published = raw.get("published")
-    if published is not None:
-        published = _parse_date(published, where + ": source.published")
-    return _ArrangementSource(str(raw["title"]), url, published)
-
-
-def _parse_entry(entry: Any, year: int, where: str) -> tuple[list[dt.date], str | None]:
-    """One list item: a date, ``A..B``, ``{date: ..}`` or ``{from: .., to: ..}``, optional ``name``."""
-    name: str | None = None
-    if isinstance(entry, dict):
-        unknown = set(entry) - {"date", "from", "to", "name"}
-        if unknown:
-            raise CalendarOverridesError(f"{where}: unknown key(s) {sorted(unknown)} in {entry!r}")
-        name = str(entry["name"]).strip() if entry.get("name") else None
-        if "date" in entry:
-            first = last = _parse_date(entry["date"], where)
-        elif "from" in entry and "to" in entry:
-            first, last = _parse_date(entry["from"], where), _parse_date(entry["to"], where)
-        else:
-            raise CalendarOverridesError(f"{where}: {entry!r} needs `date` or `from` and `to`")
-    elif isinstance(entry, str) and ".." in entry:
-        left, _, right = entry.partition("..")
-        first, last = _parse_date(left.strip(), where), _parse_date(right.strip(), where)
-    else:
-        first = last = _parse_date(entry, where)
-    if last < first or (last - first).days >= _MAX_RANGE_DAYS:
-        raise CalendarOverridesError(f"{where}: bad range {first}..{last}")
-    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-    for day in days:
-        # A notice for year Y may move days in December of Y-1 (New Year make-up days); nothing else.
-        if day.year != year and not (day.year == year - 1 and day.month == 12):
-            raise CalendarOverridesError(f"{where}: {day} is outside the {year} arrangement")
-    return days, name
-
-
-def _parse_date(raw: Any, where: str) -> dt.date:
-    if isinstance(raw, dt.datetime):
-        raise CalendarOverridesError(f"{where}: {raw} has a time; write a date (YYYY-MM-DD)")
-    if isinstance(raw, dt.date):
-        return raw
-    try:
-        return dt.date.fromisoformat(str(raw).strip())
-    except ValueError:
-        raise CalendarOverridesError(f"{where}: {raw!r} is not a date (YYYY-MM-DD)") from None
-
-
 # --------------------------------------------------------------------------------------------------
 # The calendar
 
@@ -389,15 +181,32 @@ def _parse_date(raw: Any, where: str) -> dt.date:
 class ChinaCalendar:
     """Working days on mainland China's official calendar (official data, overrides, or an estimate).
 
-    Construct once and share: the overrides file is read in the constructor, and each year's data
-    is built on first use and cached on the instance (thread-safe).
+    Construct once and share: the overrides file is read and every supported year's table is built
+    in the constructor (start-up), so counting never builds a table in the request path. Years outside
+    :func:`supported_years` are built on first use and cached on the instance (thread-safe).
     """
 
-    def __init__(self, overrides_path: str | os.PathLike[str] | None = DEFAULT_OVERRIDES_PATH) -> None:
-        """``overrides_path=None`` uses the packages only (what tests want for stable results)."""
-        self._overrides = _load_overrides(overrides_path)
-        self._years: dict[int, _Year] = {}
+    def __init__(self, overrides_path: str | os.PathLike[str] | None = DEFAULT_OVERRIDES_PATH, *,
+                 estimates_ahead: int = ESTIMATE_YEARS_AHEAD) -> None:
+        """``overrides_path=None`` uses the packages only (what tests want for stable results).
+
+        ``estimates_ahead``: estimated years to build now, after the official ones. The server builds
+        :data:`ESTIMATE_YEARS_AHEAD`; a one-shot command line passes 0, because estimates need the
+        ``holidays`` package (~0.4 s to import) and most commands never reach an unofficial year.
+        """
+        self._overrides = load_overrides(overrides_path)
         self._lock = threading.Lock()
+        span = supported_years(self._overrides, estimates_ahead)
+        self._years: dict[int, _Year] = {year: self._build_year(year) for year in span}
+        # Every working day of the supported years in one ascending list: a count inside them is one bisect.
+        self._first = dt.date(span.start, 1, 1).toordinal()  # first day of the table
+        self._last = dt.date(span.stop - 1, 12, 31).toordinal()  # last day of the table
+        self._working: list[int] = [o for year in span for o in self._years[year].working]
+
+    @property
+    def supported(self) -> range:
+        """The years built at start-up (counting outside them works too, building the year on first use)."""
+        return range(dt.date.fromordinal(self._first).year, dt.date.fromordinal(self._last).year + 1)
 
     # ---- single days
 
@@ -425,7 +234,7 @@ class ChinaCalendar:
 
     def is_official(self, year: int) -> bool:
         """Whether ``year``'s official arrangement is known (package or overrides), not estimated."""
-        return year in self._overrides or _package_covers(year)
+        return year in self._overrides or package_covers(year)
 
     def arrangement_source(self, year: int) -> str:
         """Where ``year``'s calendar comes from, for a card's footnote."""
@@ -433,7 +242,7 @@ class ChinaCalendar:
             src = self._overrides[year].source
             published = f", published {src.published.isoformat()}" if src.published else ""
             return f"{src.title} ({src.url}){published}"
-        if _package_covers(year):
+        if package_covers(year):
             return f"chinesecalendar {_version('chinesecalendar')} (State Council arrangement for {year})"
         return (
             f"Estimate: weekends and statutory holidays (holidays {_version('holidays')}); "
@@ -504,6 +313,8 @@ class ChinaCalendar:
         if end < start:
             return -self.working_days_between(end, start)
         lo, hi = start.toordinal(), end.toordinal()
+        if self._first - 1 <= lo and hi <= self._last:
+            return bisect_right(self._working, hi) - bisect_right(self._working, lo)
         total = 0
         for y in range(start.year, end.year + 1):
             working = self._year(y).working
@@ -565,49 +376,30 @@ class ChinaCalendar:
         return data
 
     def _build_year(self, year: int) -> _Year:
-        source: Source
-        if year in self._overrides:
-            source = "override"
-            arrangement = self._overrides[year]
-            days_off = {d: n for d, n in arrangement.holidays.items() if d.year == year}
-            workdays = {d: n for d, n in arrangement.workdays.items() if d.year == year}
-        elif _package_covers(year):
-            source = "package"
-            days_off, workdays = (dict(m) for m in _package_year(year))
-        else:
-            source = "estimate"
-            days_off, workdays = dict(_statutory_year(year)), {}
-        # Next year's notice may move days in this December (e.g. a make-up Saturday before 1 Jan).
-        spill = self._overrides.get(year + 1)
-        if spill is not None:
-            for day, name in spill.holidays.items():
-                if day.year == year:
-                    days_off[day] = name
-                    workdays.pop(day, None)
-            for day, name in spill.workdays.items():
-                if day.year == year:
-                    workdays[day] = name
-                    days_off.pop(day, None)
-
-        working = tuple(
-            day.toordinal()
-            for day in _year_days(year)
-            if day in workdays or (day.weekday() < 5 and day not in days_off)
-        )
-        items = tuple(sorted(days_off.items()))
-        return _Year(
-            year=year,
-            source=source,
-            holidays=MappingProxyType(days_off),
-            workdays=MappingProxyType(workdays),
-            working=working,
-            holiday_ords=tuple(day.toordinal() for day, _ in items),
-            holiday_items=items,
-            workday_ords=tuple(sorted(day.toordinal() for day in workdays)),
-        )
+        if year not in self._overrides and year + 1 not in self._overrides:
+            return _plain_year(year)  # the same for every instance: built once per process
+        return _make_year(year, self._overrides)
 
     def _add(self, start: dt.date, n: int) -> dt.date:
-        """The n-th (n >= 1) working day after ``start``: a bisect per year crossed."""
+        """The n-th (n >= 1) working day after ``start``: one bisect inside the supported years."""
+        after = start.toordinal()
+        if self._first - 1 <= after <= self._last:
+            k = bisect_right(self._working, after) + n - 1
+            if k < len(self._working):
+                return dt.date.fromordinal(self._working[k])
+        return self._add_by_year(start, n)
+
+    def _subtract(self, start: dt.date, n: int) -> dt.date:
+        """The n-th (n >= 1) working day before ``start``: one bisect inside the supported years."""
+        before = start.toordinal()
+        if self._first <= before <= self._last + 1:
+            k = bisect_left(self._working, before) - n  # working days < start, counted back
+            if k >= 0:
+                return dt.date.fromordinal(self._working[k])
+        return self._subtract_by_year(start, n)
+
+    def _add_by_year(self, start: dt.date, n: int) -> dt.date:
+        """:meth:`_add` across years outside the table: a bisect per year crossed."""
         after, year = start.toordinal(), start.year
         while True:
             working = self._year(year).working
@@ -617,8 +409,8 @@ class ChinaCalendar:
             n -= len(working) - i
             year += 1
 
-    def _subtract(self, start: dt.date, n: int) -> dt.date:
-        """The n-th (n >= 1) working day before ``start``."""
+    def _subtract_by_year(self, start: dt.date, n: int) -> dt.date:
+        """:meth:`_subtract` across years outside the table."""
         before, year = start.toordinal(), start.year
         while True:
             working = self._year(year).working
@@ -632,6 +424,65 @@ class ChinaCalendar:
         """Years touched by ``(start, due]`` that are not official (``due > start``)."""
         first = (start + dt.timedelta(days=1)).year
         return tuple(y for y in range(first, due.year + 1) if not self.is_official(y))
+
+
+def supported_years(overrides: Mapping[int, object] = MappingProxyType({}),
+                    estimates_ahead: int = ESTIMATE_YEARS_AHEAD) -> range:
+    """The years a calendar builds at start-up: chinesecalendar's, the overrides file's, the current year,
+    and ``estimates_ahead`` estimated years after the last of them."""
+    first, last = package_range()
+    last = max([last, *overrides, dt.date.today().year])
+    first = min([first, *overrides])
+    return range(first, last + estimates_ahead + 1)
+
+
+@functools.cache
+def _plain_year(year: int) -> _Year:
+    """A year no overrides file touches (packages or estimate), shared by every calendar in the process."""
+    return _make_year(year, {})
+
+
+def _make_year(year: int, overrides: Mapping[int, Arrangement]) -> _Year:
+    source: Source
+    if year in overrides:
+        source = "override"
+        arrangement = overrides[year]
+        days_off = {d: n for d, n in arrangement.holidays.items() if d.year == year}
+        workdays = {d: n for d, n in arrangement.workdays.items() if d.year == year}
+    elif package_covers(year):
+        source = "package"
+        days_off, workdays = (dict(m) for m in package_year(year))
+    else:
+        source = "estimate"
+        days_off, workdays = dict(statutory_year(year)), {}
+    # Next year's notice may move days in this December (e.g. a make-up Saturday before 1 Jan).
+    spill = overrides.get(year + 1)
+    if spill is not None:
+        for day, name in spill.holidays.items():
+            if day.year == year:
+                days_off[day] = name
+                workdays.pop(day, None)
+        for day, name in spill.workdays.items():
+            if day.year == year:
+                workdays[day] = name
+                days_off.pop(day, None)
+
+    working = tuple(
+        day.toordinal()
+        for day in _year_days(year)
+        if day in workdays or (day.weekday() < 5 and day not in days_off)
+    )
+    items = tuple(sorted(days_off.items()))
+    return _Year(
+        year=year,
+        source=source,
+        holidays=MappingProxyType(days_off),
+        workdays=MappingProxyType(workdays),
+        working=working,
+        holiday_ords=tuple(day.toordinal() for day, _ in items),
+        holiday_items=items,
+        workday_ords=tuple(sorted(day.toordinal() for day in workdays)),
+    )
 
 
 @functools.cache

@@ -228,12 +228,14 @@ async def china_filing(request: Request, desk: Desk, args: str) -> Reply:
             raise UsageError(msg("which_filing"))
         topic = resolve(desk.library, name, ("filing",), "/china-filing")
         start = parse_start(when, request.timezone, request.today())
-        return deadline_reply(desk.library, topic, start, today=request.today(), tz=request.timezone, lang=lang)
+        return deadline_reply(desk.library, topic, start, today=request.today(), tz=request.timezone, lang=lang,
+                              cal=desk.calendar)
     # "<topic> 2025-09-20" without the word "from" is common enough to accept.
     parts = args.rsplit(" ", 1)
     if len(parts) == 2 and _ISO_DATE.match(parts[1]):
         topic = resolve(desk.library, parts[0], ("filing",), "/china-filing")
         start = parse_start(parts[1], request.timezone, request.today())
-        return deadline_reply(desk.library, topic, start, today=request.today(), tz=request.timezone, lang=lang)
+        return deadline_reply(desk.library, topic, start, today=request.today(), tz=request.timezone, lang=lang,
+                              cal=desk.calendar)
     topic = resolve(desk.library, args, ("filing",), "/china-filing")
     return topic_card(desk.library, topic, today=request.today(), lang=lang)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import textwrap
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -439,3 +440,106 @@ def test_estimate_iff_a_year_in_range_is_not_official(start: D, n: int) -> None:
     assert count.estimated_years == unknown
     assert count.estimate == bool(unknown)
     assert any(line.startswith("Estimate:") for line in count.explain()) == bool(unknown)
+
+
+# --------------------------------------------------------------------------------------------------
+# The start-up table: every supported year built once, counts equal to a plain day-by-day count
+
+
+STATUTORY = {"New Year's Day", "Chinese New Year's Eve", "Chinese New Year (Spring Festival)", "Tomb-Sweeping Day",
+             "Labor Day", "Dragon Boat Festival", "Mid-Autumn Festival", "National Day"}
+
+
+@functools.cache
+def oracle_is_working_day(day: D) -> bool:
+    """Independent of our tables: chinesecalendar's own per-day answer where it has the year, else a
+    plain weekend + statutory-holiday rule straight from the holidays package (the estimate). Cached per
+    day only to keep the property test quick; each answer is still the packages' own."""
+    if package_covers(day.year):
+        return chinese_calendar.is_workday(day)
+    names = str(statutory_year(day.year).get(day, "")).split("; ")
+    return day.weekday() < 5 and not any(n in STATUTORY for n in names)
+
+
+@functools.cache
+def statutory_year(year: int):
+    import holidays
+
+    return holidays.China(years=year, observed=False, language="en_US")
+
+
+def day_by_day(start: D, n: int) -> D:
+    day, seen = start, 0
+    while seen < n:
+        day += dt.timedelta(days=1)
+        seen += oracle_is_working_day(day)
+    return day
+
+
+wide_starts = st.dates(min_value=D(2004, 1, 1), max_value=D(2034, 12, 31))
+
+
+@settings(max_examples=200, deadline=None)
+@given(start=wide_starts, n=st.integers(min_value=0, max_value=600))
+def test_bisect_arithmetic_equals_a_day_by_day_count(cal: ChinaCalendar, start: D, n: int) -> None:
+    # Inside the start-up table, across its end, and past it (years built on first use) alike.
+    due = cal.add_working_days(start, n).due
+    assert due == day_by_day(start, n)
+    assert cal.working_days_between(start, due) == n
+    if n:
+        # Back from due: the n-th working day before it is the last working day on or before start.
+        back, seen = due, 0
+        while seen < n:
+            back -= dt.timedelta(days=1)
+            seen += oracle_is_working_day(back)
+        assert cal.subtract_working_days(due, n) == back
+
+
+def test_every_supported_year_is_built_at_start_up_and_counting_builds_none(monkeypatch) -> None:
+    cal = ChinaCalendar(overrides_path=None)
+    first_package, last_package = min(chinese_calendar.constants.holidays).year, max(
+        chinese_calendar.constants.holidays).year
+    assert cal.supported.start == first_package
+    assert cal.supported.stop - 1 >= max(last_package, dt.date.today().year) + 1  # some estimated years too
+
+    def no_building(*_args):
+        raise AssertionError("a year's table was built while counting")
+
+    monkeypatch.setattr(ChinaCalendar, "_build_year", no_building)
+    for year in cal.supported:
+        count = cal.add_working_days(D(year, 1, 1), 30)
+        assert cal.working_days_between(D(year, 1, 1), count.due) == 30
+        assert cal.subtract_working_days(D(year, 12, 31), 5) < D(year, 12, 31)
+        cal.is_working_day(D(year, 6, 1))
+    # Outside the table a year is still built (once) on first use, not refused.
+    monkeypatch.undo()
+    assert cal.add_working_days(D(cal.supported.stop + 5, 3, 1), 1).due > D(cal.supported.stop + 5, 3, 1)
+
+
+def test_package_tables_match_the_packages_per_day_answers(cal: ChinaCalendar) -> None:
+    # The tables are read from chinesecalendar's data in one pass; every day of every year it has must
+    # be what its own get_holiday_detail says.
+    for year in cal.supported:
+        if not package_covers(year):
+            continue
+        day = D(year, 1, 1)
+        while day.year == year:
+            is_off, raw = chinese_calendar.get_holiday_detail(day)
+            assert cal.is_working_day(day) == (not is_off), day
+            assert (cal.holiday_name(day) is not None) == (is_off and raw is not None), day
+            assert (cal.makeup_workday_for(day) is not None) == (not is_off and raw is not None
+                                                                 and day.weekday() >= 5), day
+            day += dt.timedelta(days=1)
+
+
+LAZY_ESTIMATES = ChinaCalendar(overrides_path=None, estimates_ahead=0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(start=wide_starts, n=st.integers(min_value=0, max_value=600))
+def test_a_calendar_that_builds_estimates_on_first_use_counts_the_same(cal: ChinaCalendar, start: D, n: int) -> None:
+    # The command line's calendar (chinadesk ask) leaves estimated years to first use; same answers.
+    assert LAZY_ESTIMATES.supported.stop <= cal.supported.stop
+    a, b = cal.add_working_days(start, n), LAZY_ESTIMATES.add_working_days(start, n)
+    assert a == b
+    assert cal.subtract_working_days(start, n) == LAZY_ESTIMATES.subtract_working_days(start, n)

@@ -51,11 +51,22 @@ from handlers.qa.evaluation import (
     read_question_set,
     tagged_differences,
 )
-from handlers.qa.index import Doc, Match, QAIndex
 from handlers.qa.lexicon import Intent, Lexicon, default_lexicon
 from handlers.qa.query import Query
 from handlers.qa.replies import answer, answer_reply, looks_like_question, mentions_domain, no_answer, qa_index
 from handlers.qa.text import Analyzer, base_jieba, normalise_numbers
+
+_LAZY = {"Doc", "Match", "QAIndex"}  # handlers.qa.index: numpy and bm25s, imported when first asked for
+
+
+def __getattr__(name: str):
+    # PEP 562: `from handlers.qa import QAIndex` works as before, but importing the package (which every
+    # command does, to register the Q&A fallback) does not import the index and its numerical libraries.
+    if name in _LAZY:
+        from handlers.qa import index
+
+        return getattr(index, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ACCURACY_BAR", "ANSWER_BAR", "CONFIDENCE_COEF", "CONFIDENCE_FEATURES", "WATCH_BAR", "Analyzer", "Doc",

@@ -15,11 +15,11 @@ import itertools
 import math
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from handlers.qa.text import has_cue
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from handlers.qa.index import Query
 
 # Bars on the calibrated confidence (the estimated chance that the top fact answers the question).
@@ -123,6 +123,8 @@ class ConfidenceFeatures:
     def margin(self, scores: np.ndarray, ti: int, top: float) -> float:
         """How clearly the best topic wins: 1 minus the runner-up topic's best score over the best one.
         A question about something the packs do not cover matches generic words of many topics alike."""
+        import numpy as np  # here: importing this module (the answer bars) must not load numpy
+
         per_topic = np.maximum.reduceat(scores, self.topic_starts)
         per_topic[ti] = 0.0
         return float(max(0.0, 1.0 - per_topic.max() / top)) if len(per_topic) > 1 else 1.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from content.i18n import t
 from content.loader import Library
@@ -15,11 +15,13 @@ from handlers.filing import deadline_reply
 from handlers.qa.confidence import ANSWER_BAR, WATCH_BAR
 from handlers.qa.context import Context, load_context, next_context, save_context
 from handlers.qa.deadlines import DATE_SPAN, deadline_question, looks_dated
-from handlers.qa.index import Match, QAIndex
 from handlers.qa.query import Query
 from handlers.qa.text import QUESTION_MARK, fold, has_cjk, has_cue, strip_chatter
 from handlers.request import Action, Language, NotAvailableError, Reply, ReplyField, Request, UsageError
 from handlers.router import Desk, router
+
+if TYPE_CHECKING:  # the index (numpy, bm25s) is imported only when a question needs it: commands never do
+    from handlers.qa.index import Match, QAIndex
 
 log = logging.getLogger("chinadesk.qa")
 
@@ -56,9 +58,12 @@ def mentions_domain(index: QAIndex, query: Query) -> bool:
 
 
 def qa_index(desk: Desk) -> QAIndex:
-    """The desk's index, built on first use (``build_desk`` builds it at start-up)."""
+    """The desk's index, built on first use (the server's ``build_desk`` builds it at start-up; the CLI only
+    when a question needs it, through the on-disk cache in ``desk.settings["qa_cache_dir"]`` if set)."""
     if desk.qa is None:
-        desk.qa = QAIndex.build(desk.library)
+        from handlers.qa.cache import load_index
+
+        desk.qa = load_index(desk.library, desk.settings.get("qa_cache_dir"))
     return desk.qa
 
 

@@ -7,20 +7,26 @@ stays whole), stop words kept apart. Also the cue patterns (``how long does * ta
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import io
 import logging
+import marshal
+import os
 import re
+import tempfile
 import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import jieba
 import snowballstemmer
 from rapidfuzz import fuzz
 
 if TYPE_CHECKING:
+    import jieba
+
     from handlers.qa.lexicon import Lexicon
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -80,20 +86,68 @@ def stem(word: str) -> str:
 _JIEBA_LINE = re.compile(rb"^[^ \n]+ [1-9][0-9]+(?: [^\n]*)?$", re.M)  # "word freq [tag]" with freq >= 10
 
 
+_jieba_cache_dir: Path | None = None  # see use_jieba_cache
+
+
+def use_jieba_cache(directory: str | os.PathLike[str] | None) -> None:
+    """Keep jieba's (trimmed) dictionary in ``directory`` between processes: loading it back is about half
+    the work of parsing ``dict.txt``. Call before the first Chinese text is analysed."""
+    global _jieba_cache_dir
+    _jieba_cache_dir = Path(directory) if directory else None
+
+
 @functools.lru_cache(maxsize=1)
 def base_jieba() -> jieba.Tokenizer:
     # One dictionary load per process; own instance so that our added words do not change segmentation
-    # for any other code using the global jieba.
+    # for any other code using the global jieba. Imported here, not at the top: jieba (and the
+    # pkg_resources it imports) costs a quarter of a second that English questions and commands never need.
+    import jieba
+
     jieba.setLogLevel(logging.WARNING)
     tokenizer = jieba.Tokenizer()
+    dict_path = Path(jieba.__file__).with_name("dict.txt")
     try:
-        data = Path(jieba.__file__).with_name("dict.txt").read_bytes()
+        stat = dict_path.stat()
     except OSError:  # an unusual install: jieba's own loader finds (and caches) its dictionary
         tokenizer.initialize()
         return tokenizer
+    cached = None
+    if _jieba_cache_dir is not None:
+        # Keyed by the dictionary file, the filter and jieba's version: any change makes a new file.
+        key = hashlib.sha256(repr((str(dict_path), stat.st_size, stat.st_mtime_ns, _JIEBA_LINE.pattern,
+                                   getattr(jieba, "__version__", ""))).encode()).hexdigest()[:16]
+        cached = _jieba_cache_dir / f"jieba-{key}.marshal"
+        try:
+            tokenizer.FREQ, tokenizer.total = marshal.loads(cached.read_bytes())
+            tokenizer.initialized = True
+            return tokenizer
+        except (OSError, EOFError, ValueError, TypeError):
+            pass  # not there yet, or unreadable: build it and (try to) write it
+    data = dict_path.read_bytes()
     tokenizer.FREQ, tokenizer.total = tokenizer.gen_pfdict(io.BytesIO(b"\n".join(_JIEBA_LINE.findall(data))))
     tokenizer.initialized = True
+    if cached is not None:
+        write_atomic(cached, marshal.dumps((tokenizer.FREQ, tokenizer.total)))
     return tokenizer
+
+
+def write_atomic(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``: a concurrent reader sees the
+    old file or the whole new one, never half of it; two writers both write whole files. A cache that cannot
+    be written (read-only home, full disk) is only slower, so failures are swallowed (returns False)."""
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name + ".", suffix=".tmp", delete=False) as f:
+            tmp = f.name
+            f.write(data)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        return False
 
 
 class Analyzer:
@@ -104,10 +158,33 @@ class Analyzer:
         self.stopwords = lexicon.stopwords
         # Interrogative words that editors put in a synonym group ("多少钱": a fee) keep their meaning.
         self.cjk_members = frozenset(fold(m) for g in lexicon.synonyms for m in g if has_cjk(m))
-        self.jieba = base_jieba()
-        for word in sorted(set(cjk_words)):
-            if has_cjk(word) and len(word) > 1 and " " not in word:
-                self.jieba.add_word(word)
+        # The packs' own Chinese words, added to jieba when it is first needed (a question in English,
+        # answered from a cached index, never loads jieba's dictionary).
+        self.cjk_words = tuple(w for w in sorted(set(cjk_words)) if has_cjk(w) and len(w) > 1 and " " not in w)
+        self._jieba: jieba.Tokenizer | None = None
+        # The frequency jieba suggested for each added word (it segments the word to find one: the slow part
+        # of adding words), kept so that an index loaded from the disk cache adds them without asking again.
+        self._cjk_freqs: dict[str, int] | None = None
+
+    @property
+    def jieba(self) -> jieba.Tokenizer:
+        if self._jieba is None:
+            tokenizer = base_jieba()
+            if self._cjk_freqs is None:
+                freqs: dict[str, int] = {}
+                for word in self.cjk_words:
+                    tokenizer.add_word(word)
+                    freqs[word] = tokenizer.FREQ[word]
+                self._cjk_freqs = freqs
+            else:
+                for word, freq in self._cjk_freqs.items():
+                    tokenizer.add_word(word, freq)
+            self._jieba = tokenizer
+        return self._jieba
+
+    def __getstate__(self) -> dict:
+        # Pickled (the on-disk index cache) without jieba's dictionary: it is loaded again when needed.
+        return {**self.__dict__, "_jieba": None}
 
     def units(self, text: str) -> list[list[str]]:
         """Folded words in order, stop words included (callers need them to join ``we chat``).

@@ -1,0 +1,42 @@
+"""Building the advice core (the :class:`~handlers.Desk`) from the settings: content, calendar, Q&A index.
+
+Kept apart from :mod:`bot.app` (the aiohttp application) so that the command line can build a Desk
+without importing a web server or a platform SDK: ``chinadesk ask`` and ``chinadesk content`` import
+only this, the core and the settings (``tests/test_cli.py`` checks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from bot.config import Settings
+from content.calendar import ChinaCalendar, china_calendar
+from content.loader import load_library
+from handlers import Desk
+from handlers.router import Middleware
+
+
+def build_desk(settings: Settings | None = None, *, store: Any = None, middleware: Sequence[Middleware] = (),
+               qa: Literal["now", "lazy"] = "now") -> Desk:
+    """Load content and build what answers need, once, not per request.
+
+    ``qa="now"`` (the server, the worker): the Q&A index is built here, and every supported year of the
+    working-day calendar. ``qa="lazy"`` (the command line): the index is built, or loaded from
+    ``CHINADESK_CACHE_DIR``, only when a question needs it (``handlers.qa.replies.qa_index``), so a
+    command like ``/china-filing`` never pays for it.
+    """
+    settings = settings or Settings.from_env()
+    library = load_library()
+    # The server's calendar has every supported year built now; the command line's leaves the estimated
+    # years (the holidays package) to the first deadline that reaches one.
+    calendar = china_calendar() if qa == "now" else ChinaCalendar(estimates_ahead=0)
+    desk = Desk(library=library, calendar=calendar, store=store, middleware=list(middleware),
+                settings={"stale_days": settings.stale_days, "qa_cache_dir": settings.store.cache_dir})
+    if qa == "now":
+        from handlers.qa import QAIndex
+        from handlers.qa.deadlines import warm_up as warm_up_dates
+
+        desk.qa = QAIndex.build(library)  # channel Q&A retrieval index: built once, here, not per question
+        warm_up_dates()  # dateparser's language data, so that the first deadline asked in plain words is fast
+    return desk

@@ -77,7 +77,8 @@ def build_desk(settings: Settings | None = None, *, store=None) -> Desk:
     """Load content, build indexes; everything slow happens here, once, not per request."""
     settings = settings or Settings.from_env()
     library = load_library()
-    desk = Desk(library=library, store=store, settings={"stale_days": settings.stale_days},
+    desk = Desk(library=library, store=store,
+                settings={"stale_days": settings.stale_days, "feedback_policy": settings.feedback},
                 middleware=[metrics_middleware])
     desk.qa = QAIndex.build(library)  # channel Q&A retrieval index: built once, here, not per question
     warm_up_dates()  # dateparser's language data, so that the first deadline asked in plain words is fast

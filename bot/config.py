@@ -17,6 +17,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from handlers.feedback import DEFAULT_RETENTION_DAYS, FeedbackPolicy
+
 
 class ConfigError(Exception):
     """A setting is missing or contradicts another; the message names the variable."""
@@ -43,6 +45,7 @@ class Settings:
     # None: Teams is off (TEAMS=off, or see bound_to); no app id: local (Emulator) mode
     teams: TeamsSettings | None = field(default_factory=lambda: TeamsSettings())
     token_keys: SecretStr | None = None  # TOKEN_ENCRYPTION_KEY: Fernet key(s), first encrypts (bot.token_cipher)
+    feedback: FeedbackPolicy = field(default_factory=FeedbackPolicy)  # see feedback_policy() below
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, socket_mode: bool | None = None) -> Settings:
@@ -57,6 +60,7 @@ class Settings:
             slack=SlackSettings.from_env(env, socket_mode=socket_mode),
             teams=TeamsSettings.from_env(env),
             token_keys=token_keys(env),
+            feedback=feedback_policy(env),
         )
 
     def bound_to(self, host: str) -> Settings:
@@ -262,3 +266,19 @@ class TeamsSettings:
         if tenant_id is not None and not is_guid(tenant_id):
             raise ConfigError(f"MICROSOFT_APP_TENANT_ID must be a GUID, not {tenant_id!r}")
         return cls(app_id=app_id, app_password=password, app_type=app_type, tenant_id=tenant_id)
+
+
+# ------------------------------------------------------------------------------------------- feedback
+
+
+def feedback_policy(env: Mapping[str, str]) -> FeedbackPolicy:
+    """``FEEDBACK_KEEP_QUESTION_TEXT`` (on|off, default on): keep the words of questions the bot could not
+    answer, or only count them by topic; ``UNANSWERED_RETENTION_DAYS`` (default 90, 1-3650): how long
+    either is kept before ``Store.purge_expired`` forgets it."""
+    keep = env.get("FEEDBACK_KEEP_QUESTION_TEXT", "").strip().lower() or "on"
+    if keep not in (*_TRUE, *_OFF):
+        raise ConfigError(f"FEEDBACK_KEEP_QUESTION_TEXT must be on or off, not {keep!r}")
+    days = _int(env, "UNANSWERED_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)
+    if not 1 <= days <= 3650:
+        raise ConfigError(f"UNANSWERED_RETENTION_DAYS must be between 1 and 3650 days, not {days}")
+    return FeedbackPolicy(keep_question_text=keep in _TRUE, unanswered_retention_days=days)

@@ -107,8 +107,8 @@ SLACK_VARIABLES = (
 SLACK_DEFAULT_API_URL = "https://slack.com/api/"
 # The bot scopes an OAuth install asks for; bot/slack/manifest.yml lists the same (a test checks).
 SLACK_BOT_SCOPES = (
-    "app_mentions:read", "channels:history", "channels:read", "chat:write", "commands", "groups:history",
-    "groups:read", "im:history",
+    "app_mentions:read", "assistant:write", "channels:history", "channels:read", "chat:write", "commands",
+    "groups:history", "groups:read", "im:history", "users:read",
 )
 _TRUE = ("1", "true", "yes", "on")
 _OFF = ("0", "false", "no", "off")

@@ -319,15 +319,6 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
 
     app.event("assistant_thread_started")(on_assistant_thread_started)
 
-    # ---- the agent experience: a conversation started in the app's DM gets the starter prompts
-
-    async def on_assistant_thread_started(event: dict, context: Any, client: AsyncWebClient) -> None:
-        thread = event.get("assistant_thread") if isinstance(event.get("assistant_thread"), dict) else {}
-        channel = thread.get("channel_id") or context.channel_id
-        adapter.spawn(adapter.agent.suggest(client, context.team_id, channel), name="prompts")
-
-    app.event("assistant_thread_started")(on_assistant_thread_started)
-
     # ---- uninstall: forget the workspace
 
     async def forget(team: str) -> None:
@@ -445,25 +436,3 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
         adapter.spawn(store_reason(), name="feedback-reason")
 
     app.view(CALLBACK_FEEDBACK_REASON)(on_reason)
-
-    async def on_reason(ack: Any, body: dict) -> None:
-        submitted = read_submission(body)
-        try:
-            check_reason(submitted.reason, submitted.text)
-        except BadReasonError:  # not one of our options: a forged or stale form
-            await ack(response_action="errors", errors={BLOCK_REASON: "Please pick one of the reasons listed."})
-            return
-        await ack()  # closes the modal
-        user = (body.get("user") or {}).get("id")
-        if not submitted.channel or not submitted.message_ts or not user:
-            return
-
-        async def store_reason() -> None:
-            await adapter._store().record_feedback_reason(
-                PLATFORM, f"{submitted.channel}:{submitted.message_ts}", user, submitted.reason, submitted.text)
-
-        adapter.spawn(store_reason(), name="feedback-reason")
-
-    app.view(CALLBACK_FEEDBACK_REASON)(on_reason)
-
-

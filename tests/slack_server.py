@@ -22,6 +22,7 @@ Reusable by any suite (Slack adapter, reminders, scheduler)::
     api.unavailable("apps.connections.open", times=2)    # next two calls answer 503 (text/plain)
     api.fail_http("chat.postMessage", 500, body="upstream error", content_type="text/plain")  # a bare 5xx
     api.delay("chat.postMessage", 2.0)                   # the next call reaches "Slack" 2 s late
+    release = api.hold("chat.update")                    # ...answered only once release.set() is called
     await api.wait_for("chat.postMessage", count=1)      # for work done after an HTTP ack
 
 What it serves:
@@ -248,6 +249,18 @@ class FakeSlack:
             return web.json_response(self._answer(call))
 
         self._rules.append(_Rule(method, times, late))
+
+    def hold(self, method: str, *, times: int | None = 1) -> asyncio.Event:
+        """The next ``times`` calls of ``method`` get no answer until the returned event is set (Slack is
+        slow by as long as the test wants, without the test timing anything); then they are answered."""
+        release = asyncio.Event()
+
+        async def held(call: ApiCall) -> web.Response:
+            await release.wait()
+            return web.json_response(self._answer(call))
+
+        self._rules.append(_Rule(method, times, held))
+        return release
 
     def recover(self) -> None:
         """Forget every failure set up with fail/fail_http/rate_limit/delay: Slack is back."""

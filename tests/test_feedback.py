@@ -73,11 +73,9 @@ def test_policy_refuses_a_retention_out_of_range() -> None:
 # -------------------------------------------------------------------------------------- fact refs
 
 
-def test_an_answer_names_the_fact_its_feedback_is_about(desk: Desk, library: Library) -> None:
-    import asyncio
-
-    reply = asyncio.run(desk.handle(Request(text="How long does the standard contract filing take?", mode="direct",
-                                            now=NOW)))
+async def test_an_answer_names_the_fact_its_feedback_is_about(desk: Desk, library: Library) -> None:
+    reply = await desk.handle(Request(text="How long does the standard contract filing take?", mode="direct",
+                                      now=NOW))
     assert reply.kind == "answer"
     ref = feedback_fact(reply)
     topic, fact = resolve_fact(library, ref)

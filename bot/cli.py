@@ -229,6 +229,41 @@ def _today(value: str | None) -> dt.date:
         raise CliUsageError(f"--today must be a date (YYYY-MM-DD), not {value!r}") from None
 
 
+def _since(value: str | None) -> dt.date | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise CliUsageError(f"--since must be a date (YYYY-MM-DD), not {value!r}") from None
+
+
+def cmd_feedback_report(args: argparse.Namespace) -> int:
+    """The editors' review queue: 👎 by topic and fact with reasons, unanswered questions by topic."""
+    from content.loader import load_library
+    from handlers.feedback import build_report, render_report
+
+    since = _since(args.since)
+
+    async def run() -> tuple[list, list]:
+        store = await _open_store()
+        try:
+            votes = await store.list_feedback(args.platform, workspace=args.workspace, since=since)
+            questions = await store.list_unanswered(args.platform, workspace=args.workspace, since=since)
+            return votes, questions
+        finally:
+            await store.close()
+
+    votes, questions = asyncio.run(run())
+    library = load_library()
+    report = build_report(votes, questions, library=library, since=since, examples=args.examples)
+    if args.json:
+        print(json.dumps(report.as_json(), ensure_ascii=False, indent=2))
+    else:
+        print(render_report(report, library))
+    return 0
+
+
 def cmd_content_check(args: argparse.Namespace) -> int:
     stale_days = args.stale_days if args.stale_days is not None else ServerSettings.read().stale_days
     report = run_content_check(args.packs, stale_days=stale_days, today=_today(args.today), strict=args.strict)
@@ -418,6 +453,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also re-ask every answerable question with tags and greetings around it and count "
                          "the replies that differ from the untagged one")
     ev.set_defaults(func=cmd_eval)
+
+    feedback = sub.add_parser("feedback", help="what people said about the answers (the editors' review queue)")
+    feedback_sub = feedback.add_subparsers(dest="feedback_command", metavar="ACTION")
+    report = feedback_sub.add_parser(
+        "report", help="negative feedback by topic and fact with reasons, and unanswered questions by topic")
+    report.add_argument("--since", default=None, help="only feedback from this UTC day on (YYYY-MM-DD)")
+    report.add_argument("--platform", choices=["slack", "teams", "text"], default=None, help="only this platform")
+    report.add_argument("--workspace", default=None, help="only this Slack team / Teams tenant")
+    report.add_argument("--examples", type=int, default=5,
+                        help="at most this many questions and comments per group (default 5)")
+    report.add_argument("--json", action="store_true", help="print one JSON object (keys negative, unanswered...)")
+    report.set_defaults(func=cmd_feedback_report)
 
     package = sub.add_parser("teams-package", help="build the Teams app package (zip) for an admin to upload")
     package.add_argument("--app-id", required=True, help="the Azure Bot's Microsoft App ID (a GUID)")

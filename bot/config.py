@@ -31,6 +31,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from handlers.feedback import DEFAULT_RETENTION_DAYS, FeedbackPolicy
+
 
 class ConfigError(Exception):
     """A setting is missing or contradicts another; the message names the variable."""
@@ -231,8 +233,8 @@ SLACK_VARIABLES = (
 SLACK_DEFAULT_API_URL = "https://slack.com/api/"
 # The bot scopes an OAuth install asks for; bot/slack/manifest.yml lists the same (a test checks).
 SLACK_BOT_SCOPES = (
-    "app_mentions:read", "channels:history", "channels:read", "chat:write", "commands", "groups:history",
-    "groups:read", "im:history",
+    "app_mentions:read", "assistant:write", "channels:history", "channels:read", "chat:write", "commands",
+    "groups:history", "groups:read", "im:history", "users:read",
 )
 _TRUE = ("1", "true", "yes", "on")
 _OFF = ("0", "false", "no", "off")
@@ -431,6 +433,26 @@ class TeamsSettings(EnvSettings):
             raise ConfigError(f"MICROSOFT_APP_TENANT_ID must be a GUID, not {tenant_id!r}")
 
 
+# ------------------------------------------------------------------------------------------- feedback
+
+class FeedbackSettings(EnvSettings):
+    """What is kept of the questions the bot could not answer (the editors' review queue), and for how long."""
+
+    keep_question_text: bool = var(
+        "FEEDBACK_KEEP_QUESTION_TEXT", True,
+        "`off`: questions the bot could not answer are counted by topic, their words not kept (see "
+        "[Feedback](#feedback-the-editors-review-queue))", shown="`on`", expects="on or off")
+    unanswered_retention_days: int = var(
+        "UNANSWERED_RETENTION_DAYS", DEFAULT_RETENTION_DAYS,
+        "days an unanswered question is kept before the purge deletes it (1-3650)",
+        expects="a whole number of days between 1 and 3650", ge=1, le=3650)
+
+    @property
+    def policy(self) -> FeedbackPolicy:
+        return FeedbackPolicy(keep_question_text=self.keep_question_text,
+                              unanswered_retention_days=self.unanswered_retention_days)
+
+
 # ------------------------------------------------------------------------------------------- together
 
 @dataclass(frozen=True)
@@ -441,6 +463,7 @@ class Settings:
     store: StoreSettings = dataclasses.field(default_factory=StoreSettings)
     logging: LoggingSettings = dataclasses.field(default_factory=LoggingSettings)
     scheduler: SchedulerSettings = dataclasses.field(default_factory=SchedulerSettings)
+    feedback_settings: FeedbackSettings = dataclasses.field(default_factory=FeedbackSettings)
     slack: SlackSettings | None = None  # None: Slack is off (no SLACK_* variables set)
     # None: Teams is off (TEAMS=off, or see bound_to); no app id: local (Emulator) mode
     teams: TeamsSettings | None = dataclasses.field(default_factory=TeamsSettings)
@@ -456,7 +479,7 @@ class Settings:
             env = {k: v for k, v in env.items() if not k.startswith(("SLACK_", "MICROSOFT_APP"))}
         return cls(
             server=ServerSettings.read(env), store=StoreSettings.read(env), logging=LoggingSettings.read(env),
-            scheduler=SchedulerSettings.read(env),
+            scheduler=SchedulerSettings.read(env), feedback_settings=FeedbackSettings.read(env),
             slack=SlackSettings.from_env(env, socket_mode=socket_mode), teams=TeamsSettings.from_env(env),
         )
 
@@ -498,12 +521,17 @@ class Settings:
     def default_timezone(self) -> str:
         return self.server.default_timezone
 
+    @property
+    def feedback(self) -> FeedbackPolicy:
+        return self.feedback_settings.policy
+
 
 # ------------------------------------------------------------------------------------ the README tables
 
 CONCERNS: tuple[tuple[str, type[EnvSettings]], ...] = (
     ("Server", ServerSettings), ("Store", StoreSettings), ("Logging", LoggingSettings),
-    ("Scheduler", SchedulerSettings), ("Slack", SlackSettings), ("Teams", TeamsSettings),
+    ("Scheduler", SchedulerSettings), ("Feedback", FeedbackSettings), ("Slack", SlackSettings),
+    ("Teams", TeamsSettings),
 )
 # Read by the tests and benches only, never by the bot: listed so that the README says where they go.
 TEST_VARIABLES = (

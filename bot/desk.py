@@ -32,7 +32,8 @@ def build_desk(settings: Settings | None = None, *, store: Any = None, middlewar
     # years (the holidays package) to the first deadline that reaches one.
     calendar = china_calendar() if qa == "now" else ChinaCalendar(estimates_ahead=0)
     desk = Desk(library=library, calendar=calendar, store=store, middleware=list(middleware),
-                settings={"stale_days": settings.stale_days, "qa_cache_dir": settings.store.cache_dir})
+                settings={"stale_days": settings.stale_days, "qa_cache_dir": settings.store.cache_dir,
+                          "feedback_policy": settings.feedback})
     if qa == "now":
         from handlers.qa import QAIndex
         from handlers.qa.deadlines import warm_up as warm_up_dates

@@ -22,13 +22,15 @@ Reusable by any suite (Slack adapter, reminders, scheduler)::
     api.unavailable("apps.connections.open", times=2)    # next two calls answer 503 (text/plain)
     api.fail_http("chat.postMessage", 500, body="upstream error", content_type="text/plain")  # a bare 5xx
     api.delay("chat.postMessage", 2.0)                   # the next call reaches "Slack" 2 s late
+    release = api.hold("chat.update")                    # ...answered only once release.set() is called
     await api.wait_for("chat.postMessage", count=1)      # for work done after an HTTP ack
 
 What it serves:
 
 * ``POST`` (or ``GET``) ``/api/<method>``: ``auth.test``, ``chat.postMessage`` / ``postEphemeral`` / ``update`` /
-  ``delete``, ``views.publish``, ``oauth.v2.access``, ``apps.connections.open``, ``conversations.info``,
-  ``users.info``; any other method answers ``{"ok": true}`` and is recorded too.
+  ``delete``, ``views.publish``, ``views.open``, ``oauth.v2.access``, ``apps.connections.open``,
+  ``conversations.info``, ``users.info`` (with :meth:`FakeSlack.set_user`'s fields); any other method
+  (``assistant.threads.setStatus``...) answers ``{"ok": true}`` and is recorded too, in order.
 * Channel history: every accepted ``chat.postMessage`` (and :meth:`FakeSlack.add_message`) is kept per
   channel, and ``conversations.history`` serves it as Slack does: newest first, ``oldest`` / ``latest`` /
   ``inclusive``, ``limit`` and cursor pages, message metadata only with ``include_all_metadata``.
@@ -144,6 +146,7 @@ class FakeSlack:
         self.history_limits: HistoryLimits | None = None
         self.members: dict[str, set[str]] = {}  # channel -> user ids, for users.conversations
         self.private_channels: set[str] = set()
+        self.users: dict[str, dict[str, Any]] = {}  # user id -> fields users.info adds (is_admin...)
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -247,6 +250,18 @@ class FakeSlack:
 
         self._rules.append(_Rule(method, times, late))
 
+    def hold(self, method: str, *, times: int | None = 1) -> asyncio.Event:
+        """The next ``times`` calls of ``method`` get no answer until the returned event is set (Slack is
+        slow by as long as the test wants, without the test timing anything); then they are answered."""
+        release = asyncio.Event()
+
+        async def held(call: ApiCall) -> web.Response:
+            await release.wait()
+            return web.json_response(self._answer(call))
+
+        self._rules.append(_Rule(method, times, held))
+        return release
+
     def recover(self) -> None:
         """Forget every failure set up with fail/fail_http/rate_limit/delay: Slack is back."""
         self._rules.clear()
@@ -273,6 +288,10 @@ class FakeSlack:
         self.members[channel] = set(users)
         if private:
             self.private_channels.add(channel)
+
+    def set_user(self, user: str, **fields: Any) -> None:
+        """What ``users.info`` says of ``user`` besides its id (``is_admin=True``, ``is_owner=True``...)."""
+        self.users[user] = fields
 
     # ------------------------------------------------------------------------------ reading
 
@@ -404,7 +423,11 @@ class FakeSlack:
         if method == "conversations.info":
             return {"ok": True, "channel": {"id": params.get("channel"), "is_member": True}}
         if method == "users.info":
-            return {"ok": True, "user": {"id": params.get("user"), "tz": "Europe/London", "is_bot": False}}
+            user = {"id": params.get("user"), "tz": "Europe/London", "is_bot": False, "is_admin": False,
+                    "is_owner": False, **self.users.get(str(params.get("user")), {})}
+            return {"ok": True, "user": user}
+        if method == "views.open":
+            return {"ok": True, "view": {"id": "V" + uuid.uuid4().hex[:8].upper(), "team_id": ws.team_id, **call.view}}
         if method == "users.conversations":
             types = str(params.get("types") or "public_channel").split(",")
             user = params.get("user") or ws.bot_user_id

@@ -71,9 +71,22 @@ def test_manifest_urls_scopes_and_settings(manifest: dict):
     for event, scope in needed.items():
         assert event in declared_events(manifest) and scope in SLACK_BOT_SCOPES
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+    assert manifest["features"]["app_home"]["messages_tab_enabled"] is True  # the agent DM lives there
     assert manifest["features"]["bot_user"]["display_name"]
     assert len(manifest["display_information"]["description"]) <= 140
     assert 175 <= len(manifest["display_information"]["long_description"]) <= 4000
+
+
+def test_manifest_declares_the_agent_experience_with_the_packs_prompts(manifest: dict, desk: Desk):
+    """The agent feature, its scope and event, and the same starter prompts the bot sets itself."""
+    from handlers.prompts import starter_prompts
+
+    agent = manifest["features"]["agent_view"]
+    assert 20 <= len(agent["agent_description"]) <= 500
+    assert "assistant:write" in SLACK_BOT_SCOPES and "assistant_thread_started" in declared_events(manifest)
+    assert "users:read" in SLACK_BOT_SCOPES  # the App Home asks users.info whether the viewer is an admin
+    expected = [{"title": p.title, "message": p.message} for p in starter_prompts(desk.library)]
+    assert agent["suggested_prompts"] == expected
 
 
 # ------------------------------------------------------------------- against the running bolt app
@@ -93,6 +106,7 @@ async def sender(desk: Desk, tmp_path) -> AsyncIterator[SlackSender]:
 EVENT_FIXTURES = {
     "app_mention": "app_mention", "message.im": "message_im", "message.channels": "message_channels",
     "app_home_opened": "app_home_opened", "app_uninstalled": "app_uninstalled", "tokens_revoked": "tokens_revoked",
+    "assistant_thread_started": "assistant_thread_started",
 }
 
 

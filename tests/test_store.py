@@ -531,3 +531,47 @@ def test_any_interleaving_posts_each_exactly_once(ops):
             await s.close()
 
     asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------------------- feedback that teaches
+
+
+async def test_a_reason_attaches_to_the_persons_down_vote_on_that_message(store: Store):
+    down = Feedback("slack", "T1", "C1", "U1", "C1:1.1", "icp-beian", "down", "beian?", created_at=T0,
+                    fact="icp-beian#summary")
+    await store.record_feedback(down)
+    await store.record_feedback(Feedback("slack", "T1", "C1", "U2", "C1:1.1", "icp-beian", "down", created_at=T0))
+    assert await store.record_feedback_reason("slack", "C1:1.1", "U1", "outdated", "fee changed", now=T0)
+    assert not await store.record_feedback_reason("slack", "C1:9.9", "U1", "wrong", None)  # no such vote
+    assert not await store.record_feedback_reason("teams", "C1:1.1", "U1", "wrong", None)  # another platform
+    mine, theirs = await store.list_feedback("slack")
+    assert (mine.reason, mine.reason_text, mine.fact) == ("outdated", "fee changed", "icp-beian#summary")
+    assert (theirs.reason, theirs.reason_text) == (None, None)
+    with pytest.raises(ValueError):
+        await store.record_feedback_reason("slack", "C1:1.1", "U1", "<script>", None)
+    assert (await store.list_feedback("slack"))[0].reason == "outdated"  # a refused reason changes nothing
+
+
+async def test_feedback_lists_by_workspace_and_day(store: Store):
+    await store.record_feedback(Feedback("slack", "T1", "C1", "U", None, "a", "down", created_at=T0))
+    await store.record_feedback(Feedback("slack", "T2", "C2", "U", None, "b", "down",
+                                         created_at=T0 + dt.timedelta(days=3)))
+    assert [f.topic for f in await store.list_feedback("slack", workspace="T2")] == ["b"]
+    assert [f.topic for f in await store.list_feedback(since=(T0 + dt.timedelta(days=1)).date())] == ["b"]
+
+
+async def test_unanswered_questions_are_kept_until_their_retention_ends(store: Store):
+    from handlers.feedback import UnansweredQuestion
+
+    keep = UnansweredQuestion("slack", "T1", "douyin", "douyin visa?", "en", T0, T0 + dt.timedelta(days=30))
+    short = UnansweredQuestion("teams", "tn", None, None, "zh", T0, T0 + dt.timedelta(days=1))
+    await store.record_unanswered(keep)
+    await store.record_unanswered(short)
+    assert await store.list_unanswered() == [keep, short]
+    assert await store.list_unanswered("slack", workspace="T1") == [keep]
+    assert await store.list_unanswered(since=(T0 + dt.timedelta(days=1)).date()) == []
+    purged = await store.purge_expired(T0 + dt.timedelta(days=2))
+    assert purged["unanswered_questions"] == 1
+    assert await store.list_unanswered() == [keep]
+    await store.delete_workspace("slack", "T1")
+    assert await store.list_unanswered() == []

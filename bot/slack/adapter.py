@@ -34,6 +34,7 @@ messages, so two bots can never talk to each other forever.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -59,13 +60,17 @@ from bot.observability import (
     slack_retry_handlers,
     web_api_failure,
 )
+from bot.slack.assistant import AgentDM
 from bot.slack.blockkit import (
     SlackMessage,
     render_reply,
 )
+from bot.slack.feedback import reason_modal, render_feedback_summary
 from bot.slack.installations import OAUTH_STATE_SECONDS, StoreInstallationStore, StoreOAuthStateStore
 from bot.slack.listeners import ERROR_CONTEXT_KEY, SHAPE_ERRORS, register_listeners
 from bot.slack.translate import PLATFORM, malformed_reason
+from handlers.feedback import build_report
+from handlers.prompts import starter_prompts
 from handlers.request import Reply, Request
 from handlers.router import Desk
 
@@ -133,6 +138,9 @@ HOME_MEMBERSHIP_UNKNOWN = (
 )
 
 
+REVIEW_DAYS = 30  # how far back the App Home's review summary looks
+
+
 @dataclass(frozen=True)
 class HomeItems:
     """What one viewer's App Home lists."""
@@ -155,6 +163,7 @@ class SlackAdapter:
         self._socket_handler: Any = None
         self._socket_task: asyncio.Task | None = None
         self._command_messages: LRUCache[int, tuple[Reply, dict[str, Any]]] = LRUCache(64)
+        self.agent = AgentDM([])  # the prompts come from the packs, at attach()
         self.bolt = self._build_app()
         register_listeners(self.bolt, self)
 
@@ -163,6 +172,7 @@ class SlackAdapter:
     def attach(self, desk: Desk, store: Any) -> None:
         """Give the adapter the core and the store (built at start-up, after the bolt app)."""
         self.desk, self.store = desk, store
+        self.agent.prompts = starter_prompts(desk.library)
 
     def _store(self) -> Any:
         if self.store is None:
@@ -437,6 +447,42 @@ class SlackAdapter:
         subscriptions = [s for s in subscriptions if visible(s.channel, s.created_by)]
         shown = {("deadline", d.id) for d in tracked} | {("subscription", s.id) for s in subscriptions}
         return HomeItems(tracked, subscriptions, [p for p in paused if (p.kind, p.id) in shown], notice)
+
+    # ---- feedback that teaches
+
+    async def ask_reason(self, client: AsyncWebClient, body: dict[str, Any], channel: str | None,
+                         message_ts: str) -> bool:
+        """Open the "what was wrong?" modal for a 👎; False when Slack would not (the caller thanks instead)."""
+        trigger = body.get("trigger_id")
+        if not isinstance(trigger, str) or not trigger:
+            return False
+        try:
+            await client.views_open(trigger_id=trigger, view=reason_modal(channel, message_ts))
+            return True
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:  # expired trigger, outage...
+            log.info("feedback reason modal not opened", extra={"error": web_api_failure(exc).error})
+            return False
+
+    async def review_summary(self, client: AsyncWebClient, team: str | None, viewer: str) -> list[dict[str, Any]]:
+        """The App Home's review blocks for a workspace admin or owner (``users.info``); none for others,
+        or when Slack cannot say (an install without ``users:read``). Only this workspace's feedback."""
+        if self.desk is None or not hasattr(self._store(), "list_unanswered"):
+            return []
+        try:
+            found = await client.users_info(user=viewer)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            log.info("App Home: could not tell whether the viewer is an admin",
+                     extra={"error": web_api_failure(exc).error})
+            return []
+        user = found.get("user") or {}
+        if not (user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner")):
+            return []
+        since = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=REVIEW_DAYS)
+        store = self._store()
+        votes = await store.list_feedback(PLATFORM, workspace=team, since=since)
+        questions = await store.list_unanswered(PLATFORM, workspace=team, since=since)
+        report = build_report(votes, questions, library=self.desk.library, since=since, examples=2)
+        return render_feedback_summary(report, REVIEW_DAYS)
 
     # ---- translating out
 

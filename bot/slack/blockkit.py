@@ -227,9 +227,12 @@ class FeedbackRef:
 
     topic: str | None
     question: str
+    fact: str | None = None  # the fact the answer led with (handlers.feedback.fact_ref), for the editors
 
     def value(self) -> str:
         payload = {"topic": self.topic, "q": self.question[:1200]}
+        if self.fact:
+            payload["f"] = self.fact[:200]
         out = _json_value(payload)
         while len(out) > BUTTON_VALUE_MAX:  # escaped or non-ASCII text can still be long after the cut above
             payload["q"] = payload["q"][: len(payload["q"]) * 3 // 4]
@@ -240,7 +243,9 @@ class FeedbackRef:
     def parse(cls, value: str) -> FeedbackRef:
         try:
             data = json.loads(value)
-            return cls(topic=data.get("topic"), question=str(data.get("q", "")))
+            fact = data.get("f")
+            return cls(topic=data.get("topic"), question=str(data.get("q", "")),
+                       fact=fact if isinstance(fact, str) and fact else None)
         except (ValueError, AttributeError):
             return cls(topic=None, question="")
 
@@ -479,10 +484,15 @@ def render_home(
     today: dt.date | None = None,
     reminders_available: bool = True,
     notice: str | None = None,
+    working_days: Callable[[dt.date, dt.date], int] | None = None,
+    review: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """The App Home tab: what the bot does, the viewer's deadlines and subscriptions, command help.
 
     ``notice``: a line under "Tracked deadlines" saying why the lists may be short (membership unknown).
+    ``working_days``: China's working days between two days (``ChinaCalendar.working_days_between``), so
+    that "N working days left" here says what the channel reminders say; without it, no count is shown.
+    ``review``: blocks for workspace admins (the feedback review summary), shown above the help line.
     """
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text="China Desk")),
@@ -513,9 +523,12 @@ def render_home(
         for d in list(tracked)[:HOME_LIST_MAX]:
             state = f" — _paused: {escape(d.paused_reason or 'delivery failed')}_" if d.status == "paused" else ""
             left = ""
-            if today is not None:
-                days = (d.due - today).days
-                left = f" ({days} days left)" if days > 0 else " (due today)" if days == 0 else " (passed)"
+            if today is not None and working_days is not None:
+                if d.due > today:
+                    n = working_days(today, d.due)
+                    left = f" ({n} working day{'s' if n != 1 else ''} left)"
+                else:
+                    left = " (due today)" if d.due == today else " (passed)"
             lines.append(
                 f"• `{escape(d.ref)}` *{escape(topic_title(d.topic))}* due {escape(format_day(d.due))}{left} "
                 f"in <#{escape(d.channel)}>{state}"
@@ -551,9 +564,11 @@ def render_home(
         ]
         blocks += [_section(c) for c in split_text("\n".join(lines), SECTION_MAX)]
 
-    blocks += [DividerBlock(), _context([
+    body = [to_dict(b) for b in blocks] + list(review)
+    tail = [to_dict(b) for b in (DividerBlock(), _context([
         "Help: `/china-filing help` · `/china-sector help` · `/china-platform help`"
-    ])]
+    ]))]
+    blocks = [*body, *tail]
     if len(blocks) > MAX_HOME_BLOCKS:
-        blocks = [*blocks[: MAX_HOME_BLOCKS - 1], _context(["… (shortened)"])]
-    return {"type": "home", "blocks": [to_dict(b) for b in blocks]}
+        blocks = [*blocks[: MAX_HOME_BLOCKS - 1], to_dict(_context(["… (shortened)"]))]
+    return {"type": "home", "blocks": blocks}

@@ -32,6 +32,7 @@ from bot.slack.blockkit import (
     render_notice,
     render_reply,
 )
+from bot.slack.feedback import BLOCK_REASON, CALLBACK_FEEDBACK_REASON, read_submission
 from bot.slack.translate import (
     ADDRESSED,
     ESCAPED_SURROGATE,
@@ -44,6 +45,7 @@ from bot.slack.translate import (
     team_of,
     workspace_key,
 )
+from handlers.feedback import BadReasonError, check_reason, feedback_fact
 from handlers.request import Reply
 from handlers.router import COMMANDS, router
 
@@ -64,7 +66,9 @@ SHAPE_ERRORS = (KeyError, TypeError, AttributeError, IndexError, ValueError)  # 
 # The one list of what this adapter handles. Registration below (register_listeners) iterates these, and
 # tests/test_slack_manifest.py checks slack/manifest.yml against them in both directions.
 HANDLED_COMMANDS: tuple[str, ...] = COMMANDS
-HANDLED_EVENTS: tuple[str, ...] = ("app_mention", "message", "app_home_opened", "app_uninstalled", "tokens_revoked")
+HANDLED_EVENTS: tuple[str, ...] = (
+    "app_mention", "message", "app_home_opened", "app_uninstalled", "tokens_revoked", "assistant_thread_started",
+)
 # Manifest bot event subscriptions that arrive as the "message" event type.
 MESSAGE_SUBSCRIPTIONS: tuple[str, ...] = ("message.im", "message.channels", "message.groups")
 HANDLED_ACTIONS: tuple[str, ...] = (ACTION_SHARE, ACTION_COMMAND, ACTION_FEEDBACK_UP, ACTION_FEEDBACK_DOWN)
@@ -149,7 +153,7 @@ def _feedback_for(reply: Reply, question: str) -> FeedbackRef | None:
     """Answers and cards get 👍/👎; menus, help and error messages do not."""
     if reply.kind in ("menu", "help", "error"):
         return None
-    return FeedbackRef(topic=reply.topic, question=question)
+    return FeedbackRef(topic=reply.topic, question=question, fact=feedback_fact(reply))
 
 
 def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
@@ -196,22 +200,32 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
         question = slack_to_plain(event.get("text", ""), context.bot_user_id)
         if mode == "watch" and not question:
             return
-        request = await adapter.request(
-            text=question or "/china-filing help", mode=mode, user=event.get("user"), channel=channel,
-            team=context.team_id or team_of(event), thread=conversation_key(event),
-            thread_opener=event.get("thread_ts") in (None, ts),
-        )
-        reply = await adapter.ask(request)
-        if mode == "watch" and reply.kind not in ("answer", "deadline"):
-            return  # ambient messages get an answer only when the Q&A handler is confident
-        # One answer per message, even when it arrived as two events (mention + watched channel).
-        if not await adapter._store().claim_once(f"slack:answer:{channel}:{ts}", EVENT_CLAIM_TTL):
-            return
-        message = render_reply(reply, share=False, feedback=_feedback_for(reply, question))
+        team = context.team_id or team_of(event)
+        thread_ts = event.get("thread_ts") or ts
+        # The app's DM: "Checking the packs…" in the thread before the answer is worked out (where the
+        # workspace has the agent experience; elsewhere this is a no-op and the answer comes as before).
+        working = mode == "direct" and await adapter.agent.working(client, team, channel, thread_ts)
+        posted = False
         try:
-            await adapter.post(client, channel, message, thread_ts=event.get("thread_ts") or ts)
-        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:  # still failing after the retries
-            log.warning("could not answer in channel", extra={"error": web_api_failure(exc).error})
+            request = await adapter.request(
+                text=question or "/china-filing help", mode=mode, user=event.get("user"), channel=channel,
+                team=team, thread=conversation_key(event), thread_opener=event.get("thread_ts") in (None, ts),
+            )
+            reply = await adapter.ask(request)
+            if mode == "watch" and reply.kind not in ("answer", "deadline"):
+                return  # ambient messages get an answer only when the Q&A handler is confident
+            # One answer per message, even when it arrived as two events (mention + watched channel).
+            if not await adapter._store().claim_once(f"slack:answer:{channel}:{ts}", EVENT_CLAIM_TTL):
+                return
+            message = render_reply(reply, share=False, feedback=_feedback_for(reply, question))
+            try:
+                await adapter.post(client, channel, message, thread_ts=thread_ts)
+                posted = True
+            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:  # still failing after the retries
+                log.warning("could not answer in channel", extra={"error": web_api_failure(exc).error})
+        finally:
+            if working and not posted:  # a posted answer clears the status; otherwise clear it here
+                await adapter.agent.done(client, team, channel, thread_ts)
 
     async def follows_up_the_bot(event: dict, context: Any) -> bool:
         """A reply in a thread that began with a question to the bot (and that the bot answered) may be a
@@ -257,6 +271,9 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
     # ---- App Home
 
     async def on_home_opened(event: dict, context: Any, client: AsyncWebClient) -> None:
+        if event.get("tab") == "messages":  # the app's DM opened: offer the starter prompts
+            adapter.spawn(adapter.agent.suggest(client, context.team_id, event.get("channel")), name="prompts")
+            return
         if event.get("tab", "home") != "home":
             return
 
@@ -269,6 +286,7 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
                 return found.title if found is not None else topic
 
             items = await adapter.home_items(client, team, event["user"])
+            review = await adapter.review_summary(client, team, event["user"])
             view = render_home(
                 commands=_home_commands(),
                 tracked=items.tracked,
@@ -277,12 +295,23 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
                 notice=items.notice,
                 topic_title=title,
                 today=dt.datetime.now(ZoneInfo(adapter.default_timezone)).date(),
+                working_days=desk.calendar.working_days_between if desk is not None else None,
+                review=review,
             )
             await client.views_publish(user_id=event["user"], view=view)
 
         adapter.spawn(publish(), name="home")
 
     app.event("app_home_opened")(on_home_opened)
+
+    # ---- the agent experience: a conversation started in the app's DM gets the starter prompts
+
+    async def on_assistant_thread_started(event: dict, context: Any, client: AsyncWebClient) -> None:
+        thread = event.get("assistant_thread") if isinstance(event.get("assistant_thread"), dict) else {}
+        channel = thread.get("channel_id") or context.channel_id
+        adapter.spawn(adapter.agent.suggest(client, context.team_id, channel), name="prompts")
+
+    app.event("assistant_thread_started")(on_assistant_thread_started)
 
     # ---- uninstall: forget the workspace
 
@@ -346,7 +375,7 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
 
         adapter.spawn(run(), name="command-button")
 
-    async def on_feedback(ack: Any, body: dict, action: dict, respond: Any) -> None:
+    async def on_feedback(ack: Any, body: dict, action: dict, respond: Any, client: AsyncWebClient) -> None:
         await ack()
         from bot.store import Feedback
 
@@ -365,9 +394,12 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
                 await store.record_feedback(Feedback(
                     platform=PLATFORM, workspace=team_of(body), channel=channel, user=user,
                     message_ref=f"{channel}:{message_ts}" if message_ts else None, topic=ref.topic, vote=vote,
-                    question=ref.question or None,
+                    question=ref.question or None, fact=ref.fact,
                 ))
                 text = "Thanks for the feedback: it helps us improve the answers."
+                # 👎: ask why, in a modal (optional; the trigger_id is only valid for 3 s after the click).
+                if vote == "down" and message_ts and await adapter.ask_reason(client, body, channel, message_ts):
+                    return
             await respond(text=text, response_type="ephemeral", replace_original=False)
 
         adapter.spawn(record(), name="feedback")
@@ -377,4 +409,22 @@ def register_listeners(app: AsyncApp, adapter: SlackAdapter) -> None:
     app.action(ACTION_FEEDBACK_UP)(on_feedback)
     app.action(ACTION_FEEDBACK_DOWN)(on_feedback)
 
+    async def on_reason(ack: Any, body: dict) -> None:
+        submitted = read_submission(body)
+        try:
+            check_reason(submitted.reason, submitted.text)
+        except BadReasonError:  # not one of our options: a forged or stale form
+            await ack(response_action="errors", errors={BLOCK_REASON: "Please pick one of the reasons listed."})
+            return
+        await ack()  # closes the modal
+        user = (body.get("user") or {}).get("id")
+        if not submitted.channel or not submitted.message_ts or not user:
+            return
 
+        async def store_reason() -> None:
+            await adapter._store().record_feedback_reason(
+                PLATFORM, f"{submitted.channel}:{submitted.message_ts}", user, submitted.reason, submitted.text)
+
+        adapter.spawn(store_reason(), name="feedback-reason")
+
+    app.view(CALLBACK_FEEDBACK_REASON)(on_reason)

@@ -53,11 +53,10 @@ ADDRESSED = re.compile(r"<[@!][^<>]*>")
 
 
 def conversation_key(event: dict[str, Any]) -> str:
-    """The conversation a message belongs to, for follow-ups: a DM as a whole, otherwise the thread
-    (its root message's ts; a top-level message starts its own)."""
+    """The conversation a message belongs to, for follow-ups: its thread (the root message's ts; a
+    top-level message starts its own). In the app's DM too: the agent experience makes each thread one
+    conversation, and the answers have always been posted in the thread of the question."""
     channel = event.get("channel") or ""
-    if event.get("channel_type") == "im":
-        return channel
     return f"{channel}:{event.get('thread_ts') or event.get('ts')}"
 
 

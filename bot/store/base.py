@@ -20,10 +20,12 @@ from bot.store.models import (
     Feedback,
     ScheduledPost,
     StoreError,
+    UnansweredQuestion,
     _aware,
     _feedback,
     _json,
     _ts,
+    _unanswered,
     utcnow,
 )
 from bot.store.schedule import ScheduleRows
@@ -149,6 +151,7 @@ class Store(ScheduleRows, abc.ABC):
           feedback votes after a year). First: every Slack event adds a row, channel chatter included.
         * ``oauth_states``: past ``expires_at`` (10 minutes after an install began).
         * ``qa_context``: past ``expires_at`` (a conversation's context, 24 hours after its last turn).
+        * ``unanswered_questions``: past ``expires_at`` (``UNANSWERED_RETENTION_DAYS`` after being asked).
         * ``scheduled_posts`` that are done (posted, expired, failed, skipped), ``post_retention`` after
           their deadline or event.
         * ``tracked_deadlines`` ``deadline_retention`` after their due day, with their posts.
@@ -165,6 +168,8 @@ class Store(ScheduleRows, abc.ABC):
              "(SELECT state FROM oauth_states WHERE expires_at <= $1 LIMIT $2)", (now,)),
             ("qa_context", "DELETE FROM qa_context WHERE (platform, thread) IN "
              "(SELECT platform, thread FROM qa_context WHERE expires_at <= $1 LIMIT $2)", (now,)),
+            ("unanswered_questions", "DELETE FROM unanswered_questions WHERE id IN "
+             "(SELECT id FROM unanswered_questions WHERE expires_at <= $1 LIMIT $2)", (now,)),
         ]
         work += [  # one index range (status, due_at) per finished status; due_at <= expires_at always
             ("scheduled_posts", "DELETE FROM scheduled_posts WHERE id IN (SELECT id FROM scheduled_posts "
@@ -214,17 +219,68 @@ class Store(ScheduleRows, abc.ABC):
         async with self._tx() as c:
             await c.execute(
                 "INSERT INTO feedback (platform, workspace, channel, user_id, message_ref, topic, vote, question, "
-                "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "created_at, fact, reason, reason_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 fb.platform, fb.workspace, fb.channel, fb.user, fb.message_ref, fb.topic, fb.vote, fb.question,
-                _aware(fb.created_at),
+                _aware(fb.created_at), fb.fact, fb.reason, fb.reason_text,
             )
 
-    async def list_feedback(self, platform: str | None = None) -> list[Feedback]:
+    async def record_feedback_reason(
+        self, platform: str, message_ref: str, user: str | None, reason: str | None, text: str | None,
+        *, now: dt.datetime | None = None,
+    ) -> bool:
+        """Why a person's 👎 on ``message_ref`` was given (Slack's modal, Teams' card: the same call).
+
+        ``reason``/``text`` as :func:`handlers.feedback.check_reason` leaves them (an unknown reason raises
+        ``ValueError`` and changes nothing). False when that person has no 👎 on that message (nothing stored).
+        """
+        from handlers.feedback import check_reason
+
+        reason, text = check_reason(reason, text)
+        async with self._tx() as c:
+            n = await c.execute(
+                "UPDATE feedback SET reason = $4, reason_text = $5, reason_at = $6 WHERE id IN (SELECT id FROM "
+                "feedback WHERE platform = $1 AND message_ref = $2 AND user_id = $3 AND vote = 'down' "
+                "ORDER BY created_at DESC, id DESC LIMIT 1)",
+                platform, message_ref, user, reason, text, _aware(now or utcnow()),
+            )
+        return n > 0
+
+    async def list_feedback(
+        self, platform: str | None = None, *, workspace: str | None = None, since: dt.date | None = None,
+    ) -> list[Feedback]:
+        """Votes, oldest first; ``since``: from that UTC day on."""
+        start = dt.datetime.combine(since or dt.date(1970, 1, 1), dt.time(), dt.UTC)
         async with self._tx() as c:
             rows = await c.fetch(
-                "SELECT * FROM feedback WHERE ($1::text IS NULL OR platform = $1) ORDER BY created_at, id", platform,
+                "SELECT * FROM feedback WHERE ($1::text IS NULL OR platform = $1) AND "
+                "($2::text IS NULL OR workspace = $2) AND created_at >= $3 ORDER BY created_at, id",
+                platform, workspace, start,
             )
         return [_feedback(r) for r in rows]
+
+    # ---- questions answered "no answer" (handlers.feedback.record_unanswered)
+
+    async def record_unanswered(self, row: UnansweredQuestion) -> None:
+        async with self._tx() as c:
+            await c.execute(
+                "INSERT INTO unanswered_questions (platform, workspace, topic, question, language, created_at, "
+                "expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                row.platform, row.workspace, row.topic, row.question, row.language, _aware(row.created_at),
+                _aware(row.expires_at),
+            )
+
+    async def list_unanswered(
+        self, platform: str | None = None, *, workspace: str | None = None, since: dt.date | None = None,
+    ) -> list[UnansweredQuestion]:
+        """Unanswered questions still within their retention, oldest first; ``since``: from that UTC day on."""
+        start = dt.datetime.combine(since or dt.date(1970, 1, 1), dt.time(), dt.UTC)
+        async with self._tx() as c:
+            rows = await c.fetch(
+                "SELECT * FROM unanswered_questions WHERE ($1::text IS NULL OR platform = $1) AND "
+                "($2::text IS NULL OR workspace = $2) AND created_at >= $3 ORDER BY created_at, id",
+                platform, workspace, start,
+            )
+        return [_unanswered(r) for r in rows]
 
     # ---- OAuth installations and state
 
@@ -334,7 +390,7 @@ class Store(ScheduleRows, abc.ABC):
             # Posts first: they reference deadlines/subscriptions, and some may carry the workspace only.
             for table in (
                 "scheduled_posts", "tracked_deadlines", "subscriptions", "channel_settings", "conversations",
-                "installations", "feedback", "qa_context",
+                "installations", "feedback", "qa_context", "unanswered_questions",
             ):
                 await c.execute(f"DELETE FROM {table} WHERE platform = $1 AND workspace = $2", platform, workspace)
 

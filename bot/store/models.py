@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from handlers.feedback import UnansweredQuestion
+
 if TYPE_CHECKING:
     pass
 
@@ -45,6 +47,9 @@ class Feedback:
     vote: Vote
     question: str | None = None
     created_at: dt.datetime = field(default_factory=utcnow)
+    fact: str | None = None  # the fact the answer led with (handlers.feedback.fact_ref)
+    reason: str | None = None  # why not (a 👎 only): handlers.feedback.REASONS
+    reason_text: str | None = None  # the person's own words, if any
 
 
 @dataclass(frozen=True)
@@ -201,7 +206,14 @@ def _feedback(r: Mapping[str, Any]) -> Feedback:
     return Feedback(
         platform=r["platform"], workspace=r["workspace"], channel=r["channel"], user=r["user_id"],
         message_ref=r["message_ref"], topic=r["topic"], vote=r["vote"], question=r["question"],
-        created_at=_ts(r["created_at"]),
+        created_at=_ts(r["created_at"]), fact=r["fact"], reason=r["reason"], reason_text=r["reason_text"],
+    )
+
+
+def _unanswered(r: Mapping[str, Any]) -> UnansweredQuestion:
+    return UnansweredQuestion(
+        platform=r["platform"], workspace=r["workspace"], topic=r["topic"], question=r["question"],
+        language=r["language"], created_at=_ts(r["created_at"]), expires_at=_ts(r["expires_at"]),
     )
 
 

@@ -14,7 +14,7 @@ from botbuilder.schema import (
 )
 
 from bot.config import is_loopback_host
-from bot.teams.cards import FeedbackContext, fallback_text, render_card, render_notice
+from bot.teams.cards import FeedbackContext, fallback_text, render_card, render_notice, render_reason_card
 from handlers.request import Reply, Request
 
 log = logging.getLogger("chinadesk.teams")
@@ -123,6 +123,13 @@ def card_activity(reply: Reply, *, question: str | None = None) -> Activity:
 def notice_activity(text: str) -> Activity:
     activity = MessageFactory.attachment(CardFactory.adaptive_card(render_notice(text)))
     activity.summary = text
+    return activity
+
+
+def reason_activity(message_ref: str) -> Activity:
+    """The card asking why a 👎 was given (optional), tied to the answer's activity id."""
+    activity = MessageFactory.attachment(CardFactory.adaptive_card(render_reason_card(message_ref)))
+    activity.summary = "Thanks for the 👎. What was wrong?"
     return activity
 
 

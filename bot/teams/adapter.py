@@ -64,6 +64,7 @@ from bot.teams.activities import (
     is_personal,
     message_text,
     notice_activity,
+    reason_activity,
     reference_of,
     team_of,
     tenant_of,
@@ -73,6 +74,7 @@ from bot.teams.activities import (
 from bot.teams.connector import ROUTE, BotFrameworkConfig, OutgoingTokenUnavailable, _request_keys, make_adapter
 from bot.teams.delivery import TeamsDeliverer
 from bot.teams.keys import KeysUnavailable, SigningKeys
+from handlers.feedback import BadReasonError, check_reason
 from handlers.request import Action, Reply
 from handlers.router import Desk
 
@@ -95,6 +97,8 @@ WELCOME_INTRO = (
 )
 FEEDBACK_THANKS = {"up": "Thanks, glad it helped.", "down": "Thanks for telling us; we review every 👎."}
 FEEDBACK_AGAIN = "You already rated this answer; thanks."
+FEEDBACK_BAD_REASON = "Please pick one of the reasons listed."
+FEEDBACK_REASON_THANKS = "Thanks: the content editors will see why."
 FEEDBACK_CLAIM_SECONDS = 365 * 86400
 
 
@@ -184,8 +188,14 @@ class TeamsBot(ActivityHandler):
                 return FEEDBACK_AGAIN
             await self._record_feedback(turn_context.activity, data, vote)
             thanks = FEEDBACK_THANKS[vote]
-            await turn_context.send_activity(notice_activity(thanks))
+            if vote == "down" and self.store is not None and turn_context.activity.reply_to_id:
+                # Ask why (optional): the card's submit comes back as "feedback_reason" below.
+                await turn_context.send_activity(reason_activity(turn_context.activity.reply_to_id))
+            else:
+                await turn_context.send_activity(notice_activity(thanks))
             return thanks
+        if kind == "feedback_reason":
+            return await self._record_reason(turn_context, data)
         if kind == "command":
             # "text" for command buttons; "command" is the menu's Input.ChoiceSet id.
             text = data.get("text") or data.get("command") or ""
@@ -201,6 +211,22 @@ class TeamsBot(ActivityHandler):
             return True  # no message to tie the vote to: nothing to compare with
         key = f"teams:feedback:{channel_key(activity.conversation.id)}:{activity.reply_to_id}:{user_of(activity)}"
         return await self.store.claim_once(key, FEEDBACK_CLAIM_SECONDS)
+
+    async def _record_reason(self, turn_context: TurnContext, data: dict[str, Any]) -> str:
+        """The reason card's submit: stored on this person's 👎 of that answer (the platform-neutral call)."""
+        reason = data.get("reason") if isinstance(data.get("reason"), str) and data.get("reason") else None
+        comment = data.get("comment") if isinstance(data.get("comment"), str) else None
+        message = data.get("message")
+        try:
+            check_reason(reason, comment)
+        except BadReasonError:  # not one of the card's choices: a forged or stale submit
+            await turn_context.send_activity(notice_activity(FEEDBACK_BAD_REASON))
+            return FEEDBACK_BAD_REASON
+        if self.store is not None and isinstance(message, str) and message:
+            await self.store.record_feedback_reason(PLATFORM, message, user_of(turn_context.activity), reason,
+                                                    comment)
+        await turn_context.send_activity(notice_activity(FEEDBACK_REASON_THANKS))
+        return FEEDBACK_REASON_THANKS
 
     async def _record_feedback(self, activity: Activity, data: dict[str, Any], vote: str) -> None:
         if self.store is None:
@@ -218,6 +244,7 @@ class TeamsBot(ActivityHandler):
                 topic=data.get("topic") if isinstance(data.get("topic"), str) else None,
                 vote=vote,
                 question=str(question)[:2000] if question is not None else None,
+                fact=str(data["fact"])[:200] if isinstance(data.get("fact"), str) else None,
             )
         )
 

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from content.i18n import format_day, t
+from handlers.feedback import REASON_LABELS, REASON_TEXT_MAX, REASONS, feedback_fact
 from handlers.request import Reply
 from handlers.text import render_text
 
@@ -116,10 +117,14 @@ class FeedbackContext:
     kind: str
 
     def data(self, reply: Reply, vote: str) -> dict[str, Any]:
-        return {
+        out = {
             "action": "feedback", "vote": vote, "topic": reply.topic, "kind": reply.kind,
             "question": self.question[:QUESTION_MAX],
         }
+        fact = feedback_fact(reply)  # the fact the answer led with, for the editors' report
+        if fact:
+            out["fact"] = fact
+        return out
 
 
 def _marker(reply: Reply) -> str:
@@ -336,4 +341,21 @@ def render_notice(text: str) -> dict[str, Any]:
     return {
         "type": "AdaptiveCard", "$schema": CARD_SCHEMA, "version": CARD_VERSION, "fallbackText": text,
         "body": [_text(md(text))],
+    }
+
+
+def render_reason_card(message_ref: str | None) -> dict[str, Any]:
+    """After a 👎: why, optionally (the same choices as Slack's modal; the submit goes to
+    ``Store.record_feedback_reason``). ``message_ref``: the answer's activity id, carried back in the data."""
+    choices = [{"title": REASON_LABELS[r], "value": r} for r in REASONS if r != "other"]
+    return {
+        "type": "AdaptiveCard", "$schema": CARD_SCHEMA, "version": CARD_VERSION, "fallbackText": "What was wrong?",
+        "body": [
+            _text("Thanks for the 👎. If you tell us why, the content editors can put it right (optional)."),
+            {"type": "Input.ChoiceSet", "id": "reason", "style": "expanded", "isRequired": False,
+             "label": "The answer…", "choices": choices},
+            {"type": "Input.Text", "id": "comment", "isMultiline": True, "maxLength": REASON_TEXT_MAX,
+             "label": "Anything else?", "placeholder": "e.g. the fee changed in 2026"},
+        ],
+        "actions": [_submit("Send", {"action": "feedback_reason", "message": message_ref})],
     }

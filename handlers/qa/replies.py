@@ -11,6 +11,7 @@ from content.i18n import t
 from content.loader import Library
 from content.schema import SECTION_LABELS_ZH, Topic
 from handlers.cards import SourceList, caveats_for, topic_command
+from handlers.feedback import fact_ref, policy_of, record_unanswered
 from handlers.filing import deadline_reply
 from handlers.qa.confidence import ANSWER_BAR, WATCH_BAR
 from handlers.qa.context import Context, load_context, next_context, save_context
@@ -129,7 +130,7 @@ def answer_reply(library: Library, match: Match, *, today: Any, language: Langua
     lines = [_cite(sources, d.fact, d.topic, language) for d in match.docs]
     command = topic_command(topic)
     first = match.docs[0]
-    ref = f"{topic.id}#{first.section}"
+    ref = fact_ref(first.topic, first.section, first.fact)  # what a 👎 is about, for the editors' report
     labels = [_label(d, language) for d in match.docs]
     title = _title(topic, language)
     for n, d in enumerate(match.docs):
@@ -261,7 +262,10 @@ async def answer(request: Request, desk: Desk) -> Reply:
         if watch and not (followed or mentions_domain(index, match.query)):
             return no_answer(desk, request, match.confidence, language=language)
         if not match.docs or match.confidence < bar:
-            return no_answer(desk, request, match.confidence, match=match, language=language)
+            reply = no_answer(desk, request, match.confidence, match=match, language=language)
+            closest = match.docs[0].topic.id if match.docs else None
+            await record_unanswered(desk.store, request, reply, closest, policy_of(desk.settings))
+            return reply
         reply = answer_reply(desk.library, match, today=request.today(), language=language)
     section = match.docs[0].section if match.docs and reply.kind == "answer" else None
     await save_context(desk.store, request, next_context(request, reply, context, section))

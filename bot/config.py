@@ -43,6 +43,9 @@ class Settings:
     # None: Teams is off (TEAMS=off, or see bound_to); no app id: local (Emulator) mode
     teams: TeamsSettings | None = field(default_factory=lambda: TeamsSettings())
     token_keys: SecretStr | None = None  # TOKEN_ENCRYPTION_KEY: Fernet key(s), first encrypts (bot.token_cipher)
+    # WEB_CHAT: the local chat page at / (bot.web). None (unset): decided by bound_to, on for a loopback address.
+    web_chat: bool | None = None
+    web_chat_public: bool = False  # WEB_CHAT=on on a non-loopback address: served under any host name
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, socket_mode: bool | None = None) -> Settings:
@@ -57,15 +60,20 @@ class Settings:
             slack=SlackSettings.from_env(env, socket_mode=socket_mode),
             teams=TeamsSettings.from_env(env),
             token_keys=token_keys(env),
+            web_chat=web_chat_switch(env),
         )
 
     def bound_to(self, host: str) -> Settings:
         """These settings for a server listening on ``host``. Teams' local (Emulator) mode checks no token,
-        so without an app id it stays on only on a loopback address, unless ``TEAMS=local`` asks for it."""
-        teams = self.teams
-        if teams is None or not teams.local_mode or teams.local_requested or is_loopback_host(host):
-            return self
-        return dataclasses.replace(self, teams=None)
+        so without an app id it stays on only on a loopback address, unless ``TEAMS=local`` asks for it.
+        The chat page (unauthenticated too) likewise, unless ``WEB_CHAT`` says on or off."""
+        local = is_loopback_host(host)
+        web_chat = local if self.web_chat is None else self.web_chat
+        settings = dataclasses.replace(self, web_chat=web_chat, web_chat_public=web_chat and not local)
+        teams = settings.teams
+        if teams is None or not teams.local_mode or teams.local_requested or local:
+            return settings
+        return dataclasses.replace(settings, teams=None)
 
     @property
     def token_keys_value(self) -> str | None:
@@ -88,6 +96,16 @@ def token_keys(env: Mapping[str, str]) -> SecretStr | None:
             "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
         ) from None
     return value
+
+
+def web_chat_switch(env: Mapping[str, str]) -> bool | None:
+    """``WEB_CHAT``: on, off, or unset/``auto`` (None: on only when the server listens on a loopback address)."""
+    raw = env.get("WEB_CHAT", "").strip().lower()
+    if raw in ("", "auto"):
+        return None
+    if raw in _TRUE or raw in _OFF:
+        return raw in _TRUE
+    raise ConfigError(f"WEB_CHAT must be on, off or auto, not {raw!r}")
 
 
 def secret(env: Mapping[str, str], name: str) -> SecretStr | None:

@@ -54,7 +54,8 @@ def buttons(reply: Reply) -> list[dict[str, str]]:
     """The related-command buttons: the reply's own command actions, its "did you mean" suggestions and
     the commands that show more, each once."""
     lang = reply.language
-    found: list[tuple[str, str]] = [(a.label, a.value) for a in reply.actions if a.kind == "command" and a.value]
+    found: list[tuple[str, str]] = [(a.label, _same_language(a.value, reply)) for a in reply.actions
+                                    if a.kind == "command" and a.value]
     found += [(t("try_command", lang, command=s), _same_language(s, reply)) for s in reply.suggestions]
     found += [(t("open_command", lang, command=r), _same_language(r, reply)) for r in reply.related]
     out: list[dict[str, str]] = []

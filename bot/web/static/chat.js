@@ -166,7 +166,9 @@
       return;
     }
     const state = conversation();
-    show(el("p", "mine", text));
+    const mine = el("p", "mine");
+    mine.textContent = text;  // what the user typed, exactly (no code spans made of their backticks)
+    show(mine);
     setBusy(true, "Checking the packs…");
     let timezone = "";
     try { timezone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { timezone = ""; }

@@ -138,6 +138,8 @@ def setup_platforms(app: web.Application, settings: Settings, desk: Desk, store:
 
     Slack: ``POST /slack/events`` (+ OAuth routes) when SLACK_* variables are set.
     Teams: ``POST /api/messages`` via ``bot.teams.adapter.setup_teams`` (local Emulator mode without an app id).
+    The local chat page: ``GET /`` and ``POST /chat/api`` via ``bot.web.setup_web_chat`` when ``WEB_CHAT`` allows
+    (by default only on a loopback address: see ``Settings.bound_to``).
     """
     if settings.slack is not None:
         from bot.slack.adapter import setup_slack
@@ -148,6 +150,11 @@ def setup_platforms(app: web.Application, settings: Settings, desk: Desk, store:
         from bot.teams.adapter import setup_teams
 
         setup_teams(app, settings=settings, desk=desk, store=store)
+
+    if settings.web_chat:
+        from bot.web import setup_web_chat
+
+        setup_web_chat(app, desk, default_timezone=settings.default_timezone, any_host=settings.web_chat_public)
 
 
 def _scheduler_factory() -> Any:

@@ -135,6 +135,17 @@ class ServerSettings(EnvSettings):
                           "`chinadesk content check` warns about facts older than this many days",
                           expects="a whole number", ge=0)
 
+    web_chat: Literal["auto", "on", "off"] = var(
+        "WEB_CHAT", "auto",
+        "the chat page at `/` ([Try it in a browser](#try-it-in-a-browser)): `auto` on only when `serve` listens on a "
+        "loopback address, `off` never, `on` on any address (trusted networks only)", expects="on, off or auto")
+
+    @field_validator("web_chat", mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        value = _lower(value)
+        return {"1": "on", "true": "on", "yes": "on", "0": "off", "false": "off", "no": "off"}.get(value, value)
+
     @field_validator("default_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
@@ -467,6 +478,9 @@ class Settings:
     slack: SlackSettings | None = None  # None: Slack is off (no SLACK_* variables set)
     # None: Teams is off (TEAMS=off, or see bound_to); no app id: local (Emulator) mode
     teams: TeamsSettings | None = dataclasses.field(default_factory=TeamsSettings)
+    # WEB_CHAT: the local chat page at / (bot.web). None (auto): decided by bound_to, on for a loopback address.
+    web_chat: bool | None = None
+    web_chat_public: bool = False  # WEB_CHAT=on on a non-loopback address: served under any host name
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, socket_mode: bool | None = None,
@@ -477,19 +491,25 @@ class Settings:
         env = os.environ if env is None else env
         if not platforms:
             env = {k: v for k, v in env.items() if not k.startswith(("SLACK_", "MICROSOFT_APP"))}
+        server = ServerSettings.read(env)
         return cls(
-            server=ServerSettings.read(env), store=StoreSettings.read(env), logging=LoggingSettings.read(env),
+            server=server, web_chat=None if server.web_chat == "auto" else server.web_chat == "on",
+            store=StoreSettings.read(env), logging=LoggingSettings.read(env),
             scheduler=SchedulerSettings.read(env), feedback_settings=FeedbackSettings.read(env),
             slack=SlackSettings.from_env(env, socket_mode=socket_mode), teams=TeamsSettings.from_env(env),
         )
 
     def bound_to(self, host: str) -> Settings:
         """These settings for a server listening on ``host``. Teams' local (Emulator) mode checks no token,
-        so without an app id it stays on only on a loopback address, unless ``TEAMS=local`` asks for it."""
-        teams = self.teams
-        if teams is None or not teams.local_mode or teams.local_requested or is_loopback_host(host):
-            return self
-        return dataclasses.replace(self, teams=None)
+        so without an app id it stays on only on a loopback address, unless ``TEAMS=local`` asks for it.
+        The chat page (unauthenticated too) likewise, unless ``WEB_CHAT`` says on or off."""
+        local = is_loopback_host(host)
+        web_chat = local if self.web_chat is None else self.web_chat
+        settings = dataclasses.replace(self, web_chat=web_chat, web_chat_public=web_chat and not local)
+        teams = settings.teams
+        if teams is None or not teams.local_mode or teams.local_requested or local:
+            return settings
+        return dataclasses.replace(settings, teams=None)
 
     # The names the rest of the code has always used.
     @property

@@ -52,6 +52,9 @@ def startup_lines(settings: Settings, host: str, port: int) -> list[str]:
         lines.append("Slack: off (set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN, or see README 'Install in Slack')")
     if settings.teams is None:
         lines.append("Teams: off (set MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD, or see README 'Install in Teams')")
+    if settings.web_chat:
+        where = f"[{host}]" if ":" in host else host
+        lines.append(f"Chat page: http://{where}:{port}/  (try the bot in a browser; WEB_CHAT=off turns it off)")
     database = settings.database_url.split("@")[-1] if "@" in settings.database_url else settings.database_url
     lines.append(f"Database: {database}")
     return lines

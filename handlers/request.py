@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from content.i18n import Localised, render_text, t
 
-Platform = Literal["slack", "teams", "text"]
+Platform = Literal["slack", "teams", "text", "web"]  # web: the local chat page (bot/web)
 Language = Literal["en", "zh"]
 LanguageChoice = Literal["auto", "en", "zh"]
 Mode = Literal["command", "mention", "direct", "watch"]

@@ -61,14 +61,17 @@ def fixture(name: str, **changes: Any) -> dict[str, Any]:
     return data
 
 
-def texts(card: dict[str, Any]) -> list[str]:
-    """Every TextBlock text in a card, in order, containers included."""
+def texts(card: dict[str, Any], *, markdown_only: bool = False) -> list[str]:
+    """Every text block's text in a card, in order, containers included: TextBlocks (read as Markdown) and
+    RichTextBlocks (their runs joined; never read as Markdown, so left out with ``markdown_only``)."""
     out: list[str] = []
 
     def walk(items: list[dict[str, Any]]) -> None:
         for item in items:
             if item.get("type") == "TextBlock":
                 out.append(item["text"])
+            elif item.get("type") == "RichTextBlock" and not markdown_only:
+                out.append("".join(run if isinstance(run, str) else run["text"] for run in item["inlines"]))
             walk(item.get("items", []))
 
     walk(card["body"] if card.get("type") == "AdaptiveCard" else [card])
@@ -287,11 +290,13 @@ async def test_user_text_never_becomes_a_link_or_mention(teams: TeamsHarness):
     card = sent.card
     assert_valid_card(card)
     shown = "\n".join(texts(card))
-    assert "[click me](" not in shown and "\\[click me\\]" in shown
-    assert "<b>" not in shown and "\\<b\\>" in shown
+    markdown = "\n".join(texts(card, markdown_only=True))  # what a client reads as Markdown
+    assert "[click me](" not in markdown and "<b>" not in markdown and "**bold**" not in markdown
+    # Shown as typed, in text no client reads as Markdown (a RichTextBlock): no link, no bold, no escapes.
+    assert "[click me](https://evil.example/x) <b>hi</b>" in shown and "**bold**" in shown
+    assert "\\" not in shown
     assert "<at>" not in shown  # a mention of someone else is dropped, markup and all
     assert "&lt;" not in shown  # HTML entities are not Markdown: they would show literally
-    assert "**bold**" not in shown
 
 
 # --------------------------------------------------------------------------------- card actions

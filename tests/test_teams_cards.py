@@ -13,7 +13,7 @@ import pytest
 
 from bot.config import ConfigError, Settings, TeamsSettings
 from bot.teams.activities import message_text
-from bot.teams.cards import FeedbackContext, md, md_url, render_card
+from bot.teams.cards import FeedbackContext, inert, md, md_url, render_card
 from handlers import Desk
 from handlers.cards import topic_card
 from handlers.request import Reply, ReplyField
@@ -78,16 +78,28 @@ def test_feedback_buttons_carry_what_the_store_needs():
     assert "actions" not in error
 
 
-@pytest.mark.parametrize(("raw", "shown"), [
-    ("[x](https://evil.example)", "\\[x\\](https://evil.example)"),
-    ("&lt;at&gt;Boss&lt;/at&gt;", "\\<at\\>Boss\\</at\\>"),  # echo()'s entities: decoded, then escaped
-    ("**bold** _it_ `code`", "\\*\\*bold\\*\\* \\_it\\_ \\`code\\`"),
-    ("# heading\n- item\n1. first", "\\# heading\n\\- item\n1\\. first"),
-    ("a\\b", "a\\\\b"),
-    ("plain, safe text (with parens).", "plain, safe text (with parens)."),
+@pytest.mark.parametrize(("raw", "shown", "is_inert"), [
+    ("[x](https://evil.example)", "[x](https://evil.example)", False),
+    ("&lt;at&gt;Boss&lt;/at&gt;", "<at>Boss</at>", False),  # echo()'s entities decoded: cards show no HTML
+    ("**bold** _it_", "**bold** _it_", False),
+    ("Try `/china-filing help`.", "Try /china-filing help.", True),  # no card renders code marks
+    ("# heading", "# heading", False),
+    ("- item", "- item", False),
+    ("1. first", "1. first", False),
+    ("a\\b", "a\\b", False),
+    ("plain, safe text (with parens) [1]", "plain, safe text (with parens) [1]", True),
+    ("上海 2025-05-30 – 5 working days", "上海 2025-05-30 – 5 working days", True),
 ])
-def test_markdown_escaping(raw: str, shown: str):
-    assert md(raw) == shown
+def test_card_text_is_plain_and_markup_goes_where_markdown_is_not_read(raw: str, shown: str, is_inert: bool):
+    """No escapes (Teams mobile shows them): text that Markdown would change goes in a RichTextBlock."""
+    assert md(raw) == shown and inert(md(raw)) is is_inert
+    card = render_card(Reply(kind="error", title="T", text=raw))
+    assert_valid_card(card)
+    block = card["body"][1]
+    if is_inert:
+        assert block == {"type": "TextBlock", "text": shown, "wrap": True}
+    else:
+        assert block["type"] == "RichTextBlock" and block["inlines"] == [{"type": "TextRun", "text": shown}]
 
 
 def test_links_only_for_web_urls():
@@ -98,8 +110,13 @@ def test_links_only_for_web_urls():
         {"title": "Good", "url": "https://example.com/x", "published": dt.date(2025, 2, 1)},
     ])
     shown = texts(render_card(reply))
-    assert "\\[1\\] Bad \\[title\\] (2025-01-01)" in shown
-    assert "\\[2\\] [Good](https://example.com/x) (2025-02-01)" in shown
+    assert "[1] Bad [title] (2025-01-01)" in shown  # no link: not a web URL
+    assert "[2] [Good](https://example.com/x) (2025-02-01)" in shown
+    # A title cannot break out of its link: brackets become parentheses, emphasis characters go.
+    odd = render_card(Reply(kind="filing", title="T", text="", summary="S", sources=[
+        {"title": "[Update] *Big* news](https://evil.example)", "url": "https://example.com/y",
+         "published": dt.date(2025, 3, 1)}]))
+    assert "[1] [(Update) Big news)(https://evil.example)](https://example.com/y) (2025-03-01)" in texts(odd)
 
 
 def test_mentions_are_stripped_using_the_entities():

@@ -427,7 +427,8 @@ def render_reply(
         body += _source_blocks(reply)
     else:
         text = reply.text
-        if text.startswith(reply.title):  # templates repeat the title on the first line
+        # Templates repeat the title on the first line; a sentence that merely begins like it stays whole.
+        if text.startswith(reply.title) and text[len(reply.title):][:1] in ("", "\n", ":"):
             text = text[len(reply.title):].lstrip(":\n ")
         body += [_section(c) for c in split_text(escape(text), SECTION_MAX)]
         if reply.suggestions and not any(s in reply.text for s in reply.suggestions):

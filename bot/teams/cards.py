@@ -4,11 +4,15 @@ Everything here is presentation: the Reply already holds the advice. Rules this 
 
 * **Version.** Cards declare ``"version": "1.5"`` (what Teams renders for bots) and use only elements
   of that schema; the tests validate every card against the official 1.5 JSON schema.
-* **Escaping.** TextBlocks and facts interpret a Markdown subset (bold, italic, lists, ``[t](url)``
-  links), and HTML is *not* supported, so a literal ``&lt;`` would show as those four characters.
-  Every string taken from a Reply is therefore first un-escaped from the HTML entities that
-  :func:`handlers.request.echo` produced and then Markdown-escaped with backslashes: ``[x](y)`` typed
-  by a user stays text, ``<at>`` never becomes markup. Only links we build ourselves are Markdown.
+* **Text, not Markdown.** TextBlocks and facts interpret a Markdown subset (bold, italic, lists,
+  ``[t](url)`` links), and clients differ in how much: Teams mobile shows backslash escapes (``\\[1\\]``)
+  literally, and no client renders backticks. So no text here is escaped: every string taken from a
+  Reply is un-escaped from the HTML entities that :func:`handlers.request.echo` produced, loses the
+  backticks the core puts around commands (:func:`md`), and goes into a TextBlock only when it holds
+  nothing a Markdown reader could take for markup (:func:`inert`); otherwise into a RichTextBlock,
+  whose TextRuns are never read as Markdown (the schema says so). ``[x](y)`` typed by a user stays
+  text, ``<at>`` never becomes markup, "1. first" is not renumbered. Only the source links we build
+  ourselves are Markdown, with titles that cannot break out of them.
 * **Limits.** Teams rejects bot messages over ~28 KB and shows FactSet values in a narrow column, so
   short values go in a FactSet, long ones become their own TextBlocks, and very long texts are cut
   with a pointer to the command that shows the full card.
@@ -46,20 +50,25 @@ MENU_CHOICES_MAX = 100
 # Replies people can usefully rate; errors, menus and help are not advice.
 FEEDBACK_KINDS = frozenset({"filing", "deadline", "sector", "platform", "calendar", "answer", "no_answer", "reminder"})
 
-# Characters the Teams Markdown subset (CommonMark-based) could read as markup. ``(`` and ``)`` only
-# matter right after ``]``, and ``]`` is escaped; ``#`` and ``-`` only at the start of a line.
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>~|])")
-_LINE_START = re.compile(r"^(\s*)(?:([#>+\-])|(\d+)([.)]))(?=\s)", re.MULTILINE)
+# What a Markdown reader (CommonMark, or the simpler ones of mobile clients) could take for markup:
+# emphasis and code characters, backslashes, angle brackets, entities, a link's "](", a reference
+# definition, and a list, heading or quote marker at the start of a line. "[1]" alone is not markup.
+_MARKUP = re.compile(r"[*_~`\\<>]|\]\(|&#?\w+;|^\s*\[[^\]]*\]:|^\s*(?:[#>+\-]|\d+[.)])(?:\s|$)", re.MULTILINE)
+_CODE = re.compile(r"`([^`\n]+)`")
+# TextBlock properties a RichTextBlock keeps for itself, and those its TextRun takes.
+_BLOCK_PROPS = ("spacing", "separator", "horizontalAlignment", "id", "isVisible")
+_RUN_PROPS = ("weight", "size", "color", "isSubtle", "italic", "fontType")
 
 
 def md(text: str) -> str:
-    """Plain Reply text made inert for an Adaptive Card TextBlock (see the module docstring)."""
-    text = html.unescape(text)  # echo() made user text HTML-safe; cards need Markdown-safe instead
-    text = _MD_SPECIAL.sub(r"\\\1", text)
-    # Backslash escapes only work before punctuation: "\\- item", but "1\\. first" (not "\\1. first").
-    return _LINE_START.sub(
-        lambda m: m.group(1) + ("\\" + m.group(2) if m.group(2) else m.group(3) + "\\" + m.group(4)), text
-    )
+    """Reply text as a card shows it: echo()'s HTML entities decoded (cards show no HTML), and the
+    backticks around commands dropped (no card renders code; Teams mobile would show them)."""
+    return _CODE.sub(r"\1", html.unescape(text))
+
+
+def inert(text: str) -> bool:
+    """Whether ``text`` reads the same as Markdown and as plain text (then a TextBlock may show it)."""
+    return _MARKUP.search(text) is None
 
 
 def md_url(url: str) -> str | None:
@@ -69,12 +78,6 @@ def md_url(url: str) -> str | None:
         return None
     # Spaces, brackets and angle brackets would end or confuse the link; percent-encode them.
     return quote(url, safe=":/?#@!$&'*+,;=%~-._")
-
-
-def link(title: str, url: str) -> str:
-    safe = md_url(url)
-    label = md(title)
-    return f"[{label}]({safe})" if safe else label
 
 
 def shorten(text: str, limit: int, marker: str = "…") -> str:
@@ -98,7 +101,17 @@ def _day(value: dt.date | dt.datetime) -> dt.date:
 
 
 def _text(text: str, **props: Any) -> dict[str, Any]:
-    return {"type": "TextBlock", "text": text, "wrap": True, **props}
+    """Plain ``text`` (from :func:`md`) as a TextBlock, or as a RichTextBlock when Markdown would change it."""
+    if inert(text):
+        return {"type": "TextBlock", "text": text, "wrap": True, **props}
+    return _runs([(text, props)], **props)
+
+
+def _runs(parts: list[tuple[str, dict[str, Any]]], **props: Any) -> dict[str, Any]:
+    """A RichTextBlock of plain-text runs, each with its own TextRun properties (never read as Markdown)."""
+    inlines = [{"type": "TextRun", "text": text, **{k: v for k, v in run.items() if k in _RUN_PROPS}}
+               for text, run in parts if text]
+    return {"type": "RichTextBlock", "inlines": inlines, **{k: v for k, v in props.items() if k in _BLOCK_PROPS}}
 
 
 def _heading(text: str) -> dict[str, Any]:
@@ -169,7 +182,8 @@ def _fields(reply: Reply, marker: str) -> list[dict[str, Any]]:
     for field in reply.fields:
         label = md(field.label) + (f" ({t('unverified', reply.language)})" if field.unverified else "")
         value = field.value.strip()
-        if len(value) <= FACT_MAX and "\n" not in value:
+        # Fact titles and values are Markdown too: only text that reads the same goes in the FactSet.
+        if len(value) <= FACT_MAX and "\n" not in value and inert(md(value)) and inert(label):
             facts.append({"title": label, "value": md(value)})
             continue
         flush()  # keep the content's order: a long field ends the FactSet before it
@@ -209,7 +223,12 @@ def _steps(reply: Reply) -> list[dict[str, Any]]:
         if step.date is not None:
             when = " — " + md(t("by_day", lang, day=format_day(step.date, lang)))
             when += md(t("estimate_mark", lang)) if step.estimate else ""
-        body.append(_text(f"**{md(step.label)}**{when}: {md(step.text)}", spacing="small"))
+        label, rest = md(step.label), f"{when}: {md(step.text)}"
+        if inert(label) and inert(rest):
+            # Our bold, around text that reads the same as Markdown and as text.
+            body.append({"type": "TextBlock", "text": f"**{label}**{rest}", "wrap": True, "spacing": "small"})
+        else:
+            body.append(_runs([(label, {"weight": "bolder"}), (rest, {})], spacing="small"))
     return body
 
 
@@ -219,7 +238,7 @@ def _checklist(reply: Reply) -> list[dict[str, Any]]:
     if not reply.checklist:
         return []
     body = [_heading(t("next_steps", reply.language))]
-    body += [_text(md(f"{number}. {step}"), spacing="small") for number, step in enumerate(reply.checklist, start=1)]
+    body += [_text(f"{number}. {md(step)}", spacing="small") for number, step in enumerate(reply.checklist, start=1)]
     return body
 
 
@@ -229,7 +248,14 @@ def _sources(reply: Reply) -> list[dict[str, Any]]:
     body = [_heading(t("sources", reply.language))]
     for number, src in enumerate(reply.sources, start=1):
         published = src.published_label or src.published.isoformat()
-        body.append(_text(f"\\[{number}\\] {link(src.title, src.url)} ({md(published)})", spacing="small"))
+        title, url, published = md(src.title), md_url(src.url), md(published)
+        if url is not None and inert(published):
+            # "[1] [title](url) (date)": the one Markdown written here, with a title that cannot break out of it.
+            label = re.sub(r"[*_~`\\<>]", "", title.replace("[", "(").replace("]", ")")) or url
+            body.append({"type": "TextBlock", "text": f"[{number}] [{label}]({url}) ({published})",
+                         "wrap": True, "spacing": "small"})
+        else:
+            body.append(_text(f"[{number}] {title} ({published})", spacing="small"))
     return body
 
 
@@ -261,7 +287,8 @@ def _menu(reply: Reply) -> list[dict[str, Any]]:
 
 def _body_text(reply: Reply) -> str:
     text = reply.text
-    if text.startswith(reply.title):  # templates repeat the title on the first line
+    # Templates repeat the title on the first line; a sentence that merely begins like it stays whole.
+    if text.startswith(reply.title) and text[len(reply.title):][:1] in ("", "\n", ":"):
         text = text[len(reply.title):].lstrip(":\n ")
     return text
 
@@ -302,7 +329,7 @@ def fallback_text(reply: Reply) -> str:
     it could turn ``[x](https://evil)`` typed by a user into a link: a zero-width space between ``]``
     and ``(`` keeps it plain text everywhere and looks the same (our own sources are never Markdown here).
     """
-    return shorten(render_text(reply).replace("](", "]\u200b("), FALLBACK_MAX)
+    return shorten(_CODE.sub(r"\1", render_text(reply)).replace("](", "]\u200b("), FALLBACK_MAX)
 
 
 def render_card(reply: Reply, *, feedback: FeedbackContext | None = None) -> dict[str, Any]:

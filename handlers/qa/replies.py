@@ -143,8 +143,10 @@ def answer_reply(library: Library, match: Match, *, today: Any, language: Langua
         text="",
         summary=lines[0],
         topic=topic.id,
+        # The lead fact is the summary (its label is in the title); the fields are the facts that add to
+        # it, so that no card shows the first fact twice (once more under "In short").
         fields=[ReplyField(label=label, value=line, unverified=not d.fact.verified)
-                for d, label, line in zip(match.docs, labels, lines, strict=True)],
+                for d, label, line in zip(match.docs[1:], labels[1:], lines[1:], strict=True)],
         sources=sources.refs,
         caveats=caveats_for(facts, regulatory=any(d.topic.kind == "filing" for d in match.docs), today=today,
                             lang=language),

@@ -10,10 +10,11 @@ Everything here is presentation: the Reply already holds the advice. Rules this 
   characters each, context ≤10 elements, button text ≤75 and value ≤2000, ≤50 blocks a message (100 in
   a Home tab). A reply that would break one is shortened, with a pointer to the command that shows
   the full card, instead of being rejected by Slack.
-* **Validation.** Blocks are built with ``slack_sdk.models.blocks`` and serialised by :func:`to_dict`,
-  which runs the SDK's validators, so a limit we forget is a failing test rather than a Slack error.
-  (:func:`to_dict` is ``Block.to_dict()`` minus its per-call ``dir()`` scan for validators, which cost
-  two thirds of a reply's rendering: same validators, same output, checked against the SDK in tests.)
+* **Validation in the tests, not per call.** Blocks are built as the plain dicts Slack takes. The tests
+  round-trip what is rendered through ``slack_sdk.models.blocks`` (:func:`validate_blocks`: the SDK's
+  validators, so a limit we forget is a failing test rather than a Slack error) and check that every
+  rendered reply is exactly what the SDK's models would send. Building model objects and running their
+  validators on every render cost more than the rest of the rendering.
 """
 
 from __future__ import annotations
@@ -25,17 +26,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from slack_sdk.models.basic_objects import EMPTY_ALLOWED_TYPE_AND_PROPERTY_LIST, JsonObject
 from slack_sdk.models.blocks import (
-    ActionsBlock,
     Block,
-    ButtonElement,
-    ContextBlock,
-    DividerBlock,
-    HeaderBlock,
-    MarkdownTextObject,
-    PlainTextObject,
-    SectionBlock,
 )
 
 from content.i18n import format_day, t
@@ -64,65 +56,6 @@ ACTION_FEEDBACK_DOWN = "chinadesk_feedback_down"
 ACTION_IDS = (ACTION_SHARE, ACTION_COMMAND, ACTION_FEEDBACK_UP, ACTION_FEEDBACK_DOWN)
 
 _UNESCAPED_AMP = re.compile(r"&(?!(?:amp|lt|gt);)")
-
-
-_PLANS: dict[type, tuple[tuple[str, ...], tuple[str, ...]] | None] = {}
-
-
-def _plan(obj: JsonObject) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
-    """How to serialise ``type(obj)`` like ``JsonObject.to_dict``: its validators (what ``validate_json``
-    finds with ``dir()`` on every call) and its attributes in order (slack_sdk's ``attributes`` are
-    per-class constants); None when the class serialises itself differently (its own ``to_dict`` is used)."""
-    cls = type(obj)
-    if cls in _PLANS:
-        return _PLANS[cls]
-    base = all(getattr(cls, name) is getattr(JsonObject, name)
-               for name in ("to_dict", "validate_json", "get_non_null_attributes", "get_object_attribute"))
-    plan = None
-    if base and cls.__module__.startswith("slack_sdk.models."):
-        validators = tuple(name for name in dir(cls)
-                           if not name.startswith("__") and callable(getattr(cls, name, None))
-                           and hasattr(getattr(cls, name), "validator"))
-        plan = validators, tuple(sorted(obj.attributes))
-    _PLANS[cls] = plan
-    return plan
-
-
-_EMPTY_ALLOWED = {(e["type"], e["property"]) for e in EMPTY_ALLOWED_TYPE_AND_PROPERTY_LIST}
-_LEAVES = (str, int, float, bool, dict, type(None))
-
-
-def to_dict(obj: Any, *, validate: bool = False) -> Any:
-    """``obj.to_dict()`` for slack_sdk model objects, without its per-call work: ``JsonObject.to_dict``
-    scans ``dir()`` of every object for validators and runs them (Slack's length and count limits) on every
-    render. The renderer keeps to the limits by construction (``shorten``/``split_text``), so the request path
-    skips them; the tests validate what it renders against the SDK (``validate_blocks``, and a property test
-    that compares every rendered reply with the SDK's own round trip). ``validate=True`` runs them
-    (:class:`SlackObjectFormationError` on a broken limit)."""
-    if isinstance(obj, _LEAVES):
-        return obj
-    if isinstance(obj, list | tuple):
-        return [to_dict(v, validate=validate) for v in obj]
-    if not isinstance(obj, JsonObject):
-        method = getattr(obj, "to_dict", None)
-        return {k: to_dict(v, validate=validate) for k, v in method().items()} if callable(method) else obj
-    plan = _plan(obj)
-    if plan is None:
-        return {k: to_dict(v, validate=validate) for k, v in obj.to_dict().items()}
-    validators, attributes = plan
-    if validate:
-        for name in validators:
-            getattr(obj, name)()
-    kind = getattr(obj, "type", None)
-    out = {}
-    for key in attributes:
-        value = getattr(obj, key, None)
-        if value is None:
-            continue
-        if hasattr(value, "__len__") and len(value) == 0 and (kind, key) not in _EMPTY_ALLOWED:
-            continue
-        out[key] = to_dict(value, validate=validate)
-    return out
 
 
 def escape(text: str) -> str:
@@ -195,16 +128,38 @@ def split_text(text: str, limit: int) -> list[str]:
     return [c for c in chunks if c.strip()]
 
 
-def _mrkdwn(text: str) -> MarkdownTextObject:
-    return MarkdownTextObject(text=text)
+# The blocks are built as the dicts Slack takes, not as slack_sdk model objects: building those and
+# serialising them again was a third of a card's rendering. The tests check that every rendered message
+# is exactly what the SDK's models produce and accept (validate_blocks; the property test in test_fuzz).
+Json = dict[str, Any]
 
 
-def _section(text: str) -> SectionBlock:
-    return SectionBlock(text=_mrkdwn(text))
+def _mrkdwn(text: str) -> Json:
+    return {"type": "mrkdwn", "text": text}
 
 
-def _context(lines: Sequence[str]) -> ContextBlock:
-    return ContextBlock(elements=[_mrkdwn(shorten(line, SECTION_MAX)) for line in lines[:CONTEXT_ELEMENTS_MAX]])
+def _plain(text: str, *, emoji: bool | None = None) -> Json:
+    out: Json = {"type": "plain_text", "text": text}
+    if emoji is not None:
+        out["emoji"] = emoji
+    return out
+
+
+def _section(text: str) -> Json:
+    return {"type": "section", "text": _mrkdwn(text)}
+
+
+def _context(lines: Sequence[str]) -> Json:
+    return {"type": "context",
+            "elements": [_mrkdwn(shorten(line, SECTION_MAX)) for line in lines[:CONTEXT_ELEMENTS_MAX]]}
+
+
+def _header(text: str, *, emoji: bool | None = None) -> Json:
+    return {"type": "header", "text": _plain(text, emoji=emoji)}
+
+
+def _divider() -> Json:
+    return {"type": "divider"}
 
 
 # --------------------------------------------------------------------------------------- messages
@@ -263,13 +218,13 @@ def _truncation_marker(reply: Reply) -> str:
     return f"… ({t('full_card', lang, command=f'`{escape(command)}`')})" if command else f"… ({t('shortened', lang)})"
 
 
-def _field_blocks(reply: Reply, marker: str) -> list[Block]:
-    blocks: list[Block] = []
-    grid: list[MarkdownTextObject] = []
+def _field_blocks(reply: Reply, marker: str) -> list[Json]:
+    blocks: list[Json] = []
+    grid: list[Json] = []
 
     def flush() -> None:
         if grid:
-            blocks.append(SectionBlock(fields=list(grid)))
+            blocks.append({"type": "section", "fields": list(grid)})
             grid.clear()
 
     for field in reply.fields:
@@ -290,7 +245,7 @@ def _field_blocks(reply: Reply, marker: str) -> list[Block]:
     return blocks
 
 
-def _deadline_blocks(reply: Reply) -> list[Block]:
+def _deadline_blocks(reply: Reply) -> list[Json]:
     deadline = reply.deadline
     if deadline is None:
         return []
@@ -304,7 +259,7 @@ def _deadline_blocks(reply: Reply) -> list[Block]:
     return [_section(c) for c in split_text("\n".join(lines), SECTION_MAX)]
 
 
-def _step_blocks(reply: Reply) -> list[Block]:
+def _step_blocks(reply: Reply) -> list[Json]:
     if not reply.steps:
         return []
     lang = reply.language
@@ -318,7 +273,7 @@ def _step_blocks(reply: Reply) -> list[Block]:
     return [_section(c) for c in split_text("\n".join(lines), SECTION_MAX)]
 
 
-def _checklist_blocks(reply: Reply) -> list[Block]:
+def _checklist_blocks(reply: Reply) -> list[Json]:
     """"Next steps": the numbered checklist that ends a filing card."""
     if not reply.checklist:
         return []
@@ -327,7 +282,7 @@ def _checklist_blocks(reply: Reply) -> list[Block]:
     return [_section(c) for c in split_text("\n".join(lines), SECTION_MAX)]
 
 
-def _source_blocks(reply: Reply) -> list[Block]:
+def _source_blocks(reply: Reply) -> list[Json]:
     if not reply.sources:
         return []
     lines = [f"*{t('sources', reply.language)}*"]
@@ -337,7 +292,7 @@ def _source_blocks(reply: Reply) -> list[Block]:
     return [_section(c) for c in split_text("\n".join(lines), SECTION_MAX)]
 
 
-def _caveat_blocks(reply: Reply) -> list[Block]:
+def _caveat_blocks(reply: Reply) -> list[Json]:
     caveats = [f":warning: {escape(c)}" if i == 0 else escape(c) for i, c in enumerate(reply.caveats)]
     if not caveats:
         return []
@@ -346,22 +301,24 @@ def _caveat_blocks(reply: Reply) -> list[Block]:
     return [_context(caveats)]
 
 
-def _related_blocks(reply: Reply) -> list[Block]:
+def _related_blocks(reply: Reply) -> list[Json]:
     if not reply.related:
         return []
     more = t("more", reply.language)
     return [_context([f"{more}: " + " · ".join(f"`{escape(c)}`" for c in reply.related)])]
 
 
-def _button(text: str, action_id: str, value: str, *, style: str | None = None) -> ButtonElement:
-    return ButtonElement(
-        text=PlainTextObject(text=shorten(text, BUTTON_TEXT_MAX), emoji=True),
-        action_id=action_id, value=value[:BUTTON_VALUE_MAX], style=style,
-    )
+def _button(text: str, action_id: str, value: str, *, style: str | None = None) -> Json:
+    out: Json = {"type": "button", "text": _plain(shorten(text, BUTTON_TEXT_MAX), emoji=True), "action_id": action_id}
+    if value:
+        out["value"] = value[:BUTTON_VALUE_MAX]
+    if style:
+        out["style"] = style
+    return out
 
 
-def _action_blocks(reply: Reply, *, share: bool, feedback: FeedbackRef | None) -> list[Block]:
-    buttons: list[ButtonElement] = []
+def _action_blocks(reply: Reply, *, share: bool, feedback: FeedbackRef | None) -> list[Json]:
+    buttons: list[Json] = []
     commands = 0
     lang = reply.language
     labels = {"feedback_up": t("helpful", lang), "feedback_down": t("not_helpful", lang)}
@@ -379,7 +336,7 @@ def _action_blocks(reply: Reply, *, share: bool, feedback: FeedbackRef | None) -
         # The click comes back with topic and question in the value: no server-side state to look up.
         buttons.append(_button(labels["feedback_up"], ACTION_FEEDBACK_UP, feedback.value()))
         buttons.append(_button(labels["feedback_down"], ACTION_FEEDBACK_DOWN, feedback.value()))
-    return [ActionsBlock(elements=buttons[:25])] if buttons else []
+    return [{"type": "actions", "elements": buttons[:25]}] if buttons else []
 
 
 def fallback_text(reply: Reply) -> str:
@@ -407,11 +364,11 @@ def render_reply(
     click could not be tied to a question.
     """
     marker = _truncation_marker(reply)
-    head: list[Block] = [HeaderBlock(text=PlainTextObject(text=shorten(escape(reply.title), HEADER_MAX), emoji=True))]
+    head: list[Json] = [_header(shorten(escape(reply.title), HEADER_MAX), emoji=True)]
     if shared_by:
         head.append(_context([t("shared_by", reply.language, user=f"<@{escape(shared_by)}>")]))
 
-    body: list[Block] = []
+    body: list[Json] = []
     if reply.is_structured:
         if reply.summary:
             summary = escape(reply.summary)
@@ -423,7 +380,7 @@ def render_reply(
         body += _step_blocks(reply)
         body += _checklist_blocks(reply)
         if body:
-            body.append(DividerBlock())
+            body.append(_divider())
         body += _source_blocks(reply)
     else:
         text = reply.text
@@ -435,7 +392,7 @@ def render_reply(
             did_you_mean = t("did_you_mean", reply.language)
             body.append(_section(f"{did_you_mean}: " + ", ".join(f"`{escape(s)}`" for s in reply.suggestions)))
 
-    tail: list[Block] = _caveat_blocks(reply) + _related_blocks(reply)
+    tail: list[Json] = _caveat_blocks(reply) + _related_blocks(reply)
     actions = _action_blocks(reply, share=share, feedback=feedback)
 
     room = max_blocks - len(head) - len(tail) - len(actions)
@@ -443,12 +400,12 @@ def render_reply(
         # Too long for one message: keep the start of the body, then say where the rest is.
         body = [*body[: max(room - 1, 0)], _context([marker])]
     blocks = [*head, *body, *tail, *actions]
-    return SlackMessage(text=fallback_text(reply), blocks=[to_dict(b) for b in blocks])
+    return SlackMessage(text=fallback_text(reply), blocks=blocks)
 
 
 def render_notice(text: str) -> SlackMessage:
     """A one-line message of ours (not from a Reply), e.g. "invite me first"; ``text`` is mrkdwn we wrote."""
-    return SlackMessage(text=text, blocks=[to_dict(_section(shorten(text, SECTION_MAX)))])
+    return SlackMessage(text=text, blocks=[_section(shorten(text, SECTION_MAX))])
 
 
 def validate_blocks(blocks: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -495,14 +452,14 @@ def render_home(
     that "N working days left" here says what the channel reminders say; without it, no count is shown.
     ``review``: blocks for workspace admins (the feedback review summary), shown above the help line.
     """
-    blocks: list[Block] = [
-        HeaderBlock(text=PlainTextObject(text="China Desk")),
+    blocks: list[Json] = [
+        _header("China Desk"),
         _section(
             "Vetted, sourced and dated China market-entry advice: filings and their deadlines counted on "
             "China's official working-day calendar, sector briefings and Chinese platforms. "
             "Everything here is guidance, not legal advice."
         ),
-        DividerBlock(),
+        _divider(),
         _section("*What I can do*"),
     ]
     for cmd in commands:
@@ -514,7 +471,7 @@ def render_home(
         "Type `/china-filing help` for every command."
     ]))
 
-    blocks += [DividerBlock(), _section("*Tracked deadlines*")]
+    blocks += [_divider(), _section("*Tracked deadlines*")]
     if notice and reminders_available:
         blocks.append(_context([escape(notice)]))
     if not reminders_available:
@@ -565,11 +522,11 @@ def render_home(
         ]
         blocks += [_section(c) for c in split_text("\n".join(lines), SECTION_MAX)]
 
-    body = [to_dict(b) for b in blocks] + list(review)
-    tail = [to_dict(b) for b in (DividerBlock(), _context([
+    body = [*blocks, *review]
+    tail = [_divider(), _context([
         "Help: `/china-filing help` · `/china-sector help` · `/china-platform help`"
-    ]))]
+    ])]
     blocks = [*body, *tail]
     if len(blocks) > MAX_HOME_BLOCKS:
-        blocks = [*blocks[: MAX_HOME_BLOCKS - 1], to_dict(_context(["… (shortened)"]))]
+        blocks = [*blocks[: MAX_HOME_BLOCKS - 1], _context(["… (shortened)"])]
     return {"type": "home", "blocks": blocks}

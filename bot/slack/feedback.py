@@ -25,7 +25,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.slack.blockkit import SECTION_MAX, escape, shorten, to_dict
+from bot.slack.blockkit import SECTION_MAX, escape, shorten
 from handlers.feedback import REASON_LABELS, REASON_TEXT_MAX, REASONS, FeedbackReport
 
 CALLBACK_FEEDBACK_REASON = "chinadesk_feedback_reason"
@@ -68,7 +68,7 @@ def reason_modal(channel: str | None, message_ts: str | None) -> dict[str, Any]:
                 text="Only the content team sees this, with the question you asked.")]),
         ],
     )
-    return to_dict(view)
+    return view.to_dict()  # slack_sdk validates the modal: it is opened on a click, not on every request
 
 
 def read_submission(body: dict[str, Any]) -> ReasonSubmission:
@@ -131,4 +131,4 @@ def render_feedback_summary(report: FeedbackReport, days: int) -> list[dict[str,
     if lines:
         blocks.append(SectionBlock(text=MarkdownTextObject(
             text=shorten("*Not answered*\n" + "\n".join(lines), SECTION_MAX))))
-    return [to_dict(b) for b in blocks]
+    return [b.to_dict() for b in blocks]  # shown to admins on App Home opens only

@@ -14,6 +14,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -265,7 +266,10 @@ def cmd_feedback_report(args: argparse.Namespace) -> int:
 
 
 def cmd_content_check(args: argparse.Namespace) -> int:
-    stale_days = args.stale_days if args.stale_days is not None else ServerSettings.read().stale_days
+    if args.stale_days is not None:
+        stale_days = args.stale_days
+    else:  # only this variable: a bad PORT or Slack token is not the content editor's problem
+        stale_days = ServerSettings.read({"CONTENT_STALE_DAYS": os.environ.get("CONTENT_STALE_DAYS", "")}).stale_days
     report = run_content_check(args.packs, stale_days=stale_days, today=_today(args.today), strict=args.strict)
     print(report.render())
     return 0 if report.ok else 1

@@ -15,14 +15,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import bm25s
 import numpy as np
 
 from content.loader import Library
 from content.schema import SECTION_LABELS, SECTION_LABELS_ZH, Fact, Topic
 from handlers.qa.confidence import ConfidenceFeatures, calibrated
 from handlers.qa.evidence import DURATION, AlternateQuestions, year_mismatch, years
+from handlers.qa.fields import Field, bm25_field
 from handlers.qa.lexicon import Lexicon, default_lexicon
+from handlers.qa.names import DISTINCT_OTHER, NameMentions
 from handlers.qa.query import Query, QueryAnalysis
 from handlers.qa.text import Analyzer, cue_pattern, fold, has_cjk, normalise_numbers, similar, strip_chatter
 
@@ -61,43 +62,6 @@ class Doc:
     section: str
     label: str
     fact: Fact
-
-
-@dataclass
-class _Field:
-    bm25: bm25s.BM25
-    weight: float
-
-    def scores(self, concepts: Sequence[dict[str, float]], size: int) -> np.ndarray:
-        """BM25 of a question given as concepts, each a set of alternative tokens with weights.
-
-        A concept contributes its *best* form, not the sum of them: a fact that says "application",
-        "registration" and "filed" answers "filing" once, not three times (synonym groups are long).
-        """
-        out = np.zeros(size, dtype=np.float32)
-        vocab = self.bm25.vocab_dict
-        data, indices, indptr = (self.bm25.scores[k] for k in ("data", "indices", "indptr"))
-        for forms in concepts:
-            ids = [(vocab[t], w) for t, w in forms.items() if t in vocab]
-            if len(ids) == 1:
-                tid, w = ids[0]
-                sl = slice(indptr[tid], indptr[tid + 1])
-                out[indices[sl]] += w * data[sl]
-            elif ids:
-                best = np.zeros(size, dtype=np.float32)
-                for tid, w in ids:
-                    sl = slice(indptr[tid], indptr[tid + 1])
-                    idx = indices[sl]
-                    best[idx] = np.maximum(best[idx], w * data[sl])
-                out += best
-        return out
-
-
-def _bm25(corpus: list[list[str]]) -> bm25s.BM25:
-    retriever = bm25s.BM25(k1=1.2, b=0.75)
-    # bm25s needs at least one token overall; an empty field of one document is fine.
-    retriever.index(corpus if any(corpus) else [["\x00"]], show_progress=False)
-    return retriever
 
 
 @dataclass
@@ -183,15 +147,15 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             whole[ti].extend(text[di] + text_zh[di] + keywords[di] + questions[di] + section[di])
 
         self.doc_fields = {
-            "text": _Field(_bm25(text), FIELD_WEIGHTS["text"]),
-            "text_zh": _Field(_bm25(text_zh), FIELD_WEIGHTS["text_zh"]),
-            "keywords": _Field(_bm25(keywords), FIELD_WEIGHTS["keywords"]),
-            "questions": _Field(_bm25(questions), FIELD_WEIGHTS["questions"]),
-            "section": _Field(_bm25(section), FIELD_WEIGHTS["section"]),
+            "text": Field(bm25_field(text), FIELD_WEIGHTS["text"]),
+            "text_zh": Field(bm25_field(text_zh), FIELD_WEIGHTS["text_zh"]),
+            "keywords": Field(bm25_field(keywords), FIELD_WEIGHTS["keywords"]),
+            "questions": Field(bm25_field(questions), FIELD_WEIGHTS["questions"]),
+            "section": Field(bm25_field(section), FIELD_WEIGHTS["section"]),
         }
         self.topic_fields = {
-            "names": _Field(_bm25(names), FIELD_WEIGHTS["names"]),
-            "topic": _Field(_bm25(whole), FIELD_WEIGHTS["topic"]),
+            "names": Field(bm25_field(names), FIELD_WEIGHTS["names"]),
+            "topic": Field(bm25_field(whole), FIELD_WEIGHTS["topic"]),
         }
         # Token sets for coverage (confidence) and document frequencies over topics (word weight).
         self.topic_tokens = [frozenset(w) for w in whole]
@@ -199,6 +163,12 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
                            | frozenset(names[doc_topic[i]])
                            for i in range(len(self.docs))]
         self.vocab = frozenset(t for ws in whole for t in ws)
+        # What each fact is about, as editors said it (keywords, alternate questions, section), and each
+        # topic's checklist words ("Appoint a PI protection officer"): see handlers.qa.confidence.
+        self.focus_tokens = [frozenset(keywords[i] + questions[i] + section[i]) | frozenset(names[doc_topic[i]])
+                             for i in range(len(self.docs))]
+        self.step_tokens = [frozenset(an.tokens(" ; ".join(f"{s.text} {s.text_zh or ''}" for s in t.next_steps)))
+                            for t in topics]
         # Word weights count what topics *say* (facts, keywords, names), not their section labels:
         # "Review time" on every filing card does not make "time" a common word of the packs.
         said = [set(names[ti]) for ti in range(len(topics))]
@@ -241,7 +211,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
                 if has_cjk(member):
                     self.synonym_cjk.append((member, gi))
             self.group_tokens.append(frozenset(tokens))
-        self.name_phrases: dict[str, list[tuple[tuple[str, ...], int]]] = {}
+        self.name_phrases: dict[str, list[tuple[tuple[str, ...], int, str]]] = {}
         self.name_cjk: list[tuple[str, int]] = []
         for ti, topic in enumerate(topics):
             for name in [*library.names_of(topic), topic.id.replace("-", " ")]:
@@ -249,7 +219,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
                     continue  # "备案" (filing) is an alias of the ICP filing, but says no more than "filing"
                 phrase = an.phrase(name)
                 if phrase:
-                    self.name_phrases.setdefault(phrase[0], []).append((phrase, ti))
+                    self.name_phrases.setdefault(phrase[0], []).append((phrase, ti, fold(name)))
                 if has_cjk(name):
                     self.name_cjk.append((fold(name), ti))
 
@@ -319,6 +289,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             self.intent_docs[intent.name] = mask
             if any_cue is not None:
                 self._intent_cues.append((intent.name, any_cue))
+        self.names = NameMentions(library, topics, [d.fact for d in self.docs], an, lexicon)
         self.alternate_questions = AlternateQuestions(an, asked, self.idf, self.max_idf, self.question_kinds)
 
     def question_kinds(self, text: str) -> frozenset[str]:
@@ -345,13 +316,13 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         concepts = [c.forms for c in query.concepts]
         n_docs, n_topics = len(self.docs), len(self.topics)
         total = self._fact_scores(concepts)
+        inside = self.inside_named(query)
         if query.named:
             # A topic's name in the question picks the topic; the question's *other* words pick the
             # fact ("positive list" among the CBEC facts, not the summary that repeats "cross-border
             # e-commerce" most often). So those words count twice.
             names = frozenset().union(*(self.name_tokens[ti] for ti in query.named))
             residual = [c.forms for c in query.concepts if c.primary not in names]
-            inside = np.isin(self.doc_topic, np.fromiter(query.named, dtype=np.int32))
             total += RESIDUAL_WEIGHT * self._fact_scores(residual) * np.where(inside, 1.0, RESIDUAL_OUTSIDE)
         topic_total = np.zeros(n_topics, dtype=np.float32)
         for f in self.topic_fields.values():
@@ -361,8 +332,8 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         total += topic_total[self.doc_topic]
         if query.named and OUTSIDE_NAMED < 1.0:
             # The user named a topic: its facts are preferred unless another topic's fact fits much
-            # better (a named topic's aliases are often absent from its own fact texts: "DPO").
-            inside = np.isin(self.doc_topic, np.fromiter(query.named, dtype=np.int32))
+            # better (a named topic's aliases are often absent from its own fact texts: "DPO"). A fact that
+            # says the asked name in its own words counts as inside (see handlers.qa.names).
             total *= np.where(inside, 1.0, OUTSIDE_NAMED).astype(np.float32)
         if query.intents:
             # Additive: a fact that answers two of the question's intents ("when is a PIPIA required":
@@ -381,10 +352,18 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             # states no intent, of the kind the conversation was about). Not for a disputed or superseded
             # fact: it may lead only on the strength of its own words (see DISPUTED_CLEAR).
             total[found[0]] += QUESTION_MATCH_BOOST * top
+        if self.lexicon.distinct:  # "max PIPL fine": not the fact about the Cybersecurity Law's fines
+            total *= 1.0 - (1.0 - DISTINCT_OTHER) * self.names.other_things(query.text)
         asked_years = years(query.text)
         if asked_years:  # "dragon boat festival 2026": not the 2027 estimate
             total *= 1.0 - (1.0 - YEAR_MISMATCH) * year_mismatch(self.doc_years, asked_years)
         return total
+
+    def inside_named(self, query: Query) -> np.ndarray:
+        """Facts that count as inside the topics the question names (see :mod:`handlers.qa.names`)."""
+        if not query.named:
+            return np.zeros(len(self.docs), dtype=bool)
+        return self.names.inside(self.doc_topic, {ti: query.name_hits.get(ti, set()) for ti in query.named})
 
     def match(self, text: str, *, assume: Sequence[int] = (), sections: Sequence[str] = (),
               only_sections: bool = False) -> Match:
@@ -411,11 +390,12 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         ti = int(self.doc_topic[best])
         support = self._support(scores, best, ti, top)
         answer_tokens = self.doc_tokens[best].union(*(self.doc_tokens[i] for i in support))
+        steps = self.step_tokens[ti] if ti in query.named else frozenset()
         named_tokens = frozenset().union(*(self.name_tokens[t] for t in query.named))  # "618" is a name
         features = {
             "topic_coverage": self.coverage(query, self.topic_tokens[ti], best),
-            "fact_coverage": self.coverage(query, self.doc_tokens[best], best),
-            "answer_coverage": self.coverage(query, answer_tokens, best),
+            "fact_coverage": self.coverage(query, self.doc_tokens[best], best, steps),
+            "answer_coverage": self.coverage(query, answer_tokens, best, steps),
             "names_topic": float(ti in query.named),
             # The question is about another jurisdiction that the answer's facts do not mention.
             "elsewhere": float(self._elsewhere(query, answer_tokens)),
@@ -429,7 +409,9 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             # can touch pack words by accident, but rarely this vocabulary.
             "anchor": float(bool(query.named) or self._anchored(query)),
             # How much distinctive evidence the fact itself matched (IDF mass, saturating).
-            "evidence": self.evidence(query, self.doc_tokens[best]),
+            "evidence": self.evidence(query, self.doc_tokens[best], steps),
+            # "How do we X" answered by a fact that mentions X only in passing.
+            "in_passing": float(self.in_passing(query, best)),
             # How many of the question's words (not bare numbers) the answer matched, up to three: one
             # word that happens to be in the packs ("channel", "7") is not a question we can answer;
             # a number counts only as a topic's name ("618").
@@ -439,7 +421,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
                 and any(t in answer_tokens for t in c.credit)
             )) / 3,
             "cohesion": self.cohesion(query),
-            "unmatched": self.unmatched(query, answer_tokens, best),
+            "unmatched": self.unmatched(query, answer_tokens, best, steps),
             "margin": self.margin(scores, ti, top),
             "concepts": float(len(query.concepts)),
         }

@@ -112,7 +112,8 @@ def _clear_topic(match: Match | None) -> tuple[Topic | None, bool]:
     topic = match.docs[0].topic
     if match.features.get("names_topic", 0.0) < 1.0:
         return None, False
-    return topic, match.features.get("topic_coverage", 1.0) < 0.999 and match.features.get("unmatched", 0.0) > 0.3
+    missing = match.features.get("topic_coverage", 1.0) < 0.999 and match.features.get("unmatched", 0.0) > 0.3
+    return topic, missing or bool(match.features.get("in_passing"))
 
 
 def answer_reply(library: Library, match: Match, *, today: Any, language: Language = "en") -> Reply:

@@ -1,0 +1,76 @@
+"""Channel Q&A: the point asked for decides the answer (the fact that says the law asked about leads, a topic's
+own checklist words are its language, "how do we X" is not answered by a fact that mentions X in passing)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from handlers import Desk, Request, qa
+
+NOW = dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.UTC)
+
+
+async def ask(desk: Desk, text: str) -> object:
+    return await desk.handle(Request(text=text, mode="mention", now=NOW))
+
+
+@pytest.mark.parametrize("question", ["what's the max PIPL fine for a serious breach", "违反个人信息保护法最高罚多少"])
+async def test_a_question_about_one_law_gets_that_laws_fine(desk: Desk, question: str) -> None:
+    """"PIPL" also names the data-protection framework, whose own fine fact is about the Cybersecurity Law: the
+    fact that says the PIPL (on the PIPIA card) answers, with its own card's name, not another law's fine."""
+    reply = await ask(desk, question)
+    assert reply.kind == "answer", reply.text
+    assert "50 million" in reply.summary or "5000万" in reply.summary, reply.summary
+    assert "Cybersecurity Law" not in reply.summary and "网络安全法" not in reply.summary
+
+
+async def test_the_other_law_is_still_found_when_asked_by_name(desk: Desk) -> None:
+    reply = await ask(desk, "cybersecurity law fine")
+    assert reply.kind == "answer" and "Cybersecurity Law" in reply.summary, reply.text
+
+
+async def test_a_word_of_the_topics_own_checklist_is_not_a_missing_point(desk: Desk) -> None:
+    """"Appoint" is no fact's word on the officer card, but its checklist says "Appoint a personal information
+    protection officer": the question is about the card, and who must report is the answer."""
+    reply = await ask(desk, "who has to appoint a DPO and report it")
+    assert reply.kind == "answer" and reply.topic == "pi-protection-officer", reply.text
+    assert "1 million" in reply.text
+
+
+async def test_how_to_do_something_a_fact_only_mentions_is_not_answered(desk: Desk) -> None:
+    """The representative-office fact says an office must be registered "before it can ... open a bank account":
+    it does not say how to open one, so the bot says the topic is covered but this point is not."""
+    reply = await ask(desk, "how do we set up a chinese bank account for the WFOE")
+    assert reply.kind == "no_answer", reply.text
+    assert reply.text.startswith("I cover Setting up in China"), reply.text
+    assert "don't have a vetted answer on that point" in reply.text
+    assert reply.suggestions == ["/china-filing foreign-investment"]
+    assert reply.as_json()["suggestions"] == ["/china-filing foreign-investment"]
+
+
+async def test_how_to_questions_about_what_a_fact_is_about_are_answered(desk: Desk) -> None:
+    for question, expected in [("how do we register as an overseas food manufacturer with GACC", "food-import"),
+                               ("How do brands get verified on Weibo?", "weibo")]:
+        reply = await ask(desk, question)
+        assert reply.kind == "answer" and reply.topic == expected, (question, reply.text)
+
+
+def test_in_passing_is_a_confidence_feature(desk: Desk) -> None:
+    index = qa.qa_index(desk)
+    passing = index.match("how do we set up a chinese bank account for the WFOE")
+    about = index.match("should we open a rep office or a WFOE in China?")
+    assert passing.features["in_passing"] == 1.0 and passing.confidence < qa.ANSWER_BAR
+    assert about.features["in_passing"] == 0.0 and about.confidence >= qa.ANSWER_BAR
+
+
+def test_distinct_things_of_one_topic_are_read_from_the_synonyms_file(desk: Desk) -> None:
+    """content/synonyms.yaml says which names of one topic are different things; a fact about another of them
+    counts for less, whichever card it is on, and a fact naming the asked one (or none of them) does not."""
+    index = qa.qa_index(desk)
+    other = index.names.other_things("what's the max PIPL fine")
+    texts = {d.fact.text: other[i] for i, d in enumerate(index.docs)}
+    assert any(v == 1.0 and "Cybersecurity Law" in t and "PIPL" not in t for t, v in texts.items())
+    assert all(v == 0.0 for t, v in texts.items() if "PIPL" in t)
+    assert not index.names.other_things("icp filing how long").any()

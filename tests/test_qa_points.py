@@ -3,11 +3,13 @@ own checklist words are its language, "how do we X" is not answered by a fact th
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
 
 from handlers import Desk, Request, qa
+from handlers.qa.context import MemoryContexts
 
 NOW = dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.UTC)
 
@@ -74,3 +76,44 @@ def test_distinct_things_of_one_topic_are_read_from_the_synonyms_file(desk: Desk
     assert any(v == 1.0 and "Cybersecurity Law" in t and "PIPL" not in t for t, v in texts.items())
     assert all(v == 0.0 for t, v in texts.items() if "PIPL" in t)
     assert not index.names.other_things("icp filing how long").any()
+
+
+# ------------------------------------------------------------------------------------------ follow-ups
+
+
+@pytest.fixture
+def threaded(desk: Desk) -> Desk:
+    return dataclasses.replace(desk, store=MemoryContexts(), qa=qa.qa_index(desk))
+
+
+@pytest.mark.parametrize(("first", "follow", "topic", "expected"), [
+    # The thread says which topic: a short follow-up is not unsure just because its words fit other topics too.
+    ("tell me about the standard contract filing", "how long do they take to check it?", "standard-contract",
+     "15 working days"),
+    # Only the question's form and a common word: the topic's fact of that kind that fits best, not its first.
+    ("whats a PIPIA", "how long do we have to keep the report?", "pipia", "three years"),
+    # "how long does it last" asks how long something stays valid; another topic's fact saying "once" is not it.
+    ("how long does trademark registration take in china", "and once registered how long does it last",
+     "trademark", "10 years"),
+    ("抖音是什么？", "用户年龄结构怎么样", "douyin", "22.2%"),
+])
+async def test_follow_ups_stay_with_the_thread(threaded: Desk, first: str, follow: str, topic: str,
+                                                expected: str) -> None:
+    await threaded.handle(Request(text=first, thread="T", mode="mention", now=NOW))
+    reply = await threaded.handle(Request(text=follow, thread="T", mode="mention", now=NOW))
+    assert reply.kind == "answer" and reply.topic == topic, reply.text
+    assert expected in reply.summary, reply.summary
+
+
+# ------------------------------------------------------------------------------------------ Chinese
+
+
+@pytest.mark.parametrize(("question", "topic", "expected"), [
+    ("2026年国庆放假是哪几天", "public-holidays", "10月1日至7日"),  # 哪几天 asks which days, not how many
+    ("外资在增值电信企业里最多能占多少股份？", "icp-licence", "50%"),  # 股份 is ownership
+    ("海关预裁定要提前多久申请", "customs-registration", "3个月"),  # 提前多久: how far ahead
+])
+async def test_chinese_question_forms_and_words(desk: Desk, question: str, topic: str, expected: str) -> None:
+    reply = await ask(desk, question)
+    assert reply.kind == "answer" and reply.topic == topic and reply.language == "zh", reply.text
+    assert expected in reply.summary, reply.summary

@@ -43,6 +43,7 @@ YEAR_MISMATCH = 0.5  # score factor of a fact dated only by years other than the
 DISPUTED_CLEAR = 2.0
 NAME_BOOST = 0.5  # topic-level score of a topic the question names (by title or alias)
 OUTSIDE_NAMED = 0.8  # score factor for facts outside the topics a question names
+OUTSIDE_ASSUMED = 0.6  # ...or outside the topic a follow-up is about (the thread says so, more surely than a name)
 RESIDUAL_WEIGHT = 1.0  # extra fact-level weight of the question's words that are not a named topic's name
 RESIDUAL_OUTSIDE = 0.5  # ...for facts of other topics (the name may be an alias of a broader topic)
 INTENT_BOOST = 0.6  # a fact in the section the question asks for ("how long" -> review time)
@@ -73,6 +74,7 @@ class Match:
     score: float
     confidence: float
     features: dict[str, float] = field(default_factory=dict)
+    ids: list[int] = field(default_factory=list)  # the facts' positions in QAIndex.docs
 
     @property
     def topic(self) -> Topic | None:
@@ -334,7 +336,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             # The user named a topic: its facts are preferred unless another topic's fact fits much
             # better (a named topic's aliases are often absent from its own fact texts: "DPO"). A fact that
             # says the asked name in its own words counts as inside (see handlers.qa.names).
-            total *= np.where(inside, 1.0, OUTSIDE_NAMED).astype(np.float32)
+            total *= np.where(inside, 1.0, OUTSIDE_ASSUMED if query.assumed else OUTSIDE_NAMED).astype(np.float32)
         if query.intents:
             # Additive: a fact that answers two of the question's intents ("when is a PIPIA required":
             # a date, or the circumstances) beats one that answers one.
@@ -371,7 +373,8 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         when the question names none (a follow-up); ``sections``: see :meth:`scores`; ``only_sections``:
         nothing outside them ("and weibo?" after a user count asks Weibo's user count)."""
         query = self.analyse(text)
-        if assume and not query.named:
+        assumed = query.assumed = bool(assume) and not query.named
+        if assumed:
             query.named = set(assume)
         if not query.concepts:
             return Match(query, [], 0.0, 0.0, {"concepts": 0})
@@ -422,12 +425,13 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             )) / 3,
             "cohesion": self.cohesion(query),
             "unmatched": self.unmatched(query, answer_tokens, best, steps),
-            "margin": self.margin(scores, ti, top),
+            # In a follow-up the conversation says which topic: how clearly it beats the others says nothing.
+            "margin": 1.0 if assumed and ti in query.named else self.margin(scores, ti, top),
             "concepts": float(len(query.concepts)),
         }
         confidence = calibrated(features)
-        docs = [self.docs[i] for i in (best, *support)]
-        return Match(query, docs, top, confidence, features)
+        ids = [best, *support]
+        return Match(query, [self.docs[i] for i in ids], top, confidence, features, ids)
 
     def intent_match(self, query: Query, ti: int) -> Match | None:
         """A follow-up made only of a question's form ("who does it go to?", "how long?") about topic
@@ -438,7 +442,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             hits = [int(i) for i in docs if self.intent_docs[intent.name][i] and self.may_lead[i]]
             if hits:
                 return Match(query, [self.docs[hits[0]]], 1.0, INTENT_ONLY_CONFIDENCE,
-                             {"concepts": 0.0, "names_topic": 1.0, "topic_coverage": 1.0})
+                             {"concepts": 0.0, "names_topic": 1.0, "topic_coverage": 1.0}, [hits[0]])
         return None
 
     def _support(self, scores: np.ndarray, best: int, ti: int, top: float) -> list[int]:

@@ -63,6 +63,7 @@ class Query:
     intents: list[Intent]
     named: set[int]  # indexes of topics the question names
     name_hits: dict[int, set[str]] = field(default_factory=dict)  # ...and by which of their names (folded)
+    assumed: bool = False  # ``named`` is the conversation's topic, the question names none (a follow-up)
     asks: bool = False  # it is phrased as a question (question mark, question word, or a known intent)
     elsewhere: list[Place] = field(default_factory=list)  # mentions of another jurisdiction
     home: bool = False  # names China itself ("China", "PRC", "中国")

@@ -117,3 +117,23 @@ async def test_chinese_question_forms_and_words(desk: Desk, question: str, topic
     reply = await ask(desk, question)
     assert reply.kind == "answer" and reply.topic == topic and reply.language == "zh", reply.text
     assert expected in reply.summary, reply.summary
+
+
+async def test_a_question_about_one_thing_of_a_card_is_not_answered_by_another(desk: Desk) -> None:
+    """WeChat Pay, official accounts and Mini Programs are different things of the WeChat card: how to open a
+    WeChat Pay merchant account is not answered by the fact on registering an official account."""
+    reply = await ask(desk, "how do we open a wechat pay merchant account")
+    assert reply.kind == "no_answer", reply.text
+    assert reply.suggestions == ["/china-platform wechat"] and "on that point" in reply.text
+
+
+async def test_online_retail_sales_are_not_all_retail_sales(desk: Desk) -> None:
+    online = await ask(desk, "china online retail sales 2025?")
+    assert online.kind == "answer" and "15.97 trillion" in online.summary, online.text
+    total = await ask(desk, "china retail sales 2025")
+    assert total.kind == "answer" and "50.1 trillion" in total.summary, total.text
+
+
+async def test_a_phone_charger_is_a_charger_for_telecom_terminals(desk: Desk) -> None:
+    reply = await ask(desk, "do phone chargers need 3C now?")
+    assert reply.kind == "answer" and reply.topic == "ccc" and "1 August 2024" in reply.summary, reply.text

@@ -137,3 +137,10 @@ async def test_online_retail_sales_are_not_all_retail_sales(desk: Desk) -> None:
 async def test_a_phone_charger_is_a_charger_for_telecom_terminals(desk: Desk) -> None:
     reply = await ask(desk, "do phone chargers need 3C now?")
     assert reply.kind == "answer" and reply.topic == "ccc" and "1 August 2024" in reply.summary, reply.text
+
+
+async def test_a_card_that_lists_a_platform_in_passing_is_not_about_another_thing(desk: Desk) -> None:
+    """Only a card that covers the distinct things by name (Taobao and Tmall) treats a fact naming the other one
+    as about something else: the E-Commerce Law's "merchants on platforms such as Taobao" still answers Tmall."""
+    reply = await ask(desk, "does the e-commerce law apply to our Tmall store?")
+    assert reply.kind == "answer" and reply.topic == "ecommerce-law", reply.text

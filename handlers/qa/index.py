@@ -291,7 +291,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             self.intent_docs[intent.name] = mask
             if any_cue is not None:
                 self._intent_cues.append((intent.name, any_cue))
-        self.names = NameMentions(library, topics, [d.fact for d in self.docs], an, lexicon)
+        self.names = NameMentions(library, topics, [d.fact for d in self.docs], doc_topic, an, lexicon)
         self.alternate_questions = AlternateQuestions(an, asked, self.idf, self.max_idf, self.question_kinds)
 
     def question_kinds(self, text: str) -> frozenset[str]:

@@ -8,6 +8,12 @@ PIPL breach is serious...", on the PIPIA card) is about what was asked as much a
 are: it counts as inside the named topics, so the fact that answers the point leads, not the named topic's
 fact about another law ("the amended Cybersecurity Law raises the maximum fine...").
 
+Some names stand for different things that one card covers together (``distinct`` in
+``content/synonyms.yaml``: the PIPL, the Cybersecurity Law and the Data Security Law; Taobao and Tmall). A fact
+of a card that covers such things by name, naming another of them and not the one the question names, is about
+that other thing: it scores :data:`DISTINCT_OTHER` of its score. A card that only lists one of them ("merchants
+on platforms such as Taobao") is not affected.
+
 Names stand with their synonyms ("PIPL" = "个人信息保护法" = "personal information protection law", from
 ``content/synonyms.yaml``), so a Chinese question finds the English fact that says "PIPL". A topic's id and
 titles count as its names too.
@@ -34,8 +40,8 @@ DISTINCT_OTHER = 0.5  # score factor of a fact about another thing than the one 
 class NameMentions:
     """For every fact, the names (of any topic, with their synonyms) its own text, Chinese text and keywords say."""
 
-    def __init__(self, library: Library, topics: list[Topic], facts: list[Fact], analyzer: Analyzer,
-                 lexicon: Lexicon) -> None:
+    def __init__(self, library: Library, topics: list[Topic], facts: list[Fact], fact_topics: list[int],
+                 analyzer: Analyzer, lexicon: Lexicon) -> None:
         groups = [frozenset(fold(m) for m in g) for g in lexicon.synonyms]
         self.equivalents: dict[str, frozenset[str]] = {}
         candidates: set[str] = set()
@@ -61,6 +67,12 @@ class NameMentions:
                         self._thing_cjk.append((name, (ei, ki)))
                     elif analyzer.phrase(name):
                         self._thing_phrases[analyzer.phrase(name)] = (ei, ki)
+        # Which entries each topic covers by name (the data-protection card is named "pipl" and "cybersecurity
+        # law"): only a fact of such a card is about one of those things rather than mentioning it in a list.
+        entry_names = [{n for thing in entry for n in thing} for entry in lexicon.distinct]
+        covers = [{ei for ei, names in enumerate(entry_names) if names & {fold(n) for n in library.names_of(t)}}
+                  for t in topics]
+        self.fact_entries = [frozenset(covers[ti]) for ti in fact_topics]
         self.doc_says: list[frozenset[str]] = []
         self.doc_things: list[frozenset[tuple[int, int]]] = []
         for fact in facts:
@@ -76,14 +88,16 @@ class NameMentions:
                          | {k for name, k in self._thing_cjk if name in chinese})
 
     def other_things(self, text: str) -> np.ndarray:
-        """1.0 for facts that name another of the distinct things than the one ``text`` names, and not that one."""
+        """1.0 for facts of a card that covers distinct things by name and that name another of them than the
+        one ``text`` names, and not that one."""
         asked = self._things(_grams(self._analyzer.phrase(text)), fold(text))
         out = np.zeros(len(self.doc_things), dtype=np.float32)
         if not asked:
             return out
         entries = {ei for ei, _ in asked}
         for di, things in enumerate(self.doc_things):
-            if things and not (things & asked) and any(ei in entries for ei, _ in things):
+            if (things and not (things & asked)
+                    and any(ei in entries and ei in self.fact_entries[di] for ei, _ in things)):
                 out[di] = 1.0
         return out
 

@@ -15,14 +15,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import bm25s
 import numpy as np
 
 from content.loader import Library
 from content.schema import SECTION_LABELS, SECTION_LABELS_ZH, Fact, Topic
 from handlers.qa.confidence import ConfidenceFeatures, calibrated
 from handlers.qa.evidence import DURATION, AlternateQuestions, year_mismatch, years
+from handlers.qa.fields import Field, bm25_field
 from handlers.qa.lexicon import Lexicon, default_lexicon
+from handlers.qa.names import DISTINCT_OTHER, NameMentions
 from handlers.qa.query import Query, QueryAnalysis
 from handlers.qa.text import Analyzer, cue_pattern, fold, has_cjk, normalise_numbers, similar, strip_chatter
 
@@ -42,6 +43,7 @@ YEAR_MISMATCH = 0.5  # score factor of a fact dated only by years other than the
 DISPUTED_CLEAR = 2.0
 NAME_BOOST = 0.5  # topic-level score of a topic the question names (by title or alias)
 OUTSIDE_NAMED = 0.8  # score factor for facts outside the topics a question names
+OUTSIDE_ASSUMED = 0.6  # ...or outside the topic a follow-up is about (the thread says so, more surely than a name)
 RESIDUAL_WEIGHT = 1.0  # extra fact-level weight of the question's words that are not a named topic's name
 RESIDUAL_OUTSIDE = 0.5  # ...for facts of other topics (the name may be an alias of a broader topic)
 INTENT_BOOST = 0.6  # a fact in the section the question asks for ("how long" -> review time)
@@ -64,43 +66,6 @@ class Doc:
 
 
 @dataclass
-class _Field:
-    bm25: bm25s.BM25
-    weight: float
-
-    def scores(self, concepts: Sequence[dict[str, float]], size: int) -> np.ndarray:
-        """BM25 of a question given as concepts, each a set of alternative tokens with weights.
-
-        A concept contributes its *best* form, not the sum of them: a fact that says "application",
-        "registration" and "filed" answers "filing" once, not three times (synonym groups are long).
-        """
-        out = np.zeros(size, dtype=np.float32)
-        vocab = self.bm25.vocab_dict
-        data, indices, indptr = (self.bm25.scores[k] for k in ("data", "indices", "indptr"))
-        for forms in concepts:
-            ids = [(vocab[t], w) for t, w in forms.items() if t in vocab]
-            if len(ids) == 1:
-                tid, w = ids[0]
-                sl = slice(indptr[tid], indptr[tid + 1])
-                out[indices[sl]] += w * data[sl]
-            elif ids:
-                best = np.zeros(size, dtype=np.float32)
-                for tid, w in ids:
-                    sl = slice(indptr[tid], indptr[tid + 1])
-                    idx = indices[sl]
-                    best[idx] = np.maximum(best[idx], w * data[sl])
-                out += best
-        return out
-
-
-def _bm25(corpus: list[list[str]]) -> bm25s.BM25:
-    retriever = bm25s.BM25(k1=1.2, b=0.75)
-    # bm25s needs at least one token overall; an empty field of one document is fine.
-    retriever.index(corpus if any(corpus) else [["\x00"]], show_progress=False)
-    return retriever
-
-
-@dataclass
 class Match:
     """The best facts for a question, and how sure we are."""
 
@@ -109,6 +74,7 @@ class Match:
     score: float
     confidence: float
     features: dict[str, float] = field(default_factory=dict)
+    ids: list[int] = field(default_factory=list)  # the facts' positions in QAIndex.docs
 
     @property
     def topic(self) -> Topic | None:
@@ -183,15 +149,15 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             whole[ti].extend(text[di] + text_zh[di] + keywords[di] + questions[di] + section[di])
 
         self.doc_fields = {
-            "text": _Field(_bm25(text), FIELD_WEIGHTS["text"]),
-            "text_zh": _Field(_bm25(text_zh), FIELD_WEIGHTS["text_zh"]),
-            "keywords": _Field(_bm25(keywords), FIELD_WEIGHTS["keywords"]),
-            "questions": _Field(_bm25(questions), FIELD_WEIGHTS["questions"]),
-            "section": _Field(_bm25(section), FIELD_WEIGHTS["section"]),
+            "text": Field(bm25_field(text), FIELD_WEIGHTS["text"]),
+            "text_zh": Field(bm25_field(text_zh), FIELD_WEIGHTS["text_zh"]),
+            "keywords": Field(bm25_field(keywords), FIELD_WEIGHTS["keywords"]),
+            "questions": Field(bm25_field(questions), FIELD_WEIGHTS["questions"]),
+            "section": Field(bm25_field(section), FIELD_WEIGHTS["section"]),
         }
         self.topic_fields = {
-            "names": _Field(_bm25(names), FIELD_WEIGHTS["names"]),
-            "topic": _Field(_bm25(whole), FIELD_WEIGHTS["topic"]),
+            "names": Field(bm25_field(names), FIELD_WEIGHTS["names"]),
+            "topic": Field(bm25_field(whole), FIELD_WEIGHTS["topic"]),
         }
         # Token sets for coverage (confidence) and document frequencies over topics (word weight).
         self.topic_tokens = [frozenset(w) for w in whole]
@@ -199,6 +165,12 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
                            | frozenset(names[doc_topic[i]])
                            for i in range(len(self.docs))]
         self.vocab = frozenset(t for ws in whole for t in ws)
+        # What each fact is about, as editors said it (keywords, alternate questions, section), and each
+        # topic's checklist words ("Appoint a PI protection officer"): see handlers.qa.confidence.
+        self.focus_tokens = [frozenset(keywords[i] + questions[i] + section[i]) | frozenset(names[doc_topic[i]])
+                             for i in range(len(self.docs))]
+        self.step_tokens = [frozenset(an.tokens(" ; ".join(f"{s.text} {s.text_zh or ''}" for s in t.next_steps)))
+                            for t in topics]
         # Word weights count what topics *say* (facts, keywords, names), not their section labels:
         # "Review time" on every filing card does not make "time" a common word of the packs.
         said = [set(names[ti]) for ti in range(len(topics))]
@@ -241,7 +213,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
                 if has_cjk(member):
                     self.synonym_cjk.append((member, gi))
             self.group_tokens.append(frozenset(tokens))
-        self.name_phrases: dict[str, list[tuple[tuple[str, ...], int]]] = {}
+        self.name_phrases: dict[str, list[tuple[tuple[str, ...], int, str]]] = {}
         self.name_cjk: list[tuple[str, int]] = []
         for ti, topic in enumerate(topics):
             for name in [*library.names_of(topic), topic.id.replace("-", " ")]:
@@ -249,7 +221,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
                     continue  # "备案" (filing) is an alias of the ICP filing, but says no more than "filing"
                 phrase = an.phrase(name)
                 if phrase:
-                    self.name_phrases.setdefault(phrase[0], []).append((phrase, ti))
+                    self.name_phrases.setdefault(phrase[0], []).append((phrase, ti, fold(name)))
                 if has_cjk(name):
                     self.name_cjk.append((fold(name), ti))
 
@@ -319,6 +291,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             self.intent_docs[intent.name] = mask
             if any_cue is not None:
                 self._intent_cues.append((intent.name, any_cue))
+        self.names = NameMentions(library, topics, [d.fact for d in self.docs], doc_topic, an, lexicon)
         self.alternate_questions = AlternateQuestions(an, asked, self.idf, self.max_idf, self.question_kinds)
 
     def question_kinds(self, text: str) -> frozenset[str]:
@@ -345,13 +318,13 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         concepts = [c.forms for c in query.concepts]
         n_docs, n_topics = len(self.docs), len(self.topics)
         total = self._fact_scores(concepts)
+        inside = self.inside_named(query)
         if query.named:
             # A topic's name in the question picks the topic; the question's *other* words pick the
             # fact ("positive list" among the CBEC facts, not the summary that repeats "cross-border
             # e-commerce" most often). So those words count twice.
             names = frozenset().union(*(self.name_tokens[ti] for ti in query.named))
             residual = [c.forms for c in query.concepts if c.primary not in names]
-            inside = np.isin(self.doc_topic, np.fromiter(query.named, dtype=np.int32))
             total += RESIDUAL_WEIGHT * self._fact_scores(residual) * np.where(inside, 1.0, RESIDUAL_OUTSIDE)
         topic_total = np.zeros(n_topics, dtype=np.float32)
         for f in self.topic_fields.values():
@@ -361,9 +334,9 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         total += topic_total[self.doc_topic]
         if query.named and OUTSIDE_NAMED < 1.0:
             # The user named a topic: its facts are preferred unless another topic's fact fits much
-            # better (a named topic's aliases are often absent from its own fact texts: "DPO").
-            inside = np.isin(self.doc_topic, np.fromiter(query.named, dtype=np.int32))
-            total *= np.where(inside, 1.0, OUTSIDE_NAMED).astype(np.float32)
+            # better (a named topic's aliases are often absent from its own fact texts: "DPO"). A fact that
+            # says the asked name in its own words counts as inside (see handlers.qa.names).
+            total *= np.where(inside, 1.0, OUTSIDE_ASSUMED if query.assumed else OUTSIDE_NAMED).astype(np.float32)
         if query.intents:
             # Additive: a fact that answers two of the question's intents ("when is a PIPIA required":
             # a date, or the circumstances) beats one that answers one.
@@ -381,10 +354,18 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             # states no intent, of the kind the conversation was about). Not for a disputed or superseded
             # fact: it may lead only on the strength of its own words (see DISPUTED_CLEAR).
             total[found[0]] += QUESTION_MATCH_BOOST * top
+        if self.lexicon.distinct:  # "max PIPL fine": not the fact about the Cybersecurity Law's fines
+            total *= 1.0 - (1.0 - DISTINCT_OTHER) * self.names.other_things(query.text)
         asked_years = years(query.text)
         if asked_years:  # "dragon boat festival 2026": not the 2027 estimate
             total *= 1.0 - (1.0 - YEAR_MISMATCH) * year_mismatch(self.doc_years, asked_years)
         return total
+
+    def inside_named(self, query: Query) -> np.ndarray:
+        """Facts that count as inside the topics the question names (see :mod:`handlers.qa.names`)."""
+        if not query.named:
+            return np.zeros(len(self.docs), dtype=bool)
+        return self.names.inside(self.doc_topic, {ti: query.name_hits.get(ti, set()) for ti in query.named})
 
     def match(self, text: str, *, assume: Sequence[int] = (), sections: Sequence[str] = (),
               only_sections: bool = False) -> Match:
@@ -392,7 +373,8 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         when the question names none (a follow-up); ``sections``: see :meth:`scores`; ``only_sections``:
         nothing outside them ("and weibo?" after a user count asks Weibo's user count)."""
         query = self.analyse(text)
-        if assume and not query.named:
+        assumed = query.assumed = bool(assume) and not query.named
+        if assumed:
             query.named = set(assume)
         if not query.concepts:
             return Match(query, [], 0.0, 0.0, {"concepts": 0})
@@ -411,11 +393,12 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         ti = int(self.doc_topic[best])
         support = self._support(scores, best, ti, top)
         answer_tokens = self.doc_tokens[best].union(*(self.doc_tokens[i] for i in support))
+        steps = self.step_tokens[ti] if ti in query.named else frozenset()
         named_tokens = frozenset().union(*(self.name_tokens[t] for t in query.named))  # "618" is a name
         features = {
             "topic_coverage": self.coverage(query, self.topic_tokens[ti], best),
-            "fact_coverage": self.coverage(query, self.doc_tokens[best], best),
-            "answer_coverage": self.coverage(query, answer_tokens, best),
+            "fact_coverage": self.coverage(query, self.doc_tokens[best], best, steps),
+            "answer_coverage": self.coverage(query, answer_tokens, best, steps),
             "names_topic": float(ti in query.named),
             # The question is about another jurisdiction that the answer's facts do not mention.
             "elsewhere": float(self._elsewhere(query, answer_tokens)),
@@ -429,7 +412,9 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             # can touch pack words by accident, but rarely this vocabulary.
             "anchor": float(bool(query.named) or self._anchored(query)),
             # How much distinctive evidence the fact itself matched (IDF mass, saturating).
-            "evidence": self.evidence(query, self.doc_tokens[best]),
+            "evidence": self.evidence(query, self.doc_tokens[best], steps),
+            # "How do we X" answered by a fact that mentions X only in passing.
+            "in_passing": float(self.in_passing(query, best)),
             # How many of the question's words (not bare numbers) the answer matched, up to three: one
             # word that happens to be in the packs ("channel", "7") is not a question we can answer;
             # a number counts only as a topic's name ("618").
@@ -439,13 +424,14 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
                 and any(t in answer_tokens for t in c.credit)
             )) / 3,
             "cohesion": self.cohesion(query),
-            "unmatched": self.unmatched(query, answer_tokens, best),
-            "margin": self.margin(scores, ti, top),
+            "unmatched": self.unmatched(query, answer_tokens, best, steps),
+            # In a follow-up the conversation says which topic: how clearly it beats the others says nothing.
+            "margin": 1.0 if assumed and ti in query.named else self.margin(scores, ti, top),
             "concepts": float(len(query.concepts)),
         }
         confidence = calibrated(features)
-        docs = [self.docs[i] for i in (best, *support)]
-        return Match(query, docs, top, confidence, features)
+        ids = [best, *support]
+        return Match(query, [self.docs[i] for i in ids], top, confidence, features, ids)
 
     def intent_match(self, query: Query, ti: int) -> Match | None:
         """A follow-up made only of a question's form ("who does it go to?", "how long?") about topic
@@ -456,7 +442,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             hits = [int(i) for i in docs if self.intent_docs[intent.name][i] and self.may_lead[i]]
             if hits:
                 return Match(query, [self.docs[hits[0]]], 1.0, INTENT_ONLY_CONFIDENCE,
-                             {"concepts": 0.0, "names_topic": 1.0, "topic_coverage": 1.0})
+                             {"concepts": 0.0, "names_topic": 1.0, "topic_coverage": 1.0}, [hits[0]])
         return None
 
     def _support(self, scores: np.ndarray, best: int, ti: int, top: float) -> list[int]:

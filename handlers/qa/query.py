@@ -62,6 +62,8 @@ class Query:
     concepts: list[Concept]
     intents: list[Intent]
     named: set[int]  # indexes of topics the question names
+    name_hits: dict[int, set[str]] = field(default_factory=dict)  # ...and by which of their names (folded)
+    assumed: bool = False  # ``named`` is the conversation's topic, the question names none (a follow-up)
     asks: bool = False  # it is phrased as a question (question mark, question word, or a known intent)
     elsewhere: list[Place] = field(default_factory=list)  # mentions of another jurisdiction
     home: bool = False  # names China itself ("China", "PRC", "中国")
@@ -212,14 +214,15 @@ class QueryAnalysis:
                 if known:
                     c.idf = min(c.idf, min(known))
 
-        named: set[int] = set()
+        name_hits: dict[int, set[str]] = {}
         for i, token in enumerate(primaries):
-            for phrase, ti in self.name_phrases.get(token, ()):
+            for phrase, ti, key in self.name_phrases.get(token, ()):
                 if tuple(primaries[i : i + len(phrase)]) == phrase:
-                    named.add(ti)
+                    name_hits.setdefault(ti, set()).add(key)
         for name, ti in self.name_cjk:
             if name in folded:
-                named.add(ti)
+                name_hits.setdefault(ti, set()).add(name)
+        named = set(name_hits)
 
         framed = {self.analyzer.phrase(m[1]) for m in self._framed_re.finditer(folded)} if self._framed_re else set()
         identity = ({self.analyzer.phrase(m[1]) for m in self._identity_re.finditer(folded)}
@@ -254,5 +257,6 @@ class QueryAnalysis:
         first = folded.split()[0] if folded.split() else ""
         asks = bool(QUESTION_MARK.search(folded)) or bool(intents) or first in self.lexicon.question_cues
         return Query(text=folded, words=[w for u in an.units(text) for w in u], concepts=concepts,
-                     intents=intents, named=named, elsewhere=elsewhere, asks=asks, home=home, china=china)
+                     intents=intents, named=named, name_hits=name_hits, elsewhere=elsewhere, asks=asks, home=home,
+                     china=china)
 

@@ -118,7 +118,8 @@ def _clear_topic(match: Match | None) -> tuple[Topic | None, bool]:
     topic = match.docs[0].topic
     if match.features.get("names_topic", 0.0) < 1.0:
         return None, False
-    return topic, match.features.get("topic_coverage", 1.0) < 0.999 and match.features.get("unmatched", 0.0) > 0.3
+    missing = match.features.get("topic_coverage", 1.0) < 0.999 and match.features.get("unmatched", 0.0) > 0.3
+    return topic, missing or bool(match.features.get("in_passing"))
 
 
 def answer_reply(library: Library, match: Match, *, today: Any, language: Language = "en") -> Reply:
@@ -210,6 +211,12 @@ def _follow_up(index: QAIndex, question: str, context: Context | None) -> Match:
     # Only the question's form: its words are intent cues, or words nearly every topic uses ("file").
     form_only = all(c.intents or c.idf <= COMMON_WORD_IDF for c in followed.query.concepts)
     if followed.query.intents and form_only:  # "who does it go to?", "what documents?": only the kind of answer
+        # The topic's best fact for the question, when it is of a kind asked ("how long do we keep the report":
+        # the retention fact, not the first "who must" one); else the topic's first fact of the first kind.
+        lead = followed.ids[0] if followed.ids else None
+        if (lead is not None and index.docs[lead].topic.id == context.topic and followed.confidence >= ANSWER_BAR
+                and any(index.intent_docs[i.name][lead] for i in followed.query.intents)):
+            return followed
         return index.intent_match(followed.query, ti) or match
     return followed if followed.confidence >= min(match.confidence, ANSWER_BAR) else match
 

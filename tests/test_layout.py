@@ -19,7 +19,6 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import grimp
 import pytest
@@ -31,20 +30,6 @@ MAX_LINES = 600
 # none since content/calendar.py gave its data sources to content/calendar_data.py; tests/ files are
 # suites, split when they are next touched.
 LINE_RULE_EXCEPTIONS: set[str] = set()
-
-
-def lint_imports(**kwargs: Any) -> int:
-    """import-linter's ``lint_imports``, leaving logging as it found it: it calls ``logging.config.dictConfig``,
-    which disables every logger that already exists, so the tests that read log records after this file
-    (test_ops, test_secrets_at_rest, test_slack, test_teams) saw none in a full run."""
-    loggers = [lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
-    disabled = {lg: lg.disabled for lg in loggers}
-    with restored_logging():
-        try:
-            return _lint_imports(**kwargs)
-        finally:
-            for lg in [lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)]:
-                lg.disabled = disabled.get(lg, False)
 
 
 def module_cycles(graph: grimp.ImportGraph) -> list[list[str]]:

@@ -184,8 +184,15 @@ class SlackSettings:
 
 # ---------------------------------------------------------------------------------------------- Teams
 
+SDK_SETTINGS = "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__"  # the Microsoft 365 Agents SDK's names
+# The Agents SDK's setting -> the older botbuilder-era name it replaces (both accepted; see teams_env).
+TEAMS_ENV_NAMES = {"CLIENTID": "MICROSOFT_APP_ID", "CLIENTSECRET": "MICROSOFT_APP_PASSWORD",
+                   "TENANTID": "MICROSOFT_APP_TENANT_ID"}
 TEAMS_VARIABLES = ("MICROSOFT_APP_ID", "MICROSOFT_APP_PASSWORD", "MICROSOFT_APP_TYPE", "MICROSOFT_APP_TENANT_ID",
-                   "TEAMS")
+                   "TEAMS", "TEAMS_ENGINE", *(SDK_SETTINGS + n for n in (*TEAMS_ENV_NAMES, "AUTHTYPE")))
+TEAMS_ENGINES = ("agents", "botbuilder")
+# The SDK's AUTHTYPE values this bot supports -> the app type botbuilder knew them by.
+TEAMS_AUTH_TYPES = {"clientsecret": "ClientSecret", "usermanagedidentity": "UserManagedIdentity"}
 # botbuilder's ConfigurationServiceClientCredentialFactory compares these case-insensitively.
 TEAMS_APP_TYPES = {"multitenant": "MultiTenant", "singletenant": "SingleTenant", "userassignedmsi": "UserAssignedMSI"}
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -208,15 +215,45 @@ def is_guid(value: str) -> bool:
     return bool(_GUID.match(value.strip()))
 
 
+def teams_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The Teams credentials under today's botbuilder-era names, read from the Agents SDK's
+    ``CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTID/CLIENTSECRET/TENANTID/AUTHTYPE`` or the older
+    ``MICROSOFT_APP_ID/PASSWORD/TENANT_ID`` (either naming works; both naming one setting differently is an
+    error). ``AUTHTYPE=UserManagedIdentity`` stands for ``MICROSOFT_APP_TYPE=UserAssignedMSI``."""
+    out = {k: v for k, v in env.items() if k in TEAMS_VARIABLES}
+    for sdk_name, old_name in TEAMS_ENV_NAMES.items():
+        new = env.get(SDK_SETTINGS + sdk_name, "").strip()
+        old = env.get(old_name, "").strip()
+        if new and old and new != old:
+            raise ConfigError(f"{SDK_SETTINGS}{sdk_name} and {old_name} are both set, differently: keep one")
+        if new:
+            out[old_name] = new
+    raw_auth = env.get(SDK_SETTINGS + "AUTHTYPE", "").strip()
+    if raw_auth:
+        auth = TEAMS_AUTH_TYPES.get(raw_auth.lower())
+        if auth is None:
+            raise ConfigError(f"{SDK_SETTINGS}AUTHTYPE must be one of {', '.join(TEAMS_AUTH_TYPES.values())}, "
+                              f"not {raw_auth!r}")
+        if auth == "UserManagedIdentity":
+            out.setdefault("MICROSOFT_APP_TYPE", "UserAssignedMSI")
+    return out
+
+
 @dataclass(frozen=True)
 class TeamsSettings:
     """The Azure Bot registration. Without an app id the Teams endpoint runs in local (Emulator) mode."""
 
     app_id: str | None = None
     app_password: SecretStr | None = None
-    app_type: str = "MultiTenant"
+    app_type: str = "SingleTenant"  # Azure creates no new multi-tenant bots since 31 July 2025
     tenant_id: str | None = None
     local_requested: bool = False  # TEAMS=local: Emulator mode even on a public address
+    engine: str = "agents"  # TEAMS_ENGINE: the Microsoft 365 Agents SDK, or the deprecated botbuilder
+
+    @property
+    def auth_type(self) -> str:
+        """The Agents SDK's ``AUTHTYPE`` for this registration."""
+        return "UserManagedIdentity" if self.app_type == "UserAssignedMSI" else "ClientSecret"
 
     @property
     def local_mode(self) -> bool:
@@ -232,33 +269,40 @@ class TeamsSettings:
         if switch not in (*_TRUE, "local"):
             raise ConfigError(f"TEAMS must be on, off or local, not {switch!r}")
         local_requested = switch == "local"
+        engine = env.get("TEAMS_ENGINE", "").strip().lower() or "agents"
+        if engine not in TEAMS_ENGINES:
+            raise ConfigError(f"TEAMS_ENGINE must be agents or botbuilder, not {engine!r}")
+        env = teams_env(env)
         app_id = env.get("MICROSOFT_APP_ID", "").strip() or None
         password = secret(env, "MICROSOFT_APP_PASSWORD")
         tenant_id = env.get("MICROSOFT_APP_TENANT_ID", "").strip() or None
         raw_type = env.get("MICROSOFT_APP_TYPE", "").strip()
-        app_type = TEAMS_APP_TYPES.get(raw_type.lower() or "multitenant")
+        app_type = TEAMS_APP_TYPES.get(raw_type.lower() or "singletenant")
         if app_type is None:
             raise ConfigError(
                 f"MICROSOFT_APP_TYPE must be one of {', '.join(TEAMS_APP_TYPES.values())}, not {raw_type!r}"
             )
         if app_id is None:
             extra = [n for n in ("MICROSOFT_APP_PASSWORD", "MICROSOFT_APP_TENANT_ID") if env.get(n, "").strip()]
-            if extra or app_type != "MultiTenant":
+            if extra or raw_type:
                 named = ", ".join(extra) or "MICROSOFT_APP_TYPE"
                 raise ConfigError(
-                    f"Teams is partly configured ({named} set): MICROSOFT_APP_ID is missing "
-                    "(the Azure Bot's Microsoft App ID)"
+                    f"Teams is partly configured ({named} set): {SDK_SETTINGS}CLIENTID (or MICROSOFT_APP_ID) is "
+                    "missing (the Azure Bot's Microsoft App ID)"
                 )
-            return cls(local_requested=local_requested)
+            return cls(local_requested=local_requested, engine=engine)
         if local_requested:
             raise ConfigError("TEAMS=local runs the Emulator endpoint without token checks, but MICROSOFT_APP_ID is "
                               "set: unset one of them")
         if not is_guid(app_id):
             raise ConfigError(f"MICROSOFT_APP_ID must be a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), not {app_id!r}")
         if app_type != "UserAssignedMSI" and password is None:
-            raise ConfigError(f"MICROSOFT_APP_PASSWORD is missing: a {app_type} bot needs its client secret")
+            raise ConfigError(f"{SDK_SETTINGS}CLIENTSECRET (or MICROSOFT_APP_PASSWORD) is missing: a {app_type} "
+                              "bot needs its client secret")
         if app_type != "MultiTenant" and tenant_id is None:
-            raise ConfigError(f"MICROSOFT_APP_TENANT_ID is missing: a {app_type} bot needs its tenant id")
+            raise ConfigError(
+                f"{SDK_SETTINGS}TENANTID (or MICROSOFT_APP_TENANT_ID) is missing: a {app_type} bot needs its "
+                "tenant id (a bot registered as multi-tenant before 31 July 2025: MICROSOFT_APP_TYPE=MultiTenant)")
         if tenant_id is not None and not is_guid(tenant_id):
             raise ConfigError(f"MICROSOFT_APP_TENANT_ID must be a GUID, not {tenant_id!r}")
-        return cls(app_id=app_id, app_password=password, app_type=app_type, tenant_id=tenant_id)
+        return cls(app_id=app_id, app_password=password, app_type=app_type, tenant_id=tenant_id, engine=engine)

@@ -70,6 +70,7 @@ from bot.teams.activities import (
     to_request,
     user_of,
 )
+from bot.teams.common import TEAMS_KEY
 from bot.teams.connector import ROUTE, BotFrameworkConfig, OutgoingTokenUnavailable, _request_keys, make_adapter
 from bot.teams.delivery import TeamsDeliverer
 from bot.teams.keys import KeysUnavailable, SigningKeys
@@ -368,7 +369,6 @@ class TeamsEndpoint:
 
 # ---------------------------------------------------------------------------------------- wiring
 
-TEAMS_KEY: web.AppKey[TeamsEndpoint] = web.AppKey("chinadesk.teams", TeamsEndpoint)
 
 
 def setup_teams(
@@ -397,6 +397,7 @@ def setup_teams(
     app.router.add_post(ROUTE, endpoint.handle)
     app.cleanup_ctx.append(endpoint.keep_keys)
     app[TEAMS_KEY] = endpoint
+    endpoint.engine = "botbuilder"  # type: ignore[attr-defined]
     return endpoint
 
 

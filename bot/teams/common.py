@@ -18,8 +18,10 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
+from aiohttp import web
+
 from bot.config import is_loopback_host
-from bot.render.adaptive import FeedbackContext, fallback_text, render_card, render_notice
+from bot.teams.cards import FeedbackContext, fallback_text, render_card, render_notice
 from handlers.request import Action, Reply, Request
 from handlers.router import Desk
 
@@ -47,6 +49,9 @@ WELCOME_INTRO = (
 )
 FEEDBACK_THANKS = {"up": "Thanks, glad it helped.", "down": "Thanks for telling us; we review every 👎."}
 FEEDBACK_AGAIN = "You already rated this answer; thanks."
+
+# The Teams endpoint of an app (either engine's: tests and operators reach its deliverer and keys through it).
+TEAMS_KEY: web.AppKey[Any] = web.AppKey("chinadesk.teams", object)
 
 Payload = dict[str, Any]
 Send = Callable[[Payload], Awaitable[Any]]

@@ -123,18 +123,39 @@ def test_mentions_are_stripped_using_the_entities():
     assert message_text(activity("")) == ""
 
 
+APP = "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b"
+TENANT = "9c4e2b7a-1d3f-4a5b-8c6d-7e8f9a0b1c2d"
+SDK = "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__"
+
+
 def test_teams_settings_local_mode_and_partial_configuration():
     assert TeamsSettings.from_env({}).local_mode
-    full = TeamsSettings.from_env({"MICROSOFT_APP_ID": "3F1A7C2E-5B8D-4E6F-9A0B-1C2D3E4F5A6B",
-                                   "MICROSOFT_APP_PASSWORD": "s3cret"})
-    assert not full.local_mode and full.app_type == "MultiTenant"
-    assert "s3cret" not in repr(full)
-    single = TeamsSettings.from_env({
-        "MICROSOFT_APP_ID": "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b", "MICROSOFT_APP_PASSWORD": "x",
-        "MICROSOFT_APP_TYPE": "singletenant", "MICROSOFT_APP_TENANT_ID": "9c4e2b7a-1d3f-4a5b-8c6d-7e8f9a0b1c2d",
-    })
-    assert single.app_type == "SingleTenant"
+    # Single-tenant by default (Azure creates no new multi-tenant bots since 31 July 2025).
+    single = TeamsSettings.from_env({"MICROSOFT_APP_ID": APP.upper(), "MICROSOFT_APP_PASSWORD": "s3cret",
+                                     "MICROSOFT_APP_TENANT_ID": TENANT})
+    assert not single.local_mode and single.app_type == "SingleTenant" and single.tenant_id == TENANT
+    assert "s3cret" not in repr(single)
+    legacy = TeamsSettings.from_env({"MICROSOFT_APP_ID": APP, "MICROSOFT_APP_PASSWORD": "x",
+                                     "MICROSOFT_APP_TYPE": "multitenant"})
+    assert legacy.app_type == "MultiTenant"
     assert Settings.from_env({}).teams.local_mode
+    assert Settings.from_env({}).teams.engine == "agents"
+
+
+def test_the_agents_sdk_names_configure_teams_and_the_old_names_still_work():
+    sdk = TeamsSettings.from_env({f"{SDK}CLIENTID": APP, f"{SDK}CLIENTSECRET": "s3cret", f"{SDK}TENANTID": TENANT})
+    old = TeamsSettings.from_env({"MICROSOFT_APP_ID": APP, "MICROSOFT_APP_PASSWORD": "s3cret",
+                                  "MICROSOFT_APP_TENANT_ID": TENANT})
+    assert (sdk.app_id, sdk.tenant_id, sdk.app_type, sdk.auth_type) == (APP, TENANT, "SingleTenant", "ClientSecret")
+    assert sdk == old
+    msi = TeamsSettings.from_env({f"{SDK}CLIENTID": APP, f"{SDK}TENANTID": TENANT,
+                                  f"{SDK}AUTHTYPE": "UserManagedIdentity"})
+    assert (msi.app_type, msi.auth_type, msi.app_password) == ("UserAssignedMSI", "UserManagedIdentity", None)
+    # The same setting under both names, differently: refused, naming both.
+    with pytest.raises(ConfigError, match=f"{SDK}CLIENTID and MICROSOFT_APP_ID"):
+        TeamsSettings.from_env({f"{SDK}CLIENTID": APP, "MICROSOFT_APP_ID": "0b5d7f9a-2c4e-4f6a-8b0d-1e3f5a7c9e2b",
+                                "MICROSOFT_APP_PASSWORD": "x", "MICROSOFT_APP_TENANT_ID": TENANT})
+    assert TeamsSettings.from_env({"TEAMS_ENGINE": "botbuilder"}).engine == "botbuilder"
 
 
 @pytest.mark.parametrize(("env", "named"), [
@@ -146,6 +167,13 @@ def test_teams_settings_local_mode_and_partial_configuration():
       "MICROSOFT_APP_TYPE": "SingleTenant"}, "MICROSOFT_APP_TENANT_ID"),
     ({"MICROSOFT_APP_ID": "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b", "MICROSOFT_APP_PASSWORD": "x",
       "MICROSOFT_APP_TYPE": "Bogus"}, "MICROSOFT_APP_TYPE"),
+    # Single-tenant by default: without a tenant id the message names the SDK's variable.
+    ({"MICROSOFT_APP_ID": "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b", "MICROSOFT_APP_PASSWORD": "x"},
+     "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__TENANTID"),
+    ({"CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTID": "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b"},
+     "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTSECRET"),
+    ({"CONNECTIONS__SERVICE_CONNECTION__SETTINGS__AUTHTYPE": "Certificate"}, "AUTHTYPE"),
+    ({"TEAMS_ENGINE": "bot-framework"}, "TEAMS_ENGINE"),
 ])
 def test_partly_configured_teams_names_the_variable(env: dict[str, str], named: str):
     with pytest.raises(ConfigError, match=named):

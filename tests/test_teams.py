@@ -450,6 +450,25 @@ async def test_proactive_post_through_a_stored_reference(teams: TeamsHarness):
     assert_valid_card(sent.card)
 
 
+async def test_a_reference_stored_by_botbuilder_still_carries_reminders(teams: TeamsHarness):
+    """Rows written before the move to the Agents SDK (botbuilder 4.17's ``ConversationReference.serialize()``:
+    ``bot``, ``user``, no ``activityId``) post through whichever engine runs now."""
+    stored = {"user": {"id": "29:1kXbz3mJ2pQ8vN5wR7tY0uI4oA6sD9fG", "name": "Alex Chen", "aadObjectId": USER_AAD},
+              "bot": {"id": f"28:{APP_ID}", "name": "China Desk"},
+              "conversation": {"isGroup": True, "conversationType": "channel", "id": CHANNEL_ID},
+              "channelId": "msteams", "locale": "en-GB", "serviceUrl": teams.connector.url}
+    await teams.store.save_conversation("teams", CHANNEL_ID, TENANT, stored)
+    ref = await teams.endpoint.deliverer.deliver_reply(CHANNEL_ID, Reply(kind="reminder", title="Due soon", text="x"))
+    (sent,) = teams.connector.sent
+    assert sent.path == f"/v3/conversations/{CHANNEL_ID}/activities" and ref.startswith("sent-")
+    assert sent.body["from"]["id"] == f"28:{APP_ID}" and sent.card["body"][0]["text"] == "Due soon"
+    # A message in the channel refreshes the row (the Agents SDK's JSON has the same shape).
+    await teams.say("channel_mention.json")
+    refreshed = await teams.store.get_conversation("teams", CHANNEL_ID)
+    assert refreshed["bot"]["id"] == f"28:{APP_ID}" and refreshed["conversation"]["id"] == CHANNEL_ID
+    assert "activityId" not in refreshed and "requestId" not in refreshed
+
+
 async def test_proactive_post_without_reference_is_a_permanent_failure(teams: TeamsHarness):
     with pytest.raises(DeliveryError) as info:
         await teams.endpoint.deliverer.deliver_reply(

@@ -14,6 +14,7 @@ checks nothing fails here too.
 
 from __future__ import annotations
 
+import logging
 import sys
 import textwrap
 from pathlib import Path
@@ -99,6 +100,16 @@ def toy_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 # ------------------------------------------------------------------------------ the real tree
+
+
+@pytest.fixture(autouse=True)
+def _loggers_stay_enabled():
+    """import-linter configures logging with ``dictConfig``, which disables every logger that exists
+    already (``chinadesk.*`` included): later tests that read the logs would see nothing."""
+    yield
+    for logger in logging.root.manager.loggerDict.values():
+        if isinstance(logger, logging.Logger):
+            logger.disabled = False
 
 
 def test_the_import_contracts_in_pyproject_hold(monkeypatch: pytest.MonkeyPatch):

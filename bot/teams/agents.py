@@ -66,11 +66,11 @@ from bot.teams.common import (
     card_action_data,
     card_payload,
     classify_failure,
-    clean_text,
     execute_action_data,
     includes_bot,
     invoke_message_body,
     is_loopback_url,
+    message_text,
     no_reference,
     parse_retry_after,
 )
@@ -166,9 +166,8 @@ def build_agent(teams_desk: TeamsDesk, *, app_id: str = "") -> AgentApplication[
         if data is not None:  # a click on a card action this app has no handler for: the help card
             await teams_desk.card_action(activity, data, sender(context))
             return
-        text = TurnContext.remove_recipient_mention(activity) if activity.text else ""
-        recipient = activity.recipient.name if activity.recipient else None
-        await teams_desk.answer(activity, clean_text(text or "", recipient), sender(context))
+        await teams_desk.answer(activity, message_text(activity, TurnContext.remove_recipient_mention),
+                                sender(context))
 
     @app.conversation_update("membersAdded")
     async def on_members_added(context: TurnContext, _state: TurnState) -> None:

@@ -112,12 +112,23 @@ def is_personal(activity: Any) -> bool:
 _AT_TAG = re.compile(r"<at>(.*?)</at>", re.IGNORECASE | re.DOTALL)
 
 
-def clean_text(text: str, recipient_name: str | None) -> str:
-    """What someone typed, once the SDK has removed the bot's mention (by its entity): any ``<at>...</at>``
-    left over (a colleague mentioned in the same message, or a client that sent no entity for the bot)
-    goes too, since an address is not part of a question or a command."""
-    if recipient_name:
-        text = re.sub(rf"^\s*<at>\s*{re.escape(recipient_name)}\s*</at>", "", text, flags=re.IGNORECASE)
+def message_text(activity: Any, remove_mention: Callable[[Any], str | None]) -> str:
+    """The text someone typed, without the bot's @mention.
+
+    ``remove_mention`` is the SDK's ``TurnContext.remove_recipient_mention``: it uses the activity's mention
+    entities (so a renamed bot is still removed). Any other ``<at>Name</at>`` left over (a colleague
+    mentioned in the same message, or a client that sent no entity) goes too: an address is not part of
+    a question or a command.
+    """
+    if not getattr(activity, "text", None):
+        return ""
+    try:
+        text = remove_mention(activity) or ""
+    except (KeyError, TypeError, AttributeError, ValueError, re.error):  # a malformed entity: fall back below
+        text = activity.text
+    recipient = getattr(getattr(activity, "recipient", None), "name", None)
+    if recipient:  # no entity for the bot (some clients): drop a leading <at>BotName</at> all the same
+        text = re.sub(rf"^\s*<at>\s*{re.escape(recipient)}\s*</at>", "", text, flags=re.IGNORECASE)
     return " ".join(_AT_TAG.sub(" ", text).split())
 
 

@@ -120,6 +120,7 @@ def test_mentions_are_stripped_using_the_entities(engine: str):
         pytest.importorskip("botbuilder.core", reason="the botbuilder engine needs pip install -e '.[botbuilder]'")
         from botbuilder.schema import Activity
 
+        from bot.teams.activities import message_text as strip
 
         def activity(text: str, entities: list | None = None) -> Any:
             return Activity().deserialize({**payload, "text": text, "entities": entities or []})

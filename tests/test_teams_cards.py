@@ -79,14 +79,16 @@ def test_feedback_buttons_carry_what_the_store_needs():
 
 
 @pytest.mark.parametrize(("raw", "shown"), [
-    ("[x](https://evil.example)", "\\[x\\](https://evil.example)"),
-    ("&lt;at&gt;Boss&lt;/at&gt;", "\\<at\\>Boss\\</at\\>"),  # echo()'s entities: decoded, then escaped
-    ("**bold** _it_ `code`", "\\*\\*bold\\*\\* \\_it\\_ \\`code\\`"),
-    ("# heading\n- item\n1. first", "\\# heading\n\\- item\n1\\. first"),
-    ("a\\b", "a\\\\b"),
+    ("[x](https://evil.example)", "[x]\u200b(https://evil.example)"),  # looks the same, is no link
+    ("[x] (https://evil.example)", "[x]\u200b(https://evil.example)"),
+    ("&lt;at&gt;Boss&lt;/at&gt;", "<at>Boss</at>"),  # echo()'s entities decoded: a card shows tags as text
+    ("**bold** _it_ `code`", "\u2217\u2217bold\u2217\u2217 _it_ code"),
+    ("# heading\n- item\n  * sub\n1. first", "# heading\n• item\n  • sub\n1. first"),
+    ("a\\b", "a\\b"),
     ("plain, safe text (with parens).", "plain, safe text (with parens)."),
 ])
-def test_markdown_escaping(raw: str, shown: str):
+def test_text_is_made_inert_without_backslash_escapes(raw: str, shown: str):
+    """Teams mobile shows backslash escapes and backticks literally: user text is made inert otherwise."""
     assert md(raw) == shown
 
 
@@ -98,8 +100,11 @@ def test_links_only_for_web_urls():
         {"title": "Good", "url": "https://example.com/x", "published": dt.date(2025, 2, 1)},
     ])
     shown = texts(render_card(reply))
-    assert "\\[1\\] Bad \\[title\\] (2025-01-01)" in shown
-    assert "\\[2\\] [Good](https://example.com/x) (2025-02-01)" in shown
+    assert "[1] Bad [title] (2025-01-01)" in shown
+    assert "[2] [Good](https://example.com/x) (2025-02-01)" in shown
+    odd = render_card(Reply(kind="filing", title="T", text="", summary="S", sources=[
+        {"title": "A [b] c]", "url": "https://example.com/y", "published": dt.date(2025, 2, 1)}]))
+    assert "[1] [A (b) c)](https://example.com/y) (2025-02-01)" in texts(odd)
 
 
 @pytest.mark.parametrize("engine", ["agents", "botbuilder"])
@@ -192,3 +197,22 @@ def test_the_agents_sdk_names_configure_teams_and_the_old_names_still_work():
 def test_partly_configured_teams_names_the_variable(env: dict[str, str], named: str):
     with pytest.raises(ConfigError, match=named):
         Settings.from_env(env)
+
+
+async def test_no_card_shows_escapes_backticks_or_a_split_sentence(desk: Desk):
+    """Cards as a new user first sees them (issue 15 item 4): no backslash escapes or backticks anywhere,
+    and the no-answer card's sentence is whole in its heading, not split across heading and text."""
+    from handlers import Request
+
+    asked = ["help", "china-filing", "china-sector", "china-platform", "china-filing facial-recognition",
+             "china-sector cosmetics-and-personal-care", "china-platform xiaohongshu",
+             "filing facial-recognition from 2025-09-20", "how do we sell on xiaohongshu?",
+             "what is the airspeed velocity of an unladen swallow?"]
+    for text in asked:
+        reply = await desk.handle(Request(text=text, platform="teams", now=dt.datetime(2025, 9, 22, 2, tzinfo=dt.UTC)))
+        card = render_card(reply)
+        shown = texts(card)
+        assert not [t for t in shown if "\\" in t or "`" in t], (text, [t for t in shown if "\\" in t or "`" in t])
+        if reply.kind == "no_answer":
+            assert shown[0] == "I don't have a vetted answer to that, and I'd rather say so than guess."
+            assert not shown[1].startswith(",")

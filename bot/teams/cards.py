@@ -4,11 +4,14 @@ Everything here is presentation: the Reply already holds the advice. Rules this 
 
 * **Version.** Cards declare ``"version": "1.5"`` (what Teams renders for bots) and use only elements
   of that schema; the tests validate every card against the official 1.5 JSON schema.
-* **Escaping.** TextBlocks and facts interpret a Markdown subset (bold, italic, lists, ``[t](url)``
-  links), and HTML is *not* supported, so a literal ``&lt;`` would show as those four characters.
-  Every string taken from a Reply is therefore first un-escaped from the HTML entities that
-  :func:`handlers.request.echo` produced and then Markdown-escaped with backslashes: ``[x](y)`` typed
-  by a user stays text, ``<at>`` never becomes markup. Only links we build ourselves are Markdown.
+* **Inert text, no escapes.** TextBlocks and facts interpret a Markdown subset (bold, italic, lists,
+  ``[t](url)`` links) and no HTML, and Teams mobile shows backslash escapes (``\\[1\\]``, ``\\-``) and
+  backticks literally. So every string taken from a Reply is un-escaped from the HTML entities that
+  :func:`handlers.request.echo` produced (``&lt;`` would show as four characters) and then made inert
+  without backslashes: ``](`` gets a zero-width space (``[x](y)`` typed by a user stays text and looks
+  the same), ``*`` becomes the look-alike ``∗`` (no bold or italic from user text), backticks (code spans,
+  which cards do not render) go, and a line's leading ``-`` bullet becomes ``•``. ``<at>`` and other
+  tags are plain text in a card. Only links we build ourselves are Markdown.
 * **Limits.** Teams rejects bot messages over ~28 KB and shows FactSet values in a narrow column, so
   short values go in a FactSet, long ones become their own TextBlocks, and very long texts are cut
   with a pointer to the command that shows the full card.
@@ -45,20 +48,17 @@ MENU_CHOICES_MAX = 100
 # Replies people can usefully rate; errors, menus and help are not advice.
 FEEDBACK_KINDS = frozenset({"filing", "deadline", "sector", "platform", "calendar", "answer", "no_answer", "reminder"})
 
-# Characters the Teams Markdown subset (CommonMark-based) could read as markup. ``(`` and ``)`` only
-# matter right after ``]``, and ``]`` is escaped; ``#`` and ``-`` only at the start of a line.
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>~|])")
-_LINE_START = re.compile(r"^(\s*)(?:([#>+\-])|(\d+)([.)]))(?=\s)", re.MULTILINE)
+# What could turn Reply text into markup in a card, and its inert stand-in (see the module docstring).
+_LINK_OPEN = re.compile(r"\]\s*\(")
+_BULLET = re.compile(r"^(\s*)[-+*](?=\s)", re.MULTILINE)
 
 
 def md(text: str) -> str:
     """Plain Reply text made inert for an Adaptive Card TextBlock (see the module docstring)."""
     text = html.unescape(text)  # echo() made user text HTML-safe; cards need Markdown-safe instead
-    text = _MD_SPECIAL.sub(r"\\\1", text)
-    # Backslash escapes only work before punctuation: "\\- item", but "1\\. first" (not "\\1. first").
-    return _LINE_START.sub(
-        lambda m: m.group(1) + ("\\" + m.group(2) if m.group(2) else m.group(3) + "\\" + m.group(4)), text
-    )
+    text = _BULLET.sub(r"\1•", text)
+    text = text.replace("`", "").replace("*", "\u2217")
+    return _LINK_OPEN.sub("]\u200b(", text)
 
 
 def md_url(url: str) -> str | None:
@@ -72,12 +72,14 @@ def md_url(url: str) -> str | None:
 
 def link(title: str, url: str) -> str:
     safe = md_url(url)
-    label = md(title)
-    return f"[{label}]({safe})" if safe else label
+    if not safe:
+        return md(title)
+    label = md(title).replace("[", "(").replace("]", ")")  # a bracket would end the link text early
+    return f"[{label}]({safe})"
 
 
 def shorten(text: str, limit: int, marker: str = "…") -> str:
-    """Cut at a line or word break near ``limit`` (marker included); never mid-escape."""
+    """Cut at a line or word break near ``limit`` (marker included)."""
     if len(text) <= limit:
         return text
     room = max(limit - len(marker), 0)
@@ -87,8 +89,6 @@ def shorten(text: str, limit: int, marker: str = "…") -> str:
         if at >= room * 0.6:
             cut = cut[:at]
             break
-    while cut.endswith("\\"):  # a dangling backslash would escape the marker
-        cut = cut[:-1]
     return cut.rstrip() + marker
 
 
@@ -224,7 +224,7 @@ def _sources(reply: Reply) -> list[dict[str, Any]]:
     body = [_heading(t("sources", reply.language))]
     for number, src in enumerate(reply.sources, start=1):
         published = src.published_label or src.published.isoformat()
-        body.append(_text(f"\\[{number}\\] {link(src.title, src.url)} ({md(published)})", spacing="small"))
+        body.append(_text(f"[{number}] {link(src.title, src.url)} ({md(published)})", spacing="small"))
     return body
 
 
@@ -254,11 +254,19 @@ def _menu(reply: Reply) -> list[dict[str, Any]]:
     }]
 
 
-def _body_text(reply: Reply) -> str:
+def _title_and_body(reply: Reply) -> tuple[str, str]:
+    """The heading and the text under it. Templates repeat the title on the text's first line: as a label
+    (``Title:`` or the title alone) it goes; when the line goes on with the sentence (``I don't have a
+    vetted answer to that, and I'd rather say so than guess.``) the whole line is the heading, so that
+    no sentence is split between the heading and the block under it."""
     text = reply.text
-    if text.startswith(reply.title):  # templates repeat the title on the first line
-        text = text[len(reply.title):].lstrip(":\n ")
-    return text
+    if not text.startswith(reply.title):
+        return reply.title, text
+    first, _, rest = text.partition("\n")
+    after = first[len(reply.title):]
+    if after.strip() and not after.lstrip().startswith(":"):
+        return first.strip(), rest.lstrip("\n ")
+    return reply.title, text[len(reply.title):].lstrip(":\n ")
 
 
 def _actions(reply: Reply, feedback: FeedbackContext | None) -> list[dict[str, Any]]:
@@ -303,8 +311,9 @@ def fallback_text(reply: Reply) -> str:
 def render_card(reply: Reply, *, feedback: FeedbackContext | None = None) -> dict[str, Any]:
     """A Reply as an Adaptive Card 1.5 (a plain dict, ready for ``CardFactory.adaptive_card``)."""
     marker = _marker(reply)
+    title, text = (reply.title, "") if reply.is_structured else _title_and_body(reply)
     body: list[dict[str, Any]] = [
-        _text(shorten(md(reply.title), TITLE_MAX), weight="bolder", size="medium", style="heading"),
+        _text(shorten(md(title), TITLE_MAX), weight="bolder", size="medium", style="heading"),
     ]
     if reply.is_structured:
         if reply.summary:
@@ -315,7 +324,7 @@ def render_card(reply: Reply, *, feedback: FeedbackContext | None = None) -> dic
         body += _checklist(reply)
         body += _sources(reply)
     else:
-        body += _lines(_body_text(reply), TEXT_MAX, marker)
+        body += _lines(text, TEXT_MAX, marker)
         body += _menu(reply)
     body += _caveats(reply)
     card: dict[str, Any] = {

@@ -323,7 +323,7 @@ async def test_user_text_never_becomes_a_link_or_mention(teams: TeamsHarness):
     assert_valid_card(card)
     shown = "\n".join(texts(card))
     assert "[click me](" not in shown and "[click me]\u200b(https://evil.example/x)" in shown  # no link
-    assert "<b>hi</b>" in shown  # cards render no HTML: the tag is plain text
+    assert "<b>" not in shown and "<\u200bb>hi<\u200b/b>" in shown  # looks the same, is no markup
     assert "<at>" not in shown  # a mention of someone else is dropped, markup and all
     assert "&lt;" not in shown  # HTML entities are not Markdown: they would show literally
     assert "**bold**" not in shown and "\u2217\u2217bold\u2217\u2217" in shown

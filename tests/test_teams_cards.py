@@ -81,7 +81,7 @@ def test_feedback_buttons_carry_what_the_store_needs():
 @pytest.mark.parametrize(("raw", "shown"), [
     ("[x](https://evil.example)", "[x]\u200b(https://evil.example)"),  # looks the same, is no link
     ("[x] (https://evil.example)", "[x]\u200b(https://evil.example)"),
-    ("&lt;at&gt;Boss&lt;/at&gt;", "<at>Boss</at>"),  # echo()'s entities decoded: a card shows tags as text
+    ("&lt;at&gt;Boss&lt;/at&gt;", "<\u200bat>Boss<\u200b/at>"),  # echo()'s entities decoded; never a mention
     ("**bold** _it_ `code`", "\u2217\u2217bold\u2217\u2217 _it_ code"),
     ("# heading\n- item\n  * sub\n1. first", "# heading\n• item\n  • sub\n1. first"),
     ("a\\b", "a\\b"),

@@ -10,8 +10,9 @@ Everything here is presentation: the Reply already holds the advice. Rules this 
   :func:`handlers.request.echo` produced (``&lt;`` would show as four characters) and then made inert
   without backslashes: ``](`` gets a zero-width space (``[x](y)`` typed by a user stays text and looks
   the same), ``*`` becomes the look-alike ``∗`` (no bold or italic from user text), backticks (code spans,
-  which cards do not render) go, and a line's leading ``-`` bullet becomes ``•``. ``<at>`` and other
-  tags are plain text in a card. Only links we build ourselves are Markdown.
+  which cards do not render) go, a line's leading ``-`` bullet becomes ``•``, and ``<`` is followed by a
+  zero-width space, so that ``<at>`` typed by someone can never be read as a mention. Only links we
+  build ourselves are Markdown.
 * **Limits.** Teams rejects bot messages over ~28 KB and shows FactSet values in a narrow column, so
   short values go in a FactSet, long ones become their own TextBlocks, and very long texts are cut
   with a pointer to the command that shows the full card.
@@ -57,7 +58,7 @@ def md(text: str) -> str:
     """Plain Reply text made inert for an Adaptive Card TextBlock (see the module docstring)."""
     text = html.unescape(text)  # echo() made user text HTML-safe; cards need Markdown-safe instead
     text = _BULLET.sub(r"\1•", text)
-    text = text.replace("`", "").replace("*", "\u2217")
+    text = text.replace("`", "").replace("*", "\u2217").replace("<", "<\u200b")  # (no <at> tag, ever)
     return _LINK_OPEN.sub("]\u200b(", text)
 
 

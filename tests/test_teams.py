@@ -655,6 +655,11 @@ async def test_with_an_app_id_a_valid_token_is_accepted(secured: TeamsHarness):
     (sent,) = secured.connector.sent
     assert sent.card["body"][0]["text"].startswith("Facial recognition technology application")
     assert sent.authorization == f"Bearer {LOGIN_TOKEN}"  # the reply carries the bot's own token
+    # So does a proactive post (a reminder) through the reference that message stored.
+    personal = fixture("personal_message.json")["conversation"]["id"]
+    await secured.endpoint.deliverer.deliver_reply(personal, Reply(kind="reminder", title="Due soon", text="x"))
+    assert secured.connector.sent[-1].authorization == f"Bearer {LOGIN_TOKEN}"
+    assert secured.connector.sent[-1].path == f"/v3/conversations/{personal}/activities"
 
 
 async def test_a_reply_never_blocks_the_server_while_microsofts_login_service_hangs(

@@ -79,6 +79,8 @@ from handlers.request import Reply
 from handlers.router import Desk
 
 log = logging.getLogger("chinadesk.teams")
+# The SDK's decorator keeps the caller's claims under a plain string key; aiohttp would warn on every request.
+warnings.filterwarnings("ignore", category=web.NotAppKeyWarning, module=r"microsoft_agents\.")
 
 BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
 
@@ -268,8 +270,10 @@ class AgentsDeliverer(Deliverer):
                 return
             sent.append(response.id if response and response.id else "")
 
-        identity = ClaimsIdentity({}, False) if self.settings.local_mode else ClaimsIdentity(
-            {"aud": self.settings.app_id, "appid": self.settings.app_id}, True)
+        # The bot's own identity for the outgoing turn (the adapter's create_claims_identity, which the
+        # SDK's continue_conversation uses too); anonymous in local mode.
+        identity = ClaimsIdentity() if self.settings.local_mode else self.adapter.create_claims_identity(
+            self.settings.app_id or "")
         try:
             await self.adapter.continue_conversation_with_claims(
                 identity, reference.get_continuation_activity(), callback,

@@ -63,8 +63,8 @@ def test_the_checklist_in_chinese_slack_and_teams(fixture_desk: Desk):
     assert_valid_card(teams)
     shown = texts(teams)
     heading = shown.index("Next steps")
-    assert shown[heading + 1] == "1\\. Prepare the product dossier and the test report."
-    assert shown[heading + 4] == "4\\. Keep the filing number on record for inspections."
+    assert shown[heading + 1] == "1. Prepare the product dossier and the test report."  # no escapes (item 4)
+    assert shown[heading + 4] == "4. Keep the filing number on record for inspections."
 
 
 # ------------------------------------------------------------------------------------------- links

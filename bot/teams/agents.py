@@ -80,6 +80,9 @@ from handlers.router import Desk
 
 log = logging.getLogger("chinadesk.teams")
 # The SDK's decorator keeps the caller's claims under a plain string key; aiohttp would warn on every request.
+# The Activity model logs every payload it cannot read with a traceback; the endpoint refuses those itself
+# (400, one short line), so a malformed request never costs a traceback in the logs (issue 11).
+logging.getLogger("microsoft_agents.activity.activity").setLevel(logging.CRITICAL)
 warnings.filterwarnings("ignore", category=web.NotAppKeyWarning, module=r"microsoft_agents\.")
 
 BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
@@ -350,6 +353,9 @@ class AgentsEndpoint:
         if activity.conversation is None or not activity.conversation.id or not activity.service_url:
             # The Bot Framework always sends both; without them no reply could be addressed.
             return web.json_response({"error": "activity has no conversation or serviceUrl"}, status=400)
+        if activity.from_property is None or not activity.from_property.id:
+            # Always sent too; the SDK's turn state cannot load without it (the turn would fail inside).
+            return web.json_response({"error": "activity has no sender (from.id)"}, status=400)
 
         if self.settings.local_mode:
             if not is_loopback_url(activity.service_url):

@@ -137,7 +137,7 @@ def setup_platforms(app: web.Application, settings: Settings, desk: Desk, store:
     """PLATFORM SETUPS: each platform adds its routes here, switched on by its own settings.
 
     Slack: ``POST /slack/events`` (+ OAuth routes) when SLACK_* variables are set.
-    Teams: ``POST /api/messages`` via ``bot.teams.adapter.setup_teams`` (local Emulator mode without an app id).
+    Teams: ``POST /api/messages`` via ``bot.teams.engine.setup_teams`` (local Emulator mode without an app id).
     The local chat page: ``GET /`` and ``POST /chat/api`` via ``bot.web.setup_web_chat`` when ``WEB_CHAT`` allows
     (by default only on a loopback address: see ``Settings.bound_to``).
     """
@@ -147,7 +147,7 @@ def setup_platforms(app: web.Application, settings: Settings, desk: Desk, store:
         app[SLACK_KEY] = setup_slack(app, settings.slack, default_timezone=settings.default_timezone)
 
     if getattr(settings, "teams", None) is not None:
-        from bot.teams.adapter import setup_teams
+        from bot.teams.engine import setup_teams
 
         setup_teams(app, settings=settings, desk=desk, store=store)
 

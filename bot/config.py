@@ -14,7 +14,6 @@ import dataclasses
 import ipaddress
 import os
 import re
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -342,8 +341,14 @@ class SlackSettings(EnvSettings):
 
 # ---------------------------------------------------------------------------------------------- Teams
 
+SDK_SETTINGS = "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__"  # the Microsoft 365 Agents SDK's names
+# The Agents SDK's setting -> the older botbuilder-era name it replaces (both accepted; see teams_env).
+TEAMS_ENV_NAMES = {"CLIENTID": "MICROSOFT_APP_ID", "CLIENTSECRET": "MICROSOFT_APP_PASSWORD",
+                   "TENANTID": "MICROSOFT_APP_TENANT_ID"}
 TEAMS_VARIABLES = ("MICROSOFT_APP_ID", "MICROSOFT_APP_PASSWORD", "MICROSOFT_APP_TYPE", "MICROSOFT_APP_TENANT_ID",
-                   "TEAMS")
+                   "TEAMS", "TEAMS_ENGINE", *(SDK_SETTINGS + n for n in (*TEAMS_ENV_NAMES, "AUTHTYPE")))
+# The SDK's AUTHTYPE values this bot supports -> the app type botbuilder knew them by.
+TEAMS_AUTH_TYPES = {"clientsecret": "ClientSecret", "usermanagedidentity": "UserManagedIdentity"}
 # botbuilder's ConfigurationServiceClientCredentialFactory compares these case-insensitively.
 TEAMS_APP_TYPES = {"multitenant": "MultiTenant", "singletenant": "SingleTenant", "userassignedmsi": "UserAssignedMSI"}
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -366,18 +371,50 @@ def is_guid(value: str) -> bool:
     return bool(_GUID.match(value.strip()))
 
 
+def teams_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The Teams credentials under today's botbuilder-era names, read from the Agents SDK's
+    ``CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTID/CLIENTSECRET/TENANTID/AUTHTYPE`` or the older
+    ``MICROSOFT_APP_ID/PASSWORD/TENANT_ID`` (either naming works; both naming one setting differently is an
+    error). ``AUTHTYPE=UserManagedIdentity`` stands for ``MICROSOFT_APP_TYPE=UserAssignedMSI``."""
+    out = {k: v for k, v in env.items() if k in TEAMS_VARIABLES}
+    for sdk_name, old_name in TEAMS_ENV_NAMES.items():
+        new = env.get(SDK_SETTINGS + sdk_name, "").strip()
+        old = env.get(old_name, "").strip()
+        if new and old and new != old:
+            raise ConfigError(f"{SDK_SETTINGS}{sdk_name} and {old_name} are both set, differently: keep one")
+        if new:
+            out[old_name] = new
+    raw_auth = env.get(SDK_SETTINGS + "AUTHTYPE", "").strip()
+    if raw_auth:
+        auth = TEAMS_AUTH_TYPES.get(raw_auth.lower())
+        if auth is None:
+            raise ConfigError(f"{SDK_SETTINGS}AUTHTYPE must be one of {', '.join(TEAMS_AUTH_TYPES.values())}, "
+                              f"not {raw_auth!r}")
+        if auth == "UserManagedIdentity":
+            out.setdefault("MICROSOFT_APP_TYPE", "UserAssignedMSI")
+    return out
+
+
 class TeamsSettings(EnvSettings):
     """The Azure Bot registration. Without an app id the Teams endpoint runs in local (Emulator) mode."""
 
     app_id: str | None = var(
-        "MICROSOFT_APP_ID", None, "the Azure Bot's app id (a GUID); unset: no token checks, loopback replies only",
+        "MICROSOFT_APP_ID", None, "the Azure Bot's app id (a GUID); unset: no token checks, loopback replies only. "
+        "The Agents SDK's name `CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTID` is read too",
         shown="unset (local Emulator mode)")
     app_password: SecretStr | None = var(
-        "MICROSOFT_APP_PASSWORD", None, "its client secret (required with an app id, except `UserAssignedMSI`)",
-        secret=True)
-    app_type: str = var("MICROSOFT_APP_TYPE", "MultiTenant", "`MultiTenant`, `SingleTenant` or `UserAssignedMSI`")
+        "MICROSOFT_APP_PASSWORD", None, "its client secret (required with an app id, except `UserAssignedMSI`); "
+        "or `CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTSECRET`", secret=True)
+    app_type: str = var(
+        "MICROSOFT_APP_TYPE", "SingleTenant", "`SingleTenant` (Azure creates no new multi-tenant bots since 31 July "
+        "2025), `MultiTenant` (older registrations) or `UserAssignedMSI` (or "
+        "`CONNECTIONS__SERVICE_CONNECTION__SETTINGS__AUTHTYPE=UserManagedIdentity`)")
     tenant_id: str | None = var(
-        "MICROSOFT_APP_TENANT_ID", None, "tenant id, required for `SingleTenant` and `UserAssignedMSI`")
+        "MICROSOFT_APP_TENANT_ID", None, "tenant id, required for `SingleTenant` and `UserAssignedMSI`; or "
+        "`CONNECTIONS__SERVICE_CONNECTION__SETTINGS__TENANTID`")
+    engine: Literal["agents", "botbuilder"] = var(
+        "TEAMS_ENGINE", "agents", "`agents`: the Microsoft 365 Agents SDK; `botbuilder`: the deprecated botbuilder "
+        "engine (`pip install -e \".[botbuilder]\"`), kept for one release", expects="agents or botbuilder")
     switch: Literal["on", "off", "local"] = var(
         "TEAMS", "on", "`off`: no `/api/messages` and no Teams reminders; `local`: Emulator mode (no token checks) "
         "even on a non-loopback address", expects="on, off or local")
@@ -388,6 +425,11 @@ class TeamsSettings(EnvSettings):
         value = _lower(value)
         return "on" if value in _TRUE else "off" if value in _OFF else value
 
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _engine(cls, value: Any) -> Any:
+        return _lower(value)
+
     @field_validator("app_type", mode="before")
     @classmethod
     def _app_type(cls, value: Any) -> Any:
@@ -397,6 +439,11 @@ class TeamsSettings(EnvSettings):
         if app_type is None:
             raise ValueError(f"must be one of {', '.join(TEAMS_APP_TYPES.values())}, not {value!r}")
         return app_type
+
+    @property
+    def auth_type(self) -> str:
+        """The Agents SDK's ``AUTHTYPE`` for this registration."""
+        return "UserManagedIdentity" if self.app_type == "UserAssignedMSI" else "ClientSecret"
 
     @property
     def local_mode(self) -> bool:
@@ -411,12 +458,13 @@ class TeamsSettings(EnvSettings):
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> TeamsSettings | None:
         """The Teams settings (None: ``TEAMS=off``), or :class:`ConfigError` naming the variable at fault."""
+        env = {**env, **teams_env(env)}  # the Agents SDK's names, mapped onto the older ones
         read = cls.read(env)
         if read.switch == "off":
             return None
         read.check(env)
         if read.app_id is None:
-            return cls(switch=read.switch)  # local mode: nothing else is used
+            return cls(switch=read.switch, engine=read.engine)  # local mode: nothing else is used
         return read
 
     def check(self, env: Mapping[str, str]) -> None:
@@ -424,11 +472,11 @@ class TeamsSettings(EnvSettings):
         app_id, app_type, tenant_id = self.app_id, self.app_type, self.tenant_id
         if app_id is None:
             extra = [n for n in ("MICROSOFT_APP_PASSWORD", "MICROSOFT_APP_TENANT_ID") if env.get(n, "").strip()]
-            if extra or app_type != "MultiTenant":
+            if extra or env.get("MICROSOFT_APP_TYPE", "").strip():
                 named = ", ".join(extra) or "MICROSOFT_APP_TYPE"
                 raise ConfigError(
-                    f"Teams is partly configured ({named} set): MICROSOFT_APP_ID is missing "
-                    "(the Azure Bot's Microsoft App ID)"
+                    f"Teams is partly configured ({named} set): {SDK_SETTINGS}CLIENTID (or MICROSOFT_APP_ID) is "
+                    "missing (the Azure Bot's Microsoft App ID)"
                 )
             return
         if self.local_requested:
@@ -437,9 +485,12 @@ class TeamsSettings(EnvSettings):
         if not is_guid(app_id):
             raise ConfigError(f"MICROSOFT_APP_ID must be a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), not {app_id!r}")
         if app_type != "UserAssignedMSI" and self.app_password is None:
-            raise ConfigError(f"MICROSOFT_APP_PASSWORD is missing: a {app_type} bot needs its client secret")
+            raise ConfigError(f"{SDK_SETTINGS}CLIENTSECRET (or MICROSOFT_APP_PASSWORD) is missing: a {app_type} "
+                              "bot needs its client secret")
         if app_type != "MultiTenant" and tenant_id is None:
-            raise ConfigError(f"MICROSOFT_APP_TENANT_ID is missing: a {app_type} bot needs its tenant id")
+            raise ConfigError(
+                f"{SDK_SETTINGS}TENANTID (or MICROSOFT_APP_TENANT_ID) is missing: a {app_type} bot needs its "
+                "tenant id (a bot registered as multi-tenant before 31 July 2025: MICROSOFT_APP_TYPE=MultiTenant)")
         if tenant_id is not None and not is_guid(tenant_id):
             raise ConfigError(f"MICROSOFT_APP_TENANT_ID must be a GUID, not {tenant_id!r}")
 
@@ -490,7 +541,7 @@ class Settings:
         ``reminders`` and ``worker``'s own start-up, must not fail on a half-set platform)."""
         env = os.environ if env is None else env
         if not platforms:
-            env = {k: v for k, v in env.items() if not k.startswith(("SLACK_", "MICROSOFT_APP"))}
+            env = {k: v for k, v in env.items() if not k.startswith(("SLACK_", "MICROSOFT_APP", SDK_SETTINGS))}
         server = ServerSettings.read(env)
         return cls(
             server=server, web_chat=None if server.web_chat == "auto" else server.web_chat == "on",
@@ -544,54 +595,3 @@ class Settings:
     @property
     def feedback(self) -> FeedbackPolicy:
         return self.feedback_settings.policy
-
-
-# ------------------------------------------------------------------------------------ the README tables
-
-CONCERNS: tuple[tuple[str, type[EnvSettings]], ...] = (
-    ("Server", ServerSettings), ("Store", StoreSettings), ("Logging", LoggingSettings),
-    ("Scheduler", SchedulerSettings), ("Feedback", FeedbackSettings), ("Slack", SlackSettings),
-    ("Teams", TeamsSettings),
-)
-# Read by the tests and benches only, never by the bot: listed so that the README says where they go.
-TEST_VARIABLES = (
-    ("TEST_DATABASE_URL", "`postgresql://postgres@127.0.0.1:5432/test`", "tests and `bench/bench_scheduler.py` only"),
-)
-README_BEGIN = "<!-- settings tables: generated by `python -m bot.config`; a test checks -->"
-README_END = "<!-- end of settings tables -->"
-
-
-def _shown_default(info: FieldInfo) -> str:
-    extra = _extra(info)
-    if extra.get("shown"):
-        return str(extra["shown"])
-    default = info.default
-    if default is None:
-        return "unset"
-    if isinstance(default, bool):
-        return f"`{str(default).lower()}`"
-    return f"`{default}`"
-
-
-def variables_markdown() -> str:
-    """The README's tables of environment variables, one per concern, from the models."""
-    lines = [README_BEGIN]
-    for title, model in CONCERNS:
-        about = (model.__doc__ or "").strip().splitlines()[0]
-        lines += ["", f"**{title}**: {about[:1].lower()}{about[1:]}", "",
-                  "| variable | default | meaning |", "|---|---|---|"]
-        lines += [f"| `{name}` | {_shown_default(info)} | {info.description} |" for name, info in model.variables()]
-    lines += ["", "**Tests and benches**", "", "| variable | default | meaning |", "|---|---|---|"]
-    lines += [f"| `{name}` | {default} | {meaning} |" for name, default, meaning in TEST_VARIABLES]
-    lines += ["", README_END]
-    return "\n".join(lines)
-
-
-def main() -> int:
-    """``python -m bot.config``: print the README's tables of variables (paste between the markers)."""
-    print(variables_markdown())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

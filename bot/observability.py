@@ -338,7 +338,7 @@ class _RequestIdFilter(logging.Filter):
 # Environment variables whose values are secrets: never printed, whatever the log level.
 SECRET_VARIABLES = (
     "SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "SLACK_CLIENT_SECRET", "SLACK_APP_TOKEN", "MICROSOFT_APP_PASSWORD",
-    "TOKEN_ENCRYPTION_KEY", "METRICS_TOKEN",
+    "TOKEN_ENCRYPTION_KEY", "METRICS_TOKEN", "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTSECRET",
 )
 REDACTED = "[redacted]"
 # Secrets by their shape, wherever they come from (a workspace's OAuth token was never in the environment):

@@ -3,7 +3,7 @@
 The scheduler (:mod:`bot.scheduler`) owns the registry (``register_deliverer``) and knows no platform;
 each platform's delivery module registers itself on import. This module imports them, builds the
 deliverers the environment configures, and runs the ``chinadesk worker`` loop. Arrows point one way:
-platforms -> bot.slack.delivery / bot.teams.delivery -> scheduler.
+platforms -> bot.slack.delivery / bot.teams.engine -> scheduler.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from bot.store import Store
 log = logging.getLogger("chinadesk.scheduler")
 
 # A platform's delivery module, imported for its ``register_deliverer`` call. Add a platform here.
-DELIVERY_MODULES: tuple[str, ...] = ("bot.slack.delivery", "bot.teams.delivery")
+DELIVERY_MODULES: tuple[str, ...] = ("bot.slack.delivery", "bot.teams.engine")
 
 
 def load_deliverers() -> None:

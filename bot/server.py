@@ -51,7 +51,8 @@ def startup_lines(settings: Settings, host: str, port: int) -> list[str]:
     if settings.slack is None:
         lines.append("Slack: off (set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN, or see README 'Install in Slack')")
     if settings.teams is None:
-        lines.append("Teams: off (set MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD, or see README 'Install in Teams')")
+        lines.append("Teams: off (set CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTID/CLIENTSECRET/TENANTID, "
+                     "or see README 'Install in Teams')")
     if settings.web_chat:
         where = f"[{host}]" if ":" in host else host
         lines.append(f"Chat page: http://{where}:{port}/  (try the bot in a browser; WEB_CHAT=off turns it off)")
@@ -139,7 +140,8 @@ async def run_server(
     stop = stop or asyncio.Event()
     bound = settings.bound_to(host)
     if bound.teams is None and settings.teams is not None:
-        log.warning("Teams is off: MICROSOFT_APP_ID is not set and the server listens on %s, so the unauthenticated "
+        log.warning("Teams is off: no app id (CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTID or MICROSOFT_APP_ID) "
+                    "is set and the server listens on %s, so the unauthenticated "
                     "local (Emulator) mode stays off; set TEAMS=local to run it there anyway", host)
     settings = bound
     loop = asyncio.get_running_loop()

@@ -393,7 +393,7 @@ def test_teams_messages_always_get_a_friendly_card(harness: Harness, text: str):
     activity.update(text=text, serviceUrl=harness.connector.url, id=f"fuzz-{time.monotonic_ns()}")
     before = len(harness.connector.sent)
     status, answer = harness.post("/api/messages", json.dumps(activity).encode(), {"Content-Type": "application/json"})
-    assert status in (200, 201), answer[:300]
+    assert status in (200, 201, 202), answer[:300]
     sent = harness.connector.sent[before:]
     assert len(sent) == 1 and sent[0].cards, "one Adaptive Card per message"
     assert APOLOGY not in json.dumps(sent[0].body)
@@ -595,7 +595,7 @@ def test_teams_never_sends_a_live_mention_or_link(harness: Harness, inj: str):
                        "serviceUrl": harness.connector.url, "id": f"inj-{time.monotonic_ns()}-{n}"}
             status, answer = harness.post("/api/messages", json.dumps(message).encode(),
                                           {"Content-Type": "application/json"})
-            assert status in (200, 201), answer[:300]
+            assert status in (200, 201, 202), answer[:300]
     sent = harness.connector.sent[before:]
     assert len(sent) == 2 * len(lines)
     for item in sent:

@@ -21,7 +21,8 @@ from bot.store import Store
 from handlers import Desk
 
 SECRET = "hardening-signing-secret-" + "3" * 12
-TEAMS_APP = {"MICROSOFT_APP_ID": "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b", "MICROSOFT_APP_PASSWORD": "not-a-secret"}
+TEAMS_APP = {"MICROSOFT_APP_ID": "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b", "MICROSOFT_APP_PASSWORD": "not-a-secret",
+             "MICROSOFT_APP_TENANT_ID": "9c4e2b7a-1d3f-4a5b-8c6d-7e8f9a0b1c2d"}
 
 
 def deeply_nested(depth: int = 1000) -> bytes:

@@ -9,13 +9,14 @@ import subprocess
 from slack_server import load_fixture
 from test_cli import CHINADESK
 
-# The `bot`, `teams`, `slack_api`, `store` and `connector` fixtures come from test_slack / test_teams / conftest.
+# The `bot`, `teams` (on each engine), `slack_api`, `store` and `connector` fixtures come from test_slack /
+# test_teams / conftest.
 from test_slack import (
     Bot,
     bot,  # noqa: F401  (fixture)
     texts,
 )
-from test_teams import TeamsHarness, assert_valid_card, connector, submit_data, teams  # noqa: F401  (fixtures)
+from test_teams import TeamsHarness, assert_valid_card, connector, engine, submit_data, teams  # noqa: F401  (fixtures)
 
 from bot.slack.blockkit import validate_blocks
 from bot.store import ChannelSettings, load_migrations

@@ -21,19 +21,17 @@ import jsonschema
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from botframework.connector.auth import MicrosoftAppCredentials, ServiceClientCredentialsFactory
 
 from bot.config import Settings
 from bot.store import Store, open_store
-from bot.teams.activities import channel_key
-from bot.teams.adapter import TEAMS_KEY, WELCOME_TITLE, TeamsEndpoint, setup_teams
-from bot.teams.connector import ROUTE, BotFrameworkConfig, make_adapter
-from bot.teams.delivery import DeliveryError
+from bot.teams.common import ROUTE, TEAMS_KEY, WELCOME_TITLE, DeliveryError, channel_key
+from bot.teams.engine import setup_teams
 from handlers import Desk
 from handlers.request import Reply
 from tests.connector_server import ConnectorServer, HoldingSocket, KeyServer, Sent
 
 FIXTURES = Path(__file__).parent / "fixtures" / "teams"
+ACCEPTED = (201, 202)  # botbuilder answered 201, the Agents SDK 202: Teams takes any 2xx
 APP_ID = "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b"  # the fixtures' bot is 28:<this>
 TENANT = "9c4e2b7a-1d3f-4a5b-8c6d-7e8f9a0b1c2d"
 TEAM_ID = "19:Kc2bX7yN4mQ1pR8wT5vZ3aS6dF9gH0jL@thread.tacv2"
@@ -99,7 +97,7 @@ class TeamsHarness:
         self.store = store
 
     @property
-    def endpoint(self) -> TeamsEndpoint:
+    def endpoint(self) -> Any:
         return self.server.app[TEAMS_KEY]
 
     async def post(self, activity: dict[str, Any], *, headers: dict[str, str] | None = None,
@@ -116,7 +114,7 @@ class TeamsHarness:
         """POST a fixture (serviceUrl -> local connector) and return what the bot sent back."""
         before = len(self.connector.sent)
         status, _ = await self.post(fixture(name, serviceUrl=self.connector.url, **changes))
-        assert status in (200, 201), status
+        assert status in (200, *ACCEPTED), status
         return self.connector.sent[before:]
 
 
@@ -138,47 +136,84 @@ async def connector() -> AsyncIterator[ConnectorServer]:
     await server.close()
 
 
-class LocalLogin(ServiceClientCredentialsFactory):
-    """Microsoft's login service, played locally: the bot's outgoing token is ``token``."""
+ENGINES = ["agents", "botbuilder"]
+LOGIN_TOKEN = "bot-token-from-local-login"
 
-    def __init__(self, token: str = "bot-token-from-local-login") -> None:
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Every contract test runs on both engines: the Agents SDK (default) and the deprecated botbuilder."""
+    if request.param == "botbuilder":
+        pytest.importorskip("botbuilder.core", reason="the botbuilder engine needs pip install -e '.[botbuilder]'")
+    return request.param
+
+
+class LocalLogin:
+    """Microsoft's login service, played locally: the bot's outgoing token is ``token`` (the Agents SDK's
+    token-provider shape: ``get_access_token(resource, scopes)``)."""
+
+    def __init__(self, token: str = LOGIN_TOKEN) -> None:
         self.token = token
 
-    async def is_valid_app_id(self, app_id: str) -> bool:
-        return app_id == APP_ID
+    async def get_access_token(self, resource_url: str, scopes: list[str], force_refresh: bool = False) -> str:
+        return self.token
 
-    async def is_authentication_disabled(self) -> bool:
-        return False
 
-    async def create_credentials(self, app_id: str, oauth_scope: str, login_endpoint: str,
-                                 validate_authority: bool) -> MicrosoftAppCredentials:
-        login = self
+def use_local_microsoft(endpoint: Any, keys: KeyServer, login: LocalLogin | None) -> None:
+    """Point the endpoint's token validation at the local key server and (with ``login``) its outgoing
+    tokens at a local login service, whichever engine it runs on."""
+    if endpoint.engine == "agents":
+        from bot.teams.agents import OutgoingTokens, make_adapter
 
-        class Credentials(MicrosoftAppCredentials):
-            def get_access_token(self, force_refresh: bool = False) -> str:
-                return login.token
+        endpoint.key_source = lambda _uri: keys.metadata_url
+        if login is not None:
+            endpoint.tokens = OutgoingTokens(login)
+            endpoint.adapter = endpoint.deliverer.adapter = make_adapter(endpoint.tokens, APP_ID)
+        return
+    from botframework.connector.auth import MicrosoftAppCredentials, ServiceClientCredentialsFactory
 
-        credentials = Credentials(app_id, "unused", oauth_scope=oauth_scope)
-        credentials.app = "local"  # no MSAL client: the token comes from here
-        return credentials
+    from bot.teams.connector import BotFrameworkConfig, make_adapter
+
+    class BotbuilderLogin(ServiceClientCredentialsFactory):
+        async def is_valid_app_id(self, app_id: str) -> bool:
+            return app_id == APP_ID
+
+        async def is_authentication_disabled(self) -> bool:
+            return False
+
+        async def create_credentials(self, app_id: str, oauth_scope: str, login_endpoint: str,
+                                     validate_authority: bool) -> MicrosoftAppCredentials:
+            class Credentials(MicrosoftAppCredentials):
+                def get_access_token(self, force_refresh: bool = False) -> str:
+                    return login.token  # type: ignore[union-attr]
+
+            credentials = Credentials(app_id, "unused", oauth_scope=oauth_scope)
+            credentials.app = "local"  # no MSAL client: the token comes from here
+            return credentials
+
+    config = BotFrameworkConfig.from_settings(
+        endpoint.settings, TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL=keys.metadata_url,
+        TO_BOT_FROM_CHANNEL_TOKEN_ISSUER="https://api.botframework.com")
+    endpoint.adapter = endpoint.deliverer.adapter = make_adapter(
+        endpoint.settings, config, BotbuilderLogin() if login is not None else None)
+    endpoint.metadata_url = keys.metadata_url
 
 
 async def _harness(desk: Desk, store: Store | None, connector: ConnectorServer, env: dict[str, str],
-                   config: BotFrameworkConfig | None = None,
-                   login: ServiceClientCredentialsFactory | None = None) -> TestServer:
-    app = build_app(Settings.from_env(env), desk, store)
-    if config is not None:  # token validation against the local key server instead of Microsoft's
-        endpoint = app[TEAMS_KEY]
-        endpoint.adapter = endpoint.deliverer.adapter = make_adapter(endpoint.settings, config, login)
-        endpoint.metadata_url = config.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL
+                   engine: str = "agents", keys: KeyServer | None = None,
+                   login: LocalLogin | None = None) -> TestServer:
+    app = build_app(Settings.from_env({**env, "TEAMS_ENGINE": engine}), desk, store)
+    assert app[TEAMS_KEY].engine == engine
+    if keys is not None:  # token validation against the local key server instead of Microsoft's
+        use_local_microsoft(app[TEAMS_KEY], keys, login)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     return server
 
 
 @pytest.fixture
-async def teams(desk: Desk, store: Store, connector: ConnectorServer) -> AsyncIterator[TeamsHarness]:
-    server = await _harness(desk, store, connector, {"DATABASE_URL": "sqlite:///:memory:"})
+async def teams(desk: Desk, store: Store, connector: ConnectorServer, engine: str) -> AsyncIterator[TeamsHarness]:
+    server = await _harness(desk, store, connector, {"DATABASE_URL": "sqlite:///:memory:"}, engine)
     yield TeamsHarness(server, connector, store)
     await server.close()
 
@@ -271,7 +306,7 @@ async def test_personal_message_without_text_gets_help(teams: TeamsHarness):
     activity = fixture("personal_message.json", serviceUrl=teams.connector.url, id="no-text")
     del activity["text"]
     status, _ = await teams.post(activity)
-    assert status == 201
+    assert status in ACCEPTED
     assert teams.connector.cards[-1]["body"][0]["text"] == "China Desk: what I can do"
 
 
@@ -382,13 +417,13 @@ async def test_uninstall_deletes_references(teams: TeamsHarness):
     assert await teams.store.get_conversation("teams", TEAM_ID) is None
 
 
-async def test_references_stored_and_deleted_on_postgresql(desk: Desk, connector: ConnectorServer):
+async def test_references_stored_and_deleted_on_postgresql(desk: Desk, connector: ConnectorServer, engine: str):
     from tests.test_store import fresh_pg_schema
 
     async with fresh_pg_schema() as url:
         pg = open_store(url)
         await pg.open()
-        server = await _harness(desk, pg, connector, {"DATABASE_URL": url})
+        server = await _harness(desk, pg, connector, {"DATABASE_URL": url}, engine)
         try:
             harness = TeamsHarness(server, connector, pg)
             (sent,) = await harness.say("conversation_update_members_added.json")
@@ -418,6 +453,25 @@ async def test_proactive_post_through_a_stored_reference(teams: TeamsHarness):
     assert sent.card["body"][0]["text"] == "Reminder: facial recognition filing due Thu 6 Nov 2025"
     assert ref.startswith("sent-")
     assert_valid_card(sent.card)
+
+
+async def test_a_reference_stored_by_botbuilder_still_carries_reminders(teams: TeamsHarness):
+    """Rows written before the move to the Agents SDK (botbuilder 4.17's ``ConversationReference.serialize()``:
+    ``bot``, ``user``, no ``activityId``) post through whichever engine runs now."""
+    stored = {"user": {"id": "29:1kXbz3mJ2pQ8vN5wR7tY0uI4oA6sD9fG", "name": "Alex Chen", "aadObjectId": USER_AAD},
+              "bot": {"id": f"28:{APP_ID}", "name": "China Desk"},
+              "conversation": {"isGroup": True, "conversationType": "channel", "id": CHANNEL_ID},
+              "channelId": "msteams", "locale": "en-GB", "serviceUrl": teams.connector.url}
+    await teams.store.save_conversation("teams", CHANNEL_ID, TENANT, stored)
+    ref = await teams.endpoint.deliverer.deliver_reply(CHANNEL_ID, Reply(kind="reminder", title="Due soon", text="x"))
+    (sent,) = teams.connector.sent
+    assert sent.path == f"/v3/conversations/{CHANNEL_ID}/activities" and ref.startswith("sent-")
+    assert sent.body["from"]["id"] == f"28:{APP_ID}" and sent.card["body"][0]["text"] == "Due soon"
+    # A message in the channel refreshes the row (the Agents SDK's JSON has the same shape).
+    await teams.say("channel_mention.json")
+    refreshed = await teams.store.get_conversation("teams", CHANNEL_ID)
+    assert refreshed["bot"]["id"] == f"28:{APP_ID}" and refreshed["conversation"]["id"] == CHANNEL_ID
+    assert "activityId" not in refreshed and "requestId" not in refreshed
 
 
 async def test_proactive_post_without_reference_is_a_permanent_failure(teams: TeamsHarness):
@@ -551,23 +605,16 @@ async def test_local_mode_refuses_non_loopback_service_urls(teams: TeamsHarness)
     assert teams.connector.sent == []
 
 
-SECURED_ENV = {"MICROSOFT_APP_ID": APP_ID, "MICROSOFT_APP_PASSWORD": "not-a-real-secret"}
-
-
-def secured_config(keys: KeyServer) -> BotFrameworkConfig:
-    return BotFrameworkConfig.from_settings(
-        Settings.from_env(SECURED_ENV).teams,
-        TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL=keys.metadata_url,
-        TO_BOT_FROM_CHANNEL_TOKEN_ISSUER="https://api.botframework.com",
-    )
+SECURED_ENV = {"MICROSOFT_APP_ID": APP_ID, "MICROSOFT_APP_PASSWORD": "not-a-real-secret",
+               "MICROSOFT_APP_TENANT_ID": TENANT}
 
 
 @pytest.fixture
-async def secured(desk: Desk, store: Store, connector: ConnectorServer) -> AsyncIterator[TeamsHarness]:
+async def secured(desk: Desk, store: Store, connector: ConnectorServer, engine: str) -> AsyncIterator[TeamsHarness]:
     """The endpoint with an app id: every request must carry a valid Bot Connector token (from the local
     key server); the bot's own tokens come from a local stand-in for Microsoft's login service."""
     keys = KeyServer().start()
-    server = await _harness(desk, store, connector, SECURED_ENV, secured_config(keys), LocalLogin())
+    server = await _harness(desk, store, connector, SECURED_ENV, engine, keys, LocalLogin())
     harness = TeamsHarness(server, connector, store)
     harness.keys = keys  # type: ignore[attr-defined]
     yield harness
@@ -608,20 +655,25 @@ async def test_with_an_app_id_a_valid_token_is_accepted(secured: TeamsHarness):
     token = keys.token(app_id=APP_ID, service_url=secured.connector.url)
     status, _ = await secured.post(fixture("personal_message.json", serviceUrl=secured.connector.url),
                                    headers={"Authorization": f"Bearer {token}"})
-    assert status == 201
+    assert status in ACCEPTED
     (sent,) = secured.connector.sent
     assert sent.card["body"][0]["text"].startswith("Facial recognition technology application")
-    assert sent.authorization == "Bearer bot-token-from-local-login"  # the reply carries the bot's own token
+    assert sent.authorization == f"Bearer {LOGIN_TOKEN}"  # the reply carries the bot's own token
+    # So does a proactive post (a reminder) through the reference that message stored.
+    personal = fixture("personal_message.json")["conversation"]["id"]
+    await secured.endpoint.deliverer.deliver_reply(personal, Reply(kind="reminder", title="Due soon", text="x"))
+    assert secured.connector.sent[-1].authorization == f"Bearer {LOGIN_TOKEN}"
+    assert secured.connector.sent[-1].path == f"/v3/conversations/{personal}/activities"
 
 
 async def test_a_reply_never_blocks_the_server_while_microsofts_login_service_hangs(
-    desk: Desk, store: Store, connector: ConnectorServer, monkeypatch: pytest.MonkeyPatch,
+    desk: Desk, store: Store, connector: ConnectorServer, monkeypatch: pytest.MonkeyPatch, engine: str,
 ):
     """The bot's own token comes from Microsoft's login service (MSAL, blocking): with egress that accepts
     and never answers, a valid Teams message gets a quick 503 and every other request is answered meanwhile."""
     keys = KeyServer().start()
     egress = HoldingSocket(hold=4).start()
-    server = await _harness(desk, store, connector, SECURED_ENV, secured_config(keys))  # the real login client
+    server = await _harness(desk, store, connector, SECURED_ENV, engine, keys)  # the real login client
     try:
         harness = TeamsHarness(server, connector, store)
         for name in ("HTTPS_PROXY", "https_proxy"):
@@ -668,7 +720,7 @@ async def test_while_signing_keys_cannot_be_fetched_teams_gets_503_then_recovers
         if status != 503:
             break
         await asyncio.sleep(0.05)
-    assert status == 201
+    assert status in ACCEPTED
     assert len(secured.connector.sent) == 1
     await secured.endpoint.keys.close()
 
@@ -689,14 +741,14 @@ async def test_a_token_signed_with_a_new_key_is_accepted_after_one_refetch(secur
         activity = fixture("personal_message.json", serviceUrl=url, id=f"rolled-{n}")
         return (await secured.post(activity, headers={"Authorization": f"Bearer {token}"}))[0]
 
-    assert await post(1) == 201
+    assert await post(1) in ACCEPTED
     fetched = keys.requests
     keys.roll_over(rsa.generate_private_key(public_exponent=65537, key_size=2048), "test-key-2")
     # Just fetched: an unknown key id is not worth another fetch yet (nobody can make us fetch at will).
     assert await post(2) == 401
     assert keys.requests == fetched
     now[0] += REFETCH_UNKNOWN_AFTER  # later: the issuer may well have rolled its keys over; look once
-    assert await post(3) == 201
+    assert await post(3) in ACCEPTED
     assert keys.requests == fetched + 2  # the metadata and the key set, once
     assert len(secured.connector.sent) == 2
     await secured.endpoint.keys.close()

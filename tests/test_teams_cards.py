@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 import pytest
 
 from bot.config import ConfigError, Settings, TeamsSettings
-from bot.teams.activities import message_text
 from bot.teams.cards import FeedbackContext, inert, md, md_url, render_card
 from handlers import Desk
 from handlers.cards import topic_card
@@ -119,39 +119,74 @@ def test_links_only_for_web_urls():
     assert "[1] [(Update) Big news)(https://evil.example)](https://example.com/y) (2025-03-01)" in texts(odd)
 
 
-def test_mentions_are_stripped_using_the_entities():
-    from botbuilder.schema import Activity
+@pytest.mark.parametrize("engine", ["agents", "botbuilder"])
+def test_mentions_are_stripped_using_the_entities(engine: str):
+    payload = {"type": "message", "recipient": {"id": "28:bot", "name": "China Desk"}}
+    if engine == "agents":
+        from microsoft_agents.activity import Activity as AgentsActivity
+        from microsoft_agents.hosting.core import TurnContext as AgentsTurnContext
 
-    def activity(text: str, entities: list | None = None) -> Activity:
-        return Activity().deserialize({
-            "type": "message", "text": text, "recipient": {"id": "28:bot", "name": "China Desk"},
-            "entities": entities or [],
-        })
+        from bot.teams.common import message_text as common_text
+
+        def activity(text: str, entities: list | None = None) -> Any:
+            return AgentsActivity.model_validate({**payload, "text": text, "entities": entities or []})
+
+        def strip(activity: Any) -> str:
+            return common_text(activity, AgentsTurnContext.remove_recipient_mention)
+    else:
+        pytest.importorskip("botbuilder.core", reason="the botbuilder engine needs pip install -e '.[botbuilder]'")
+        from botbuilder.schema import Activity
+
+        from bot.teams.activities import message_text as strip
+
+        def activity(text: str, entities: list | None = None) -> Any:
+            return Activity().deserialize({**payload, "text": text, "entities": entities or []})
 
     bot = {"type": "mention", "text": "<at>China Desk</at>", "mentioned": {"id": "28:bot", "name": "China Desk"}}
-    assert message_text(activity("<at>China Desk</at> filing face", [bot])) == "filing face"
-    assert message_text(activity("<at>China Desk</at>", [bot])) == ""
+    assert strip(activity("<at>China Desk</at> filing face", [bot])) == "filing face"
+    assert strip(activity("<at>China Desk</at>", [bot])) == ""
     # A renamed bot: the entity says how it was written.
     renamed = {**bot, "text": "<at>Desk</at>"}
-    assert message_text(activity("<at>Desk</at> china-sector", [renamed])) == "china-sector"
+    assert strip(activity("<at>Desk</at> china-sector", [renamed])) == "china-sector"
     # No entity at all: a leading mention of the bot's name still goes; so do mentions of other people
     # (an address is not part of a question: issue 12).
-    assert message_text(activity("<at>China Desk</at> ask <at>Alice</at> about filing")) == "ask about filing"
-    assert message_text(activity("")) == ""
+    assert strip(activity("<at>China Desk</at> ask <at>Alice</at> about filing")) == "ask about filing"
+    assert strip(activity("")) == ""
+
+
+APP = "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b"
+TENANT = "9c4e2b7a-1d3f-4a5b-8c6d-7e8f9a0b1c2d"
+SDK = "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__"
 
 
 def test_teams_settings_local_mode_and_partial_configuration():
     assert TeamsSettings.from_env({}).local_mode
-    full = TeamsSettings.from_env({"MICROSOFT_APP_ID": "3F1A7C2E-5B8D-4E6F-9A0B-1C2D3E4F5A6B",
-                                   "MICROSOFT_APP_PASSWORD": "s3cret"})
-    assert not full.local_mode and full.app_type == "MultiTenant"
-    assert "s3cret" not in repr(full)
-    single = TeamsSettings.from_env({
-        "MICROSOFT_APP_ID": "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b", "MICROSOFT_APP_PASSWORD": "x",
-        "MICROSOFT_APP_TYPE": "singletenant", "MICROSOFT_APP_TENANT_ID": "9c4e2b7a-1d3f-4a5b-8c6d-7e8f9a0b1c2d",
-    })
-    assert single.app_type == "SingleTenant"
+    # Single-tenant by default (Azure creates no new multi-tenant bots since 31 July 2025).
+    single = TeamsSettings.from_env({"MICROSOFT_APP_ID": APP.upper(), "MICROSOFT_APP_PASSWORD": "s3cret",
+                                     "MICROSOFT_APP_TENANT_ID": TENANT})
+    assert not single.local_mode and single.app_type == "SingleTenant" and single.tenant_id == TENANT
+    assert "s3cret" not in repr(single)
+    legacy = TeamsSettings.from_env({"MICROSOFT_APP_ID": APP, "MICROSOFT_APP_PASSWORD": "x",
+                                     "MICROSOFT_APP_TYPE": "multitenant"})
+    assert legacy.app_type == "MultiTenant"
     assert Settings.from_env({}).teams.local_mode
+    assert Settings.from_env({}).teams.engine == "agents"
+
+
+def test_the_agents_sdk_names_configure_teams_and_the_old_names_still_work():
+    sdk = TeamsSettings.from_env({f"{SDK}CLIENTID": APP, f"{SDK}CLIENTSECRET": "s3cret", f"{SDK}TENANTID": TENANT})
+    old = TeamsSettings.from_env({"MICROSOFT_APP_ID": APP, "MICROSOFT_APP_PASSWORD": "s3cret",
+                                  "MICROSOFT_APP_TENANT_ID": TENANT})
+    assert (sdk.app_id, sdk.tenant_id, sdk.app_type, sdk.auth_type) == (APP, TENANT, "SingleTenant", "ClientSecret")
+    assert sdk == old
+    msi = TeamsSettings.from_env({f"{SDK}CLIENTID": APP, f"{SDK}TENANTID": TENANT,
+                                  f"{SDK}AUTHTYPE": "UserManagedIdentity"})
+    assert (msi.app_type, msi.auth_type, msi.app_password) == ("UserAssignedMSI", "UserManagedIdentity", None)
+    # The same setting under both names, differently: refused, naming both.
+    with pytest.raises(ConfigError, match=f"{SDK}CLIENTID and MICROSOFT_APP_ID"):
+        TeamsSettings.from_env({f"{SDK}CLIENTID": APP, "MICROSOFT_APP_ID": "0b5d7f9a-2c4e-4f6a-8b0d-1e3f5a7c9e2b",
+                                "MICROSOFT_APP_PASSWORD": "x", "MICROSOFT_APP_TENANT_ID": TENANT})
+    assert TeamsSettings.from_env({"TEAMS_ENGINE": "botbuilder"}).engine == "botbuilder"
 
 
 @pytest.mark.parametrize(("env", "named"), [
@@ -163,7 +198,34 @@ def test_teams_settings_local_mode_and_partial_configuration():
       "MICROSOFT_APP_TYPE": "SingleTenant"}, "MICROSOFT_APP_TENANT_ID"),
     ({"MICROSOFT_APP_ID": "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b", "MICROSOFT_APP_PASSWORD": "x",
       "MICROSOFT_APP_TYPE": "Bogus"}, "MICROSOFT_APP_TYPE"),
+    # Single-tenant by default: without a tenant id the message names the SDK's variable.
+    ({"MICROSOFT_APP_ID": "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b", "MICROSOFT_APP_PASSWORD": "x"},
+     "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__TENANTID"),
+    ({"CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTID": "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b"},
+     "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTSECRET"),
+    ({"CONNECTIONS__SERVICE_CONNECTION__SETTINGS__AUTHTYPE": "Certificate"}, "AUTHTYPE"),
+    ({"TEAMS_ENGINE": "bot-framework"}, "TEAMS_ENGINE"),
 ])
 def test_partly_configured_teams_names_the_variable(env: dict[str, str], named: str):
     with pytest.raises(ConfigError, match=named):
         Settings.from_env(env)
+
+
+async def test_no_card_shows_escapes_backticks_or_a_split_sentence(desk: Desk):
+    """Cards as a new user first sees them (issue 15 item 4): no backslash escapes or backticks anywhere,
+    and the no-answer card's sentence is whole in its heading, not split across heading and text."""
+    from handlers import Request
+
+    asked = ["help", "china-filing", "china-sector", "china-platform", "china-filing facial-recognition",
+             "china-sector cosmetics-and-personal-care", "china-platform xiaohongshu",
+             "filing facial-recognition from 2025-09-20", "how do we sell on xiaohongshu?",
+             "what is the airspeed velocity of an unladen swallow?"]
+    for text in asked:
+        reply = await desk.handle(Request(text=text, platform="teams", now=dt.datetime(2025, 9, 22, 2, tzinfo=dt.UTC)))
+        card = render_card(reply)
+        shown = texts(card)
+        assert not [t for t in shown if "\\" in t or "`" in t], (text, [t for t in shown if "\\" in t or "`" in t])
+        if reply.kind == "no_answer":
+            # A heading of its own, then the whole sentence (never split across the two).
+            assert shown[0] == "No vetted answer"
+            assert shown[1].startswith("I don't have a vetted answer to that, and I'd rather say so than guess.")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import aiohttp
 import jwt
+import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from slack_server import FakeSlack, form_body, load_fixture, sign
@@ -81,23 +82,35 @@ def bot_framework_looking_token(service_url: str) -> str:
     return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "a-key-id-only-microsoft-knows"})
 
 
-def serve_env(tmp_path: Path, slack: FakeSlack, proxy: str) -> dict[str, str]:
+@pytest.fixture(params=["agents", "botbuilder"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """The guarantee holds on both Teams engines (the Agents SDK, and the deprecated botbuilder)."""
+    if request.param == "botbuilder":
+        pytest.importorskip("botbuilder.core", reason="the botbuilder engine needs pip install -e '.[botbuilder]'")
+    return request.param
+
+
+def serve_env(tmp_path: Path, slack: FakeSlack, proxy: str, engine: str = "agents") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SLACK_", "MICROSOFT_APP", "DATABASE_URL", "TEAMS"))
+           if not k.startswith(("SLACK_", "MICROSOFT_APP", "DATABASE_URL", "TEAMS", "CONNECTIONS__"))
            and k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
     env.update(
         DATABASE_URL=f"sqlite:///{tmp_path / 'keys.sqlite3'}", LOG_FORMAT="json", SCHEDULER="off",
-        MICROSOFT_APP_ID=APP_ID, MICROSOFT_APP_PASSWORD="not-a-real-secret",
+        TEAMS_ENGINE=engine,
         SLACK_SIGNING_SECRET=SECRET, SLACK_BOT_TOKEN=slack.bot_token, SLACK_API_URL=slack.api_url,
         HTTPS_PROXY=proxy, https_proxy=proxy, HTTP_PROXY=proxy, http_proxy=proxy,
     )
+    # The Agents SDK engine is configured with the SDK's names, botbuilder with the older ones (both accepted).
+    names = (("CONNECTIONS__SERVICE_CONNECTION__SETTINGS__" + n for n in ("CLIENTID", "CLIENTSECRET", "TENANTID"))
+             if engine == "agents" else ("MICROSOFT_APP_ID", "MICROSOFT_APP_PASSWORD", "MICROSOFT_APP_TENANT_ID"))
+    env.update(zip(names, (APP_ID, "not-a-real-secret", "9c4e2b7a-1d3f-4a5b-8c6d-7e8f9a0b1c2d"), strict=True))
     return env
 
 
-async def test_unanswered_key_fetches_never_freeze_the_server(tmp_path: Path):
+async def test_unanswered_key_fetches_never_freeze_the_server(tmp_path: Path, engine: str):
     egress = await DeadEgress().start()
     async with FakeSlack() as slack:
-        proc, port, lines = await start_serve(serve_env(tmp_path, slack, egress.url), tmp_path)
+        proc, port, lines = await start_serve(serve_env(tmp_path, slack, egress.url, engine), tmp_path)
         base = f"http://127.0.0.1:{port}"
         teams: list[asyncio.Future] = []
         try:
@@ -150,12 +163,13 @@ async def test_unanswered_key_fetches_never_freeze_the_server(tmp_path: Path):
             await egress.close()
 
 
-async def test_sigterm_is_not_held_up_by_a_teams_connector_that_never_answers(tmp_path: Path):
+async def test_sigterm_is_not_held_up_by_a_teams_connector_that_never_answers(tmp_path: Path, engine: str):
     """A Teams reply goes to the conversation's serviceUrl; when that accepts the connection and never
     answers, the reply waits (off the event loop), and SIGTERM still stops the process within 10 s."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SLACK_", "MICROSOFT_APP", "DATABASE_URL", "TEAMS"))}
-    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'connector.sqlite3'}", LOG_FORMAT="json", SCHEDULER="off")
+           if not k.startswith(("SLACK_", "MICROSOFT_APP", "DATABASE_URL", "TEAMS", "CONNECTIONS__"))}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'connector.sqlite3'}", LOG_FORMAT="json", SCHEDULER="off",
+               TEAMS_ENGINE=engine)
     async with Silent() as connector, serve(env, tmp_path) as server:
         activity = json.loads((FIXTURES / "teams" / "personal_message.json").read_text())
         activity["serviceUrl"] = connector.url  # local mode replies to loopback service URLs only

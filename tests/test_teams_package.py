@@ -109,3 +109,21 @@ async def test_manifest_commands_are_answered(ask):
     for text in ("china-filing", "china-sector", "china-platform"):
         assert (await ask(text, platform="teams", mode="direct")).kind == "menu"
     assert (await ask("help", platform="teams", mode="direct")).kind == "help"
+
+
+async def test_every_example_command_in_the_manifest_is_answered(desk):
+    """The commands the manifest shows as examples ("e.g. china-sector ...", and those in the description)
+    are what a new user types first: each must get its card, not "I couldn't do that"."""
+    import re
+
+    from handlers import Request
+
+    manifest = json.loads((teams_dir() / "manifest.json").read_text(encoding="utf-8"))
+    shown = [c["description"] for cl in manifest["bots"][0]["commandLists"] for c in cl["commands"]]
+    shown.append(manifest["description"]["full"])
+    examples = {m for text in shown for m in re.findall(r"\b((?:china-)?(?:filing|sector|platform) [a-z0-9-]+"
+                                                        r"(?: from \d{4}-\d{2}-\d{2})?)", text)}
+    assert len(examples) >= 4, examples
+    for example in sorted(examples):
+        reply = await desk.handle(Request(text=example, platform="teams"))
+        assert reply.kind not in ("error", "menu"), (example, reply.title)

@@ -1,10 +1,11 @@
-"""Microsoft Teams: the advisor behind ``POST /api/messages``, on botbuilder's CloudAdapter.
+"""Microsoft Teams on botbuilder's CloudAdapter: the DEPRECATED engine (``TEAMS_ENGINE=botbuilder``).
 
-This module only translates. An incoming Bot Framework Activity becomes a :class:`handlers.Request`
-(platform ``teams``, the bot's ``<at>`` mention removed, user, channel = conversation, workspace =
-tenant, mode ``direct`` in personal chat and ``mention`` elsewhere); the core's :class:`Reply` goes back
-as an Adaptive Card (:mod:`bot.teams.cards`). No advice logic lives here, and botbuilder is not
-imported anywhere else, so a later move to the Microsoft 365 Agents SDK touches this one file.
+botbuilder-python's support ended on 31 December 2025 (repository archived, no security fixes); the
+default engine is the Microsoft 365 Agents SDK (:mod:`bot.teams.agents`). This one stays for one release
+behind the ``[botbuilder]`` extra and passes the same contract tests. It only routes botbuilder's
+activities into :class:`bot.teams.common.TeamsDesk`, which does the work for both engines; botbuilder is
+imported by this module, :mod:`bot.teams.activities`, :mod:`bot.teams.connector` and
+:mod:`bot.teams.delivery` only.
 
 Authentication
 --------------
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -56,85 +57,66 @@ from botframework.connector.auth import (
 )
 
 from bot.config import Settings, TeamsSettings
-from bot.teams.activities import (
-    PLATFORM,
-    card_activity,
-    channel_key,
+from bot.teams.activities import message_text, reference_of
+from bot.teams.common import (
+    LOCAL_MODE_WARNING,
+    TEAMS_KEY,
+    Payload,
+    TeamsDesk,
+    card_action_data,
+    execute_action_data,
+    includes_bot,
+    invoke_message_body,
     is_loopback_url,
-    is_personal,
-    message_text,
-    notice_activity,
-    reason_activity,
-    reference_of,
-    team_of,
-    tenant_of,
-    to_request,
-    user_of,
 )
 from bot.teams.connector import ROUTE, BotFrameworkConfig, OutgoingTokenUnavailable, _request_keys, make_adapter
 from bot.teams.delivery import TeamsDeliverer
 from bot.teams.keys import KeysUnavailable, SigningKeys
-from handlers.feedback import BadReasonError, check_reason
-from handlers.request import Action, Reply
 from handlers.router import Desk
 
 log = logging.getLogger("chinadesk.teams")
 
-DEDUPE_TTL_SECONDS = 24 * 3600  # Teams retries a delivery for minutes at most; a day is plenty
 MAX_BODY_BYTES = 1024 * 1024  # aiohttp's default; a 100 KB message fits, and gets a polite refusal
-
-LOCAL_MODE_WARNING = (
-    "TEAMS LOCAL MODE: MICROSOFT_APP_ID is not set, so %s accepts requests WITHOUT any token check "
-    "(as for the Bot Framework Emulator) and replies only to loopback service URLs. Never expose it like "
-    "this: set MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD for a real Teams deployment."
-)
-
-WELCOME_TITLE = "Hello! I'm China Desk"
-WELCOME_INTRO = (
-    "I give vetted, sourced China market-entry advice: filings and their deadlines counted on China's "
-    "official working-day calendar, sector briefings, and the Chinese platforms. Type a command below "
-    "(no slash needed), or ask a question{where}."
-)
-FEEDBACK_THANKS = {"up": "Thanks, glad it helped.", "down": "Thanks for telling us; we review every 👎."}
-FEEDBACK_AGAIN = "You already rated this answer; thanks."
-FEEDBACK_BAD_REASON = "Please pick one of the reasons listed."
-FEEDBACK_REASON_THANKS = "Thanks: the content editors will see why."
-FEEDBACK_CLAIM_SECONDS = 365 * 86400
 
 
 # ------------------------------------------------------------------------------------------ the bot
 
 
 class TeamsBot(ActivityHandler):
-    """Routes Teams activities to the core and stores what proactive posting and feedback need."""
+    """botbuilder's activity routing into :class:`bot.teams.common.TeamsDesk`, which does the work for both
+    engines (answers, card actions, feedback, welcome, conversation references)."""
 
     def __init__(self, desk: Desk, store: Any = None, *, timezone: str = "Asia/Shanghai") -> None:
-        self.desk = desk
+        self.teams_desk = TeamsDesk(desk, store, timezone=timezone)
         self.store = store
-        self.timezone = timezone
+
+    @staticmethod
+    def _sender(turn_context: TurnContext) -> Callable[[Payload], Any]:
+        async def send(payload: Payload) -> Any:
+            return await turn_context.send_activity(Activity().deserialize(payload))
+        return send
+
+    async def _remember(self, activity: Activity) -> None:
+        await self.teams_desk.remember(activity, reference_of(activity).serialize())
 
     async def on_turn(self, turn_context: TurnContext) -> None:
         activity = turn_context.activity
-        # Teams re-delivers an activity it thinks timed out; answer each one once.
-        if self.store is not None and activity.id and activity.type != ActivityTypes.invoke_response:
-            if not await self.store.claim_once(f"teams:activity:{activity.id}", DEDUPE_TTL_SECONDS):
-                log.info("duplicate Teams activity ignored", extra={"activity_id": activity.id})
-                if activity.type == ActivityTypes.invoke:  # the first delivery was handled: say OK, not 501
-                    await turn_context.send_activity(
-                        Activity(type=ActivityTypes.invoke_response, value=InvokeResponse(status=int(HTTPStatus.OK)))
-                    )
-                return
+        if activity.type != ActivityTypes.invoke_response and not await self.teams_desk.first_delivery(activity):
+            if activity.type == ActivityTypes.invoke:  # the first delivery was handled: say OK, not 501
+                await turn_context.send_activity(
+                    Activity(type=ActivityTypes.invoke_response, value=InvokeResponse(status=int(HTTPStatus.OK)))
+                )
+            return
         await super().on_turn(turn_context)
-
-    # -- messages
 
     async def on_message_activity(self, turn_context: TurnContext) -> None:
         activity = turn_context.activity
         await self._remember(activity)
-        if isinstance(activity.value, dict) and activity.value.get("action"):  # an Action.Submit click
-            await self._on_card_action(turn_context, activity.value)
+        data = card_action_data(activity)
+        if data is not None:  # an Action.Submit click
+            await self.teams_desk.card_action(activity, data, self._sender(turn_context))
             return
-        await self._answer(turn_context, message_text(activity))
+        await self.teams_desk.answer(activity, message_text(activity), self._sender(turn_context))
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse | None:
         """``Action.Execute`` (Universal Actions) sends an ``adaptiveCard/action`` invoke: same handling.
@@ -146,171 +128,29 @@ class TeamsBot(ActivityHandler):
         activity = turn_context.activity
         if activity.name != "adaptiveCard/action":
             return await super().on_invoke_activity(turn_context)
-        value = activity.value if isinstance(activity.value, dict) else {}
-        action = value.get("action") if isinstance(value.get("action"), dict) else {}
-        data = action.get("data") if isinstance(action.get("data"), dict) else {}
-        if not data.get("action") and action.get("verb"):
-            data = {**data, "action": action["verb"]}
         await self._remember(activity)
-        message = await self._on_card_action(turn_context, data)
-        return InvokeResponse(
-            status=int(HTTPStatus.OK),
-            body={"statusCode": int(HTTPStatus.OK), "type": "application/vnd.microsoft.activity.message",
-                  "value": message},
-        )
-
-    async def _settings(self, activity: Activity) -> tuple[str, str]:
-        """The conversation's time zone and language (`/china-filing timezone`, `language`), or the defaults."""
-        conversation = activity.conversation.id if activity.conversation else None
-        if self.store is not None and conversation:
-            try:
-                found = await self.store.get_channel_settings(PLATFORM, channel_key(conversation))
-                return found.timezone or self.timezone, getattr(found, "language", None) or "auto"
-            except Exception:  # a settings lookup must never cost an answer
-                log.exception("conversation settings lookup failed")
-        return self.timezone, "auto"
-
-    async def _answer(self, turn_context: TurnContext, text: str) -> None:
-        timezone, language = await self._settings(turn_context.activity)
-        request = to_request(turn_context.activity, text, timezone=timezone, language=language)
-        reply = await self.desk.handle(request)
-        await turn_context.send_activity(card_activity(reply, question=text))
-
-    async def _on_card_action(self, turn_context: TurnContext, data: dict[str, Any]) -> str:
-        """A button on one of our cards: feedback is stored; a command runs as if typed."""
-        kind = data.get("action")
-        if kind == "feedback":
-            vote = data.get("vote")
-            if vote not in ("up", "down"):
-                return "Unknown feedback"
-            if not await self._first_vote(turn_context.activity):
-                await turn_context.send_activity(notice_activity(FEEDBACK_AGAIN))
-                return FEEDBACK_AGAIN
-            await self._record_feedback(turn_context.activity, data, vote)
-            thanks = FEEDBACK_THANKS[vote]
-            if vote == "down" and self.store is not None and turn_context.activity.reply_to_id:
-                # Ask why (optional): the card's submit comes back as "feedback_reason" below.
-                await turn_context.send_activity(reason_activity(turn_context.activity.reply_to_id))
-            else:
-                await turn_context.send_activity(notice_activity(thanks))
-            return thanks
-        if kind == "feedback_reason":
-            return await self._record_reason(turn_context, data)
-        if kind == "command":
-            # "text" for command buttons; "command" is the menu's Input.ChoiceSet id.
-            text = data.get("text") or data.get("command") or ""
-            await self._answer(turn_context, str(text))
-            return "Done"
-        log.info("unknown card action", extra={"action": str(kind)[:40]})
-        await self._answer(turn_context, "")  # the help card: better than silence
-        return "Unknown action"
-
-    async def _first_vote(self, activity: Activity) -> bool:
-        """One vote per person per answer, as in Slack: the first click on 👍/👎 under a message counts."""
-        if self.store is None or not activity.reply_to_id or activity.conversation is None:
-            return True  # no message to tie the vote to: nothing to compare with
-        key = f"teams:feedback:{channel_key(activity.conversation.id)}:{activity.reply_to_id}:{user_of(activity)}"
-        return await self.store.claim_once(key, FEEDBACK_CLAIM_SECONDS)
-
-    async def _record_reason(self, turn_context: TurnContext, data: dict[str, Any]) -> str:
-        """The reason card's submit: stored on this person's 👎 of that answer (the platform-neutral call)."""
-        reason = data.get("reason") if isinstance(data.get("reason"), str) and data.get("reason") else None
-        comment = data.get("comment") if isinstance(data.get("comment"), str) else None
-        message = data.get("message")
-        try:
-            check_reason(reason, comment)
-        except BadReasonError:  # not one of the card's choices: a forged or stale submit
-            await turn_context.send_activity(notice_activity(FEEDBACK_BAD_REASON))
-            return FEEDBACK_BAD_REASON
-        if self.store is not None and isinstance(message, str) and message:
-            await self.store.record_feedback_reason(PLATFORM, message, user_of(turn_context.activity), reason,
-                                                    comment)
-        await turn_context.send_activity(notice_activity(FEEDBACK_REASON_THANKS))
-        return FEEDBACK_REASON_THANKS
-
-    async def _record_feedback(self, activity: Activity, data: dict[str, Any], vote: str) -> None:
-        if self.store is None:
-            return
-        from bot.store import Feedback  # the store module is only needed when there is a store
-
-        question = data.get("question")
-        await self.store.record_feedback(
-            Feedback(
-                platform=PLATFORM,
-                workspace=tenant_of(activity),
-                channel=channel_key(activity.conversation.id) if activity.conversation else None,
-                user=user_of(activity),
-                message_ref=activity.reply_to_id,
-                topic=data.get("topic") if isinstance(data.get("topic"), str) else None,
-                vote=vote,
-                question=str(question)[:2000] if question is not None else None,
-                fact=str(data["fact"])[:200] if isinstance(data.get("fact"), str) else None,
-            )
-        )
-
-    # -- install / uninstall
+        message = await self.teams_desk.card_action(activity, execute_action_data(activity.value),
+                                                    self._sender(turn_context))
+        return InvokeResponse(status=int(HTTPStatus.OK), body=invoke_message_body(message))
 
     async def on_members_added_activity(self, members_added: list[ChannelAccount], turn_context: TurnContext) -> None:
-        activity = turn_context.activity
-        if not _includes_bot(members_added, activity):
+        if not includes_bot(members_added, turn_context.activity):
             return  # a person joined a team the bot is already in: nothing to say
-        await self._remember(activity)
-        await turn_context.send_activity(card_activity(welcome_reply(self.desk, personal=is_personal(activity))))
+        await self._remember(turn_context.activity)
+        await self.teams_desk.welcome(turn_context.activity, self._sender(turn_context))
 
     async def on_members_removed_activity(
         self, members_removed: list[ChannelAccount], turn_context: TurnContext
     ) -> None:
-        if _includes_bot(members_removed, turn_context.activity):
-            await self._forget(turn_context.activity)
+        if includes_bot(members_removed, turn_context.activity):
+            await self.teams_desk.forget(turn_context.activity)
 
     async def on_installation_update_add(self, turn_context: TurnContext) -> None:
         # The welcome goes out with the conversationUpdate Teams sends alongside; here we only remember.
         await self._remember(turn_context.activity)
 
     async def on_installation_update_remove(self, turn_context: TurnContext) -> None:
-        await self._forget(turn_context.activity)
-
-    async def _remember(self, activity: Activity) -> None:
-        if self.store is None or activity.conversation is None or not activity.service_url:
-            return
-        reference = reference_of(activity)
-        await self.store.save_conversation(
-            PLATFORM, reference.conversation.id, tenant_of(activity), reference.serialize()
-        )
-
-    async def _forget(self, activity: Activity) -> None:
-        if self.store is None or activity.conversation is None:
-            return
-        ids = {channel_key(activity.conversation.id)}
-        team = team_of(activity)
-        if team:  # a team uninstall: the team id is also its General channel's conversation id
-            ids.add(team)
-        for conversation_id in ids:
-            await self.store.delete_conversation(PLATFORM, conversation_id)
-        log.info("Teams conversation references deleted", extra={"count": len(ids)})
-
-
-def _includes_bot(members: list[ChannelAccount] | None, activity: Activity) -> bool:
-    bot_id = activity.recipient.id if activity.recipient else None
-    return bool(bot_id) and any(m is not None and m.id == bot_id for m in members or [])
-
-
-def welcome_reply(desk: Desk, *, personal: bool) -> Reply:
-    """The install message: what the bot does, the core's help text, and buttons for the three menus."""
-    from handlers.router import help_reply
-
-    help_ = help_reply(desk)  # the welcome is in English: nobody has asked anything yet
-    where = "" if personal else " by @mentioning me"
-    return help_.model_copy(update={
-        "title": WELCOME_TITLE,
-        "summary": "",
-        "text": WELCOME_INTRO.format(where=where) + "\n\n" + help_.text,
-        "actions": [
-            Action(kind="command", label="Filings", value="/china-filing"),
-            Action(kind="command", label="Sectors", value="/china-sector"),
-            Action(kind="command", label="Platforms", value="/china-platform"),
-        ],
-    })
+        await self.teams_desk.forget(turn_context.activity)
 
 
 # ------------------------------------------------------------------------------------- HTTP endpoint
@@ -395,7 +235,6 @@ class TeamsEndpoint:
 
 # ---------------------------------------------------------------------------------------- wiring
 
-TEAMS_KEY: web.AppKey[TeamsEndpoint] = web.AppKey("chinadesk.teams", TeamsEndpoint)
 
 
 def setup_teams(
@@ -424,6 +263,7 @@ def setup_teams(
     app.router.add_post(ROUTE, endpoint.handle)
     app.cleanup_ctx.append(endpoint.keep_keys)
     app[TEAMS_KEY] = endpoint
+    endpoint.engine = "botbuilder"  # type: ignore[attr-defined]
     return endpoint
 
 

@@ -53,7 +53,7 @@ class BotFrameworkConfig:
         return cls(
             APP_ID=teams.app_id or "",
             APP_PASSWORD=teams.app_password.get_secret_value() if teams.app_password else "",
-            APP_TYPE=teams.app_type,
+            APP_TYPE=teams.app_type if teams.app_id else "MultiTenant",  # (local mode: botbuilder's no-auth path)
             APP_TENANTID=teams.tenant_id or "",
             **overrides,
         )

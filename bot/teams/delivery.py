@@ -1,9 +1,8 @@
-"""Proactive Teams posts for the reminder scheduler (registered with it on import)."""
+"""Proactive Teams posts on the (deprecated) botbuilder engine; bot.teams.engine registers the scheduler's factory."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -16,33 +15,16 @@ from botbuilder.schema import (
     ConversationReference,
 )
 
-from bot.config import ConfigError, TeamsSettings
+from bot.config import TeamsSettings
 from bot.teams.activities import PLATFORM, card_activity
-from bot.teams.connector import make_adapter
+from bot.teams.common import DeliveryError
+from bot.teams.connector import make_adapter  # noqa: F401 - (engine.py builds the worker's adapter)
 from handlers.request import Reply
 
 log = logging.getLogger("chinadesk.teams")
 
 
 # ------------------------------------------------------------------------------ proactive delivery
-
-
-class DeliveryError(Exception):
-    """A proactive post failed.
-
-    ``gone``: the bot is not (or no longer) in that conversation. ``refused``: our credentials were
-    refused (401): no post can go out until an operator fixes them. ``permanent``: retrying the same post
-    cannot help (``gone``, ``refused``, or Teams rejected the message itself).
-    """
-
-    def __init__(self, message: str, *, permanent: bool, gone: bool = False, status: int | None = None,
-                 retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.refused = status == HTTPStatus.UNAUTHORIZED
-        self.permanent = permanent or gone or self.refused
-        self.gone = gone
-        self.status = status
-        self.retry_after = retry_after
 
 
 class TeamsDeliverer:
@@ -136,25 +118,3 @@ def _retry_after(exc: BaseException) -> float | None:
         return float(headers.get("Retry-After") or headers.get("retry-after"))
     except (TypeError, ValueError, AttributeError):
         return None
-
-
-def deliverer_from_env(store: Any, env: Mapping[str, str]) -> TeamsDeliverer | None:
-    """The scheduler's factory: a deliverer with its own adapter (``chinadesk worker`` has no web app)."""
-    try:
-        teams = TeamsSettings.from_env(env)
-    except ConfigError as exc:  # the server refuses to start with the same message; a worker just skips Teams
-        log.warning("Teams reminders disabled: %s", exc)
-        return None
-    if teams is None:  # TEAMS=off
-        return None
-    return TeamsDeliverer(make_adapter(teams), store, teams)
-
-
-try:  # register with the reminder scheduler (bot/scheduler.py imports this module to collect it)
-    from bot.scheduler import register_deliverer
-except ImportError:  # pragma: no cover - a checkout without the scheduler still serves Teams
-    pass
-else:
-    register_deliverer(PLATFORM, deliverer_from_env)
-
-

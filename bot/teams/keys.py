@@ -161,13 +161,18 @@ class SigningKeys:
                 entry.attempt_done = asyncio.Event()
 
     async def fetch(self, url: str) -> dict[str, SigningKey]:
-        """The issuer's current RSA signing keys, by key id (raises on any failure or after ``timeout``)."""
+        """The issuer's current RSA signing keys, by key id (raises on any failure or after ``timeout``).
+
+        ``url`` is OpenID metadata (whose ``jwks_uri`` is then fetched) or the key set (JWKS) itself.
+        """
         async with asyncio.timeout(self.timeout), aiohttp.ClientSession(trust_env=True) as http:
-            metadata = await _get_json(http, url)
-            jwks_uri = metadata.get("jwks_uri") if isinstance(metadata, dict) else None
-            if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
-                raise ValueError("the OpenID metadata names no jwks_uri")
-            document = await _get_json(http, jwks_uri)
+            document = await _get_json(http, url)
+            if not (isinstance(document, dict) and isinstance(document.get("keys"), list)):
+                # OpenID metadata (botbuilder starts there); the Agents SDK names the key set itself.
+                jwks_uri = document.get("jwks_uri") if isinstance(document, dict) else None
+                if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
+                    raise ValueError("the OpenID metadata names no jwks_uri")
+                document = await _get_json(http, jwks_uri)
         keys: dict[str, SigningKey] = {}
         for jwk in document.get("keys", []) if isinstance(document, dict) else []:
             if not isinstance(jwk, dict) or jwk.get("kty") != "RSA" or not isinstance(jwk.get("kid"), str):

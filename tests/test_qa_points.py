@@ -144,3 +144,16 @@ async def test_a_card_that_lists_a_platform_in_passing_is_not_about_another_thin
     as about something else: the E-Commerce Law's "merchants on platforms such as Taobao" still answers Tmall."""
     reply = await ask(desk, "does the e-commerce law apply to our Tmall store?")
     assert reply.kind == "answer" and reply.topic == "ecommerce-law", reply.text
+
+
+@pytest.mark.parametrize(("said", "today", "day"), [
+    ("上周一", dt.datetime(2026, 12, 1, 10), dt.date(2026, 11, 23)),  # a Tuesday: last week's Monday, not yesterday
+    ("上星期五", dt.datetime(2026, 12, 1, 10), dt.date(2026, 11, 27)),
+    ("上周日", dt.datetime(2026, 11, 30, 10), dt.date(2026, 11, 29)),  # weeks run Monday to Sunday
+    ("上个礼拜一", dt.datetime(2026, 11, 23, 10), dt.date(2026, 11, 16)),  # on a Monday: a week ago
+])
+def test_a_weekday_of_last_week_in_chinese_is_that_day_of_the_week_before(said: str, today: dt.datetime,
+                                                                          day: dt.date):
+    from handlers.qa.deadlines import read_date
+
+    assert read_date(said, today) == day

@@ -46,6 +46,7 @@ DATE_SPAN = re.compile(
 )
 _CN_WEEKDAY = {"一": "monday", "二": "tuesday", "三": "wednesday", "四": "thursday", "五": "friday", "六": "saturday",
                "日": "sunday", "天": "sunday"}
+_CN_WEEKDAYS = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6}  # Monday = 0
 _CN_DIGIT = {c: str(i) for i, c in enumerate("零一二三四五六七八九")} | {"两": "2", "十": "10"}
 
 
@@ -79,6 +80,12 @@ def warm_up() -> None:
 
 def read_date(span: str, local_now: dt.datetime) -> dt.date | None:
     """One date-like span as a date, day first, relative to ``local_now`` (naive local time); or None."""
+    last_week = re.fullmatch(r"上个?(?:周|星期|礼拜)(.)", re.sub(r"\s+", "", span))
+    if last_week and last_week[1] in _CN_WEEKDAY:
+        # 上周一 is the Monday of last week (the calendar week before this one), never this week's Monday:
+        # dateparser's "last monday" would be the most recent Monday, which on a Tuesday is yesterday.
+        today = local_now.date()
+        return today - dt.timedelta(days=today.weekday() + 7) + dt.timedelta(days=_CN_WEEKDAYS[last_week[1]])
     if re.search("[\u4e00-\u9fff]", span):
         span = _chinese_for_dateparser(span, local_now.year)
     settings = {"DATE_ORDER": "DMY", "RELATIVE_BASE": local_now.replace(tzinfo=None), "PREFER_DAY_OF_MONTH": "first",

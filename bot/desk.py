@@ -38,6 +38,7 @@ def build_desk(settings: Settings | None = None, *, store: Any = None, middlewar
         from handlers.qa import QAIndex
         from handlers.qa.deadlines import warm_up as warm_up_dates
 
+        library.compile_templates()  # every reply template compiled now, not by the first request using it
         desk.qa = QAIndex.build(library)  # channel Q&A retrieval index: built once, here, not per question
         warm_up_dates()  # dateparser's language data, so that the first deadline asked in plain words is fast
     return desk

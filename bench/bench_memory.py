@@ -40,16 +40,20 @@ out = [("interpreter", time.perf_counter(), rss())]
 gc.disable()  # as bot.server does during start-up
 import bot.cli, bot.app, bot.server
 out.append(("import the app (aiohttp, pydantic, jinja2, numpy, bm25s, jieba code...)", time.perf_counter(), rss()))
-import bot.slack.adapter, bot.teams.adapter
-out.append(("import the platforms (slack-bolt, botbuilder)", time.perf_counter(), rss()))
+import bot.slack.adapter, bot.teams.agents  # the default Teams engine (botbuilder only with TEAMS_ENGINE=botbuilder)
+out.append(("import the platforms (slack-bolt, Microsoft 365 Agents SDK)", time.perf_counter(), rss()))
 from content.loader import load_library
 library = load_library()
-out.append(("load and validate the content packs", time.perf_counter(), rss()))
+library.compile_templates()
+out.append(("load and validate the content packs, compile the templates", time.perf_counter(), rss()))
 import handlers.qa as qa
+from bot.config import Settings
+from handlers.qa.cache import load_index
+index = load_index(library, Settings.from_env().store.cache_dir)  # as bot.desk.build_desk does
+jieba = "jieba dictionary included: the cache was built now" if "jieba" in sys.modules else "from the on-disk cache"
+out.append((f"Q&A index ({jieba})", time.perf_counter(), rss()))
 qa.base_jieba()
-out.append(("jieba dictionary (Chinese word segmentation)", time.perf_counter(), rss()))
-index = qa.QAIndex.build(library)
-out.append(("Q&A index (BM25 fields, vocabulary, intents)", time.perf_counter(), rss()))
+out.append(("(later) jieba dictionary, at the first Chinese question", time.perf_counter(), rss()))
 gc.freeze(); gc.enable()
 print(json.dumps(out))
 '''

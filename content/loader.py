@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import FileSystemLoader, StrictUndefined, pass_context
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, pass_context
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import ValidationError
@@ -154,16 +154,21 @@ class Library:
     # ----------------------------------------------------------------------------------- templates
 
     @cached_property
-    def templates(self) -> SandboxedEnvironment:
-        # Sandboxed and strict: templates are content, edited by non-programmers. User text only ever
-        # arrives as a variable, so it is never parsed as template syntax.
-        env = SandboxedEnvironment(
+    def templates(self) -> Environment:
+        # Strict, and plain (not sandboxed) for the project's own templates: those are files in this
+        # repository, reviewed in git like the code, and user text only ever arrives as a variable, so it
+        # is never parsed as template syntax. The sandbox checked every attribute access and call of every
+        # render (about a third of a deadline reply's time) and protected against nothing that could reach
+        # it. Templates from anywhere else (``content check --templates-dir``, an editor's draft folder)
+        # are still rendered sandboxed.
+        trusted = self.templates_dir.resolve() == TEMPLATES_DIR
+        env = (Environment if trusted else SandboxedEnvironment)(
             loader=FileSystemLoader(str(self.templates_dir)),
             undefined=StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
-            autoescape=False,
+            autoescape=False,  # the renderers escape for their surface (Slack mrkdwn, Adaptive Cards, text)
             auto_reload=False,  # loaded once per process, like the packs: no stat() of the file per render
         )
         # `t("sources")` and `x | day` read the language the template is rendered in (`lang`), so that
@@ -172,10 +177,26 @@ class Library:
         env.filters["day"] = _template_day
         return env
 
+    @cached_property
+    def _compiled(self) -> dict[str, Template]:
+        """Every template compiled once, at first use (``compile_templates()`` at start-up for the server)."""
+        return {name[:-3]: self.templates.get_template(name)
+                for name in self.templates.list_templates(extensions=["j2"])}
+
+    def compile_templates(self) -> None:
+        """Compile every template now (the server calls it at start-up, so no request pays for it)."""
+        self._compiled  # noqa: B018
+
     def render(self, template: str, *, lang: Language = "en", **context: Any) -> str:
-        text = self.templates.get_template(f"{template}.j2").render(lang=lang, **context)
+        compiled = self._compiled.get(template)
+        if compiled is None:  # not a file of the folder: let Jinja2 raise its own TemplateNotFound
+            compiled = self.templates.get_template(f"{template}.j2")
+        text = compiled.render(lang=lang, **context)
         # Templates are laid out for editors; collapse the blank lines their layout leaves behind.
-        return re.sub(r"\n{3,}", "\n\n", text).strip()
+        return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+_BLANK_LINES = re.compile(r"\n{3,}")
 
 
 @pass_context

@@ -201,7 +201,11 @@ class ReplyCache:
             try:
                 found = await compute()
             except UserError as exc:
-                found = exc
+                # Kept without its traceback: the frames it holds (request, desk, locals) would live as
+                # long as the entry and, being cycles, leave only through the cyclic GC's full passes,
+                # which stall every request in flight.
+                found = exc.with_traceback(None)
+                found.__context__ = None
             self._items[key] = found
         else:
             self.hits += 1

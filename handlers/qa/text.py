@@ -15,7 +15,9 @@ import logging
 import marshal
 import os
 import re
+import sys
 import tempfile
+import types
 import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
@@ -96,12 +98,30 @@ def use_jieba_cache(directory: str | os.PathLike[str] | None) -> None:
     _jieba_cache_dir = Path(directory) if directory else None
 
 
+def _import_jieba() -> types.ModuleType:
+    """``import jieba`` without letting it import ``pkg_resources``: jieba 0.42 uses it only to open its own
+    data files, and opens them by path when it is missing. pkg_resources scans every installed
+    distribution on import: 12 MiB of resident memory and ~0.15 s that nothing else here needs. (When
+    something has already imported it, there is nothing left to save and jieba gets it as usual.)"""
+    if "jieba" in sys.modules:
+        return sys.modules["jieba"]
+    hide = "pkg_resources" not in sys.modules
+    if hide:
+        sys.modules["pkg_resources"] = None  # type: ignore[assignment]  # makes `import pkg_resources` fail
+    try:
+        import jieba
+    finally:
+        if hide and sys.modules.get("pkg_resources", False) is None:
+            del sys.modules["pkg_resources"]
+    return jieba
+
+
 @functools.lru_cache(maxsize=1)
 def base_jieba() -> jieba.Tokenizer:
     # One dictionary load per process; own instance so that our added words do not change segmentation
     # for any other code using the global jieba. Imported here, not at the top: jieba (and the
     # pkg_resources it imports) costs a quarter of a second that English questions and commands never need.
-    import jieba
+    jieba = _import_jieba()
 
     jieba.setLogLevel(logging.WARNING)
     tokenizer = jieba.Tokenizer()

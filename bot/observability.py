@@ -465,6 +465,9 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", env: Mapping[str, 
     configured in ``env``, default the environment, and anything shaped like a token) are scrubbed."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     handler = logging.StreamHandler(sys.stderr)
+    # The handler holds the level too: a library imported later that sets its own logger to DEBUG (bm25s
+    # does, and it is imported lazily now) must not print below LOG_LEVEL.
+    handler.setLevel(level)
     handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
     handler.addFilter(_RequestIdFilter())
     handler.addFilter(SecretFilter(secret_values(os.environ if env is None else env)))

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from zoneinfo import ZoneInfo
 
 from content.i18n import format_day, t, tn
 from content.schema import Language, Topic
 from handlers.cards import SourceList, caveats_for, topic_command
 from handlers.filing import rule_text
-from handlers.reminders import _event_title, _reply, _when, offset_label  # the helpers the reminder replies share
+from handlers.reminders import (  # the helpers the reminder replies share
+    NOTE_MAX,
+    _event_title,
+    _reply,
+    _when,
+    offset_label,
+)
 from handlers.request import (
     DEFAULT_TIMEZONE,
     Reply,
@@ -19,26 +24,6 @@ from handlers.request import (
     echo,
 )
 from handlers.router import Desk
-
-# The default schedule: working days before the due day (0 = on the due day), posted at 09:00 local.
-REMINDER_OFFSETS: tuple[int, ...] = (10, 5, 1, 0)
-REMINDER_TIME = dt.time(9, 0)
-# Subscriptions keep posts materialised this far ahead; the scheduler tops them up as time passes.
-EVENT_HORIZON = dt.timedelta(days=400)
-NOTE_MAX = 200
-ALL = "all"
-
-NEEDS_CHANNEL = t("reminders_need_channel", "en")
-NEEDS_STORE = t("reminders_need_store", "en")
-
-_DATE = r"\d{4}-\d{1,2}-\d{1,2}(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?|today|yesterday"
-_REMIND = re.compile(
-    rf"^(?P<topic>.+?)\s+(?:(?:from|since|on|after|reached)\s+)?(?P<date>{_DATE})(?:\s+(?P<note>.*))?$",
-    re.IGNORECASE | re.DOTALL,
-)
-_FROM_ANY = re.compile(r"^(?P<topic>.*?)\s*\b(?:from|since|on|after|reached)\b\s*(?P<rest>.*)$", re.IGNORECASE)
-_REF = re.compile(r"^(?P<kind>[ds]?)#?(?P<id>\d{1,18})$", re.IGNORECASE)
-
 
 # ---------------------------------------------------------------------------------- the posts
 

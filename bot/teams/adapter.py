@@ -69,9 +69,9 @@ from bot.teams.common import (
     invoke_message_body,
     is_loopback_url,
 )
-from bot.teams.connector import ROUTE, BotFrameworkConfig, OutgoingTokenUnavailable, _request_keys, make_adapter
+from bot.teams.connector import ROUTE, BotFrameworkConfig, _request_keys, make_adapter
 from bot.teams.delivery import TeamsDeliverer
-from bot.teams.keys import KeysUnavailable, SigningKeys
+from bot.teams.keys import KeysUnavailable, OutgoingTokenUnavailable, SigningKeys
 from handlers.router import Desk
 
 log = logging.getLogger("chinadesk.teams")

@@ -50,7 +50,6 @@ from bot.teams.agents_auth import (
     ConnectorClients,
     KeysUnavailable,
     OutgoingTokens,
-    OutgoingTokenUnavailable,
     _KeyRequest,
     _request_keys,
 )
@@ -74,7 +73,7 @@ from bot.teams.common import (
     no_reference,
     parse_retry_after,
 )
-from bot.teams.keys import SigningKeys
+from bot.teams.keys import OutgoingTokenUnavailable, SigningKeys
 from handlers.request import Reply
 from handlers.router import Desk
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +33,12 @@ from microsoft_agents.hosting.core.connector.client import UserTokenClient
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
 from bot.teams.common import ROUTE, is_loopback_url
-from bot.teams.keys import KeysUnavailable, SigningKeys
+from bot.teams.keys import (
+    TOKEN_WAIT,
+    HeldToken,
+    KeysUnavailable,
+    SigningKeys,
+)
 
 log = logging.getLogger("chinadesk.teams")
 
@@ -78,30 +82,12 @@ JwtTokenValidator._jwk_client_manager = ProviderKeys()  # type: ignore[assignmen
 
 # ------------------------------------------------------------------------------ outgoing tokens
 
-TOKEN_WAIT = 5.0  # seconds a reply waits for Microsoft's login service before giving up (503, retried)
-TOKEN_FRESH_FOR = 30 * 60.0  # an app token lives 60-90 minutes: fetch it again (off the loop) well before
-TOKEN_RETRY_AFTER = 30.0  # after a failed fetch, replies fail at once for this long instead of waiting again
-
-
-class OutgoingTokenUnavailable(Exception):
-    """The bot's own token (to call the Bot Connector) could not be had in time."""
-
-
 class TokenProvider:
     """Where the bot's own tokens come from: ``await get_access_token(resource, scopes)`` (the SDK's
     ``AccessTokenProviderBase`` shape; MSAL's ``MsalAuth`` in production, a local stand-in in tests)."""
 
     async def get_access_token(self, resource_url: str, scopes: list[str], force_refresh: bool = False) -> str:
         raise NotImplementedError  # pragma: no cover
-
-
-@dataclass
-class _Held:
-    token: str = ""
-    fresh_until: float = 0.0
-    failed_until: float = 0.0
-    error: str = ""
-    fetch: asyncio.Future | None = None
 
 
 class OutgoingTokens:
@@ -113,60 +99,13 @@ class OutgoingTokens:
         self.provider = provider
         self.wait = wait
         self._clock = clock
-        self._held: dict[tuple[str, tuple[str, ...]], _Held] = {}
+        self._held: dict[tuple[str, tuple[str, ...]], HeldToken] = {}
 
     async def token(self, audience: str, scopes: list[str] | None) -> str:
-        key = (audience, tuple(scopes or ()))
-        held = self._held.setdefault(key, _Held())
-        if held.token and self._clock() < held.fresh_until:
-            return held.token
-        if held.fetch is None or held.fetch.done():
-            if self._clock() < held.failed_until:
-                raise OutgoingTokenUnavailable(held.error)
-            provider = self.provider
-            held.fetch = _in_daemon_thread(
-                lambda: asyncio.run(provider.get_access_token(audience, list(scopes or ()))))
-            held.fetch.add_done_callback(lambda fetch: self._settled(held, fetch))
-        try:
-            return await asyncio.wait_for(asyncio.shield(held.fetch), self.wait)
-        except TimeoutError:
-            raise OutgoingTokenUnavailable(
-                f"Microsoft's login service did not answer within {self.wait:.0f} s") from None
-        except Exception as exc:
-            raise OutgoingTokenUnavailable(held.error or type(exc).__name__) from exc
-
-    def _settled(self, held: _Held, fetch: asyncio.Future) -> None:
-        error = None if fetch.cancelled() else fetch.exception()
-        if fetch.cancelled() or error is not None or not fetch.result():
-            held.failed_until = self._clock() + TOKEN_RETRY_AFTER
-            held.error = f"cannot get a token from Microsoft's login service: {type(error).__name__}: {error}"[:300]
-            log.warning("Teams: %s", held.error)
-        else:
-            held.token, held.fresh_until = fetch.result(), self._clock() + TOKEN_FRESH_FOR
-
-
-def _in_daemon_thread(work: Callable[[], Any]) -> asyncio.Future:
-    """Run blocking ``work`` in a daemon thread (it can never hold up the loop, nor the process's exit)."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future = loop.create_future()
-
-    def settle(result: Any, error: BaseException | None) -> None:
-        if not future.done():
-            future.set_exception(error) if error is not None else future.set_result(result)
-
-    def run() -> None:
-        result, error = None, None
-        try:
-            result = work()
-        except Exception as exc:
-            error = exc
-        try:
-            loop.call_soon_threadsafe(settle, result, error)
-        except RuntimeError:  # the loop is gone (shutdown): nobody is waiting any more
-            pass
-
-    threading.Thread(target=run, name="teams-token", daemon=True).start()
-    return future
+        held = self._held.setdefault((audience, tuple(scopes or ())), HeldToken())
+        provider = self.provider
+        return await held.get(lambda: asyncio.run(provider.get_access_token(audience, list(scopes or ()))),
+                              wait=self.wait, clock=self._clock, valid=bool)
 
 
 class ConnectorClients(ChannelServiceClientFactoryBase):

@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +23,13 @@ from botframework.connector.auth import (
 from botframework.connector.auth.jwt_token_extractor import JwtTokenExtractor
 
 from bot.config import TeamsSettings
-from bot.teams.keys import KeysUnavailable, SigningKey, SigningKeys
+from bot.teams.keys import (
+    TOKEN_WAIT,
+    HeldToken,
+    KeysUnavailable,
+    SigningKey,
+    SigningKeys,
+)
 
 log = logging.getLogger("chinadesk.teams")
 ROUTE = "/api/messages"
@@ -91,24 +95,6 @@ JwtTokenExtractor.get_open_id_metadata = staticmethod(ProviderKeys)  # type: ign
 
 # ------------------------------------------------------------------------------ outgoing tokens
 
-TOKEN_WAIT = 5.0  # seconds a reply waits for Microsoft's login service before giving up (503, retried)
-TOKEN_FRESH_FOR = 30 * 60.0  # an app token lives 60-90 minutes: fetch it again (off the loop) well before
-TOKEN_RETRY_AFTER = 30.0  # after a failed fetch, replies fail at once for this long instead of waiting again
-
-
-class OutgoingTokenUnavailable(Exception):
-    """The bot's own token (to call the Bot Connector) could not be had in time."""
-
-
-@dataclass
-class _HeldCredentials:
-    credentials: Any
-    fresh_until: float = 0.0
-    failed_until: float = 0.0
-    error: str = ""
-    fetch: asyncio.Future | None = None
-
-
 class OutgoingTokens(ServiceClientCredentialsFactory):
     """botbuilder's credentials factory, wrapped so that a reply never waits on the network *on the loop*.
 
@@ -125,7 +111,7 @@ class OutgoingTokens(ServiceClientCredentialsFactory):
         self.inner = inner
         self.wait = wait
         self._clock = clock
-        self._held: dict[tuple[Any, ...], _HeldCredentials] = {}
+        self._held: dict[tuple[Any, ...], HeldToken] = {}
 
     async def is_valid_app_id(self, app_id: str) -> bool:
         return await self.inner.is_valid_app_id(app_id)
@@ -139,39 +125,18 @@ class OutgoingTokens(ServiceClientCredentialsFactory):
         held = self._held.get(key)
         if held is None:
             created = await self.inner.create_credentials(app_id, oauth_scope, login_endpoint, validate_authority)
-            held = self._held[key] = _HeldCredentials(created)
-        if getattr(held.credentials, "microsoft_app_id", None):  # it will sign the request: token first
+            held = self._held[key] = HeldToken(created)
+        if getattr(held.value, "microsoft_app_id", None):  # it will sign the request: token first
             await self._ready(held)
-        return held.credentials
+        return held.value
 
-    async def _ready(self, held: _HeldCredentials) -> None:
-        if self._clock() < held.fresh_until:
-            return
-        if held.fetch is None or held.fetch.done():
-            if self._clock() < held.failed_until:
-                raise OutgoingTokenUnavailable(held.error)
-            held.fetch = _in_daemon_thread(lambda: _fetch_token(held.credentials))
-            held.fetch.add_done_callback(lambda fetch: self._settled(held, fetch))
-        try:
-            await asyncio.wait_for(asyncio.shield(held.fetch), self.wait)
-        except TimeoutError:
-            raise OutgoingTokenUnavailable(
-                f"Microsoft's login service did not answer within {self.wait:.0f} s") from None
-        except Exception as exc:
-            raise OutgoingTokenUnavailable(held.error or type(exc).__name__) from exc
-
-    def _settled(self, held: _HeldCredentials, fetch: asyncio.Future) -> None:
-        error = None if fetch.cancelled() else fetch.exception()
-        if fetch.cancelled() or error is not None:
-            held.failed_until = self._clock() + TOKEN_RETRY_AFTER
-            held.error = f"cannot get a token from Microsoft's login service: {type(error).__name__}: {error}"[:300]
-            log.warning("Teams: %s", held.error)
-        else:
-            held.fresh_until = self._clock() + TOKEN_FRESH_FOR
+    async def _ready(self, held: HeldToken) -> None:
+        await held.get(lambda: _fetch_token(held.value), wait=self.wait, clock=self._clock)
 
 
-def _fetch_token(credentials: Any) -> None:
-    """(In a worker thread.) Fill the credentials' MSAL cache; MSAL gets the timeout botbuilder never sets."""
+def _fetch_token(credentials: Any) -> Any:
+    """(In a worker thread.) Fill the credentials' MSAL cache; MSAL gets the timeout botbuilder never sets.
+    Returns the credentials, which the :class:`HeldToken` keeps."""
     if isinstance(credentials, MicrosoftAppCredentials) and credentials.app is None:
         from msal import ConfidentialClientApplication
 
@@ -180,30 +145,7 @@ def _fetch_token(credentials: Any) -> None:
             authority=credentials.oauth_endpoint, timeout=TOKEN_WAIT * 2,
         )
     credentials.get_access_token()
-
-
-def _in_daemon_thread(work: Callable[[], Any]) -> asyncio.Future:
-    """Run blocking ``work`` in a daemon thread (it can never hold up the loop, nor the process's exit)."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future = loop.create_future()
-
-    def settle(result: Any, error: BaseException | None) -> None:
-        if not future.done():
-            future.set_exception(error) if error is not None else future.set_result(result)
-
-    def run() -> None:
-        result, error = None, None
-        try:
-            result = work()
-        except Exception as exc:
-            error = exc
-        try:
-            loop.call_soon_threadsafe(settle, result, error)
-        except RuntimeError:  # the loop is gone (shutdown): nobody is waiting any more
-            pass
-
-    threading.Thread(target=run, name="teams-token", daemon=True).start()
-    return future
+    return credentials
 
 
 async def _on_turn_error(turn_context: TurnContext, error: Exception) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -192,3 +193,77 @@ async def _get_json(http: aiohttp.ClientSession, url: str) -> Any:
     if len(body) > MAX_DOCUMENT_BYTES:
         raise ValueError(f"{url} answered more than {MAX_DOCUMENT_BYTES} bytes")
     return json.loads(body)
+
+
+# ------------------------------------------------------------------- the bot's own token, both engines
+
+TOKEN_WAIT = 5.0  # seconds a reply waits for Microsoft's login service before giving up (503, retried)
+TOKEN_FRESH_FOR = 30 * 60.0  # an app token lives 60-90 minutes: fetch it again (off the loop) well before
+TOKEN_RETRY_AFTER = 30.0  # after a failed fetch, replies fail at once for this long instead of waiting again
+
+
+class OutgoingTokenUnavailable(Exception):
+    """The bot's own token (to call the Bot Connector) could not be had in time."""
+
+
+@dataclass
+class HeldToken:
+    """The bot's token (or credentials holding it), fetched by blocking ``work`` in a daemon thread (MSAL
+    blocks, without a timeout, and does tenant discovery on first use) and kept for :data:`TOKEN_FRESH_FOR`.
+    A caller waits at most ``wait`` seconds, else :class:`OutgoingTokenUnavailable`; after a failure callers
+    fail at once for :data:`TOKEN_RETRY_AFTER`. Each engine keeps one per audience."""
+
+    value: Any = None
+    fresh_until: float = 0.0
+    failed_until: float = 0.0
+    error: str = ""
+    fetch: asyncio.Future | None = None
+
+    async def get(self, work: Callable[[], Any], *, wait: float, clock: Callable[[], float],
+                  valid: Callable[[Any], bool] = lambda value: True) -> Any:
+        if clock() < self.fresh_until:
+            return self.value
+        if self.fetch is None or self.fetch.done():
+            if clock() < self.failed_until:
+                raise OutgoingTokenUnavailable(self.error)
+            self.fetch = _in_daemon_thread(work)
+            self.fetch.add_done_callback(lambda fetch: self._settled(fetch, clock, valid))
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.fetch), wait)
+        except TimeoutError:
+            raise OutgoingTokenUnavailable(f"Microsoft's login service did not answer within {wait:.0f} s") from None
+        except Exception as exc:
+            raise OutgoingTokenUnavailable(self.error or type(exc).__name__) from exc
+
+    def _settled(self, fetch: asyncio.Future, clock: Callable[[], float], valid: Callable[[Any], bool]) -> None:
+        error = None if fetch.cancelled() else fetch.exception()
+        if fetch.cancelled() or error is not None or not valid(fetch.result()):
+            self.failed_until = clock() + TOKEN_RETRY_AFTER
+            self.error = f"cannot get a token from Microsoft's login service: {type(error).__name__}: {error}"[:300]
+            log.warning("Teams: %s", self.error)
+        else:
+            self.value, self.fresh_until = fetch.result(), clock() + TOKEN_FRESH_FOR
+
+
+def _in_daemon_thread(work: Callable[[], Any]) -> asyncio.Future:
+    """Run blocking ``work`` in a daemon thread (it can never hold up the loop, nor the process's exit)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if not future.done():
+            future.set_exception(error) if error is not None else future.set_result(result)
+
+    def run() -> None:
+        result, error = None, None
+        try:
+            result = work()
+        except Exception as exc:
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop is gone (shutdown): nobody is waiting any more
+            pass
+
+    threading.Thread(target=run, name="teams-token", daemon=True).start()
+    return future

@@ -63,6 +63,7 @@ from bot.teams.common import (
     TEAMS_KEY,
     Payload,
     TeamsDesk,
+    activity_body,
     card_action_data,
     execute_action_data,
     includes_bot,
@@ -178,15 +179,9 @@ class TeamsEndpoint:
         await self.keys.close()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        if "application/json" not in request.headers.get("Content-Type", ""):
-            return web.json_response({"error": "expected application/json"}, status=415)
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError, RecursionError):  # (nested deeper than the parser goes)
-            log.warning("Teams request refused: unreadable JSON", extra={"bytes": request.content_length})
-            return web.json_response({"error": "invalid JSON"}, status=400)
-        if not isinstance(body, dict):
-            return web.json_response({"error": "expected an Activity object"}, status=400)
+        body = await activity_body(request)
+        if isinstance(body, web.Response):
+            return body
         try:
             activity: Activity = Activity().deserialize(body)
         except Exception:  # msrest raises several types for a malformed payload

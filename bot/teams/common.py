@@ -179,6 +179,20 @@ def reason_payload(message_ref: str) -> Payload:
             "attachments": [{"contentType": CARD_CONTENT_TYPE, "content": render_reason_card(message_ref)}]}
 
 
+async def activity_body(request: web.Request) -> dict[str, Any] | web.Response:
+    """The POSTed activity as a JSON object, or the response that refuses it (the same on both engines)."""
+    if "application/json" not in request.headers.get("Content-Type", ""):
+        return web.json_response({"error": "expected application/json"}, status=415)
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError, RecursionError):  # (nested deeper than the parser goes)
+        log.warning("Teams request refused: unreadable JSON", extra={"bytes": request.content_length})
+        return web.json_response({"error": "invalid JSON"}, status=400)
+    if not isinstance(body, dict):
+        return web.json_response({"error": "expected an Activity object"}, status=400)
+    return body
+
+
 def is_loopback_url(url: str | None) -> bool:
     return is_loopback_host(urlsplit(url or "").hostname or "")
 

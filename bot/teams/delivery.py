@@ -17,7 +17,7 @@ from botbuilder.schema import (
 
 from bot.config import TeamsSettings
 from bot.teams.activities import PLATFORM, card_activity
-from bot.teams.common import DeliveryError
+from bot.teams.common import Deliverer, DeliveryError
 from bot.teams.connector import make_adapter  # noqa: F401 - (engine.py builds the worker's adapter)
 from handlers.request import Reply
 
@@ -27,16 +27,9 @@ log = logging.getLogger("chinadesk.teams")
 # ------------------------------------------------------------------------------ proactive delivery
 
 
-class TeamsDeliverer:
-    """Posts to a Teams conversation later, through the reference stored when the bot last heard from it.
-
-    This is the scheduler's :class:`bot.scheduler.Deliverer` for ``teams``: ``deliver`` never raises for a
-    platform error, it says whether to retry (408, 429 after its ``Retry-After``, 5xx, network: until the
-    post expires), pause (the bot was removed: 403/404, or no reference stored; our credentials refused:
-    401) or give up (Teams rejected the message itself: other 4xx).
-    """
-
-    platform = PLATFORM
+class TeamsDeliverer(Deliverer):
+    """Posts to a Teams conversation later, through the reference stored when the bot last heard from it
+    (botbuilder engine); :class:`bot.teams.common.Deliverer` turns its errors into the scheduler's results."""
 
     def __init__(self, adapter: CloudAdapter, store: Any, settings: TeamsSettings) -> None:
         self.adapter = adapter
@@ -86,20 +79,6 @@ class TeamsDeliverer:
 
     async def deliver_reply(self, channel: str, reply: Reply) -> str:
         return await self.send(channel, card_activity(reply))
-
-    async def deliver(self, item: Any) -> Any:
-        """The scheduler's entry point: one :class:`bot.scheduler.Outgoing` -> a ``DeliveryResult``."""
-        from bot.scheduler import DeliveryResult
-
-        try:
-            ref = await self.deliver_reply(item.channel, item.reply)
-        except DeliveryError as exc:
-            if exc.gone or exc.refused:  # paused, and listed as such, until resumed
-                return DeliveryResult.paused(str(exc))
-            if exc.permanent:
-                return DeliveryResult.failed(str(exc))
-            return DeliveryResult.retry(str(exc), exc.retry_after)
-        return DeliveryResult.posted(ref)
 
     async def close(self) -> None:
         return None  # botbuilder's connector clients hold no session between calls

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real content library and a Desk built on it (no mocks)."""
+"""Shared fixtures: the real content library and a Desk built on it (no mocks), the stores, and the Teams
+endpoint on each engine with the local Bot Connector it answers to (``tests/test_teams*.py``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from slack_server import FakeSlack
 from bot.store import Store, open_store
 from content.loader import Library, load_library
 from handlers import Desk, Request
+from tests.connector_server import ENGINES, ConnectorServer, TeamsHarness, _harness
 
 # A fixed "now" so that "N working days from today" lines do not drift with the calendar.
 NOW = dt.datetime(2025, 9, 22, 2, 0, tzinfo=dt.UTC)
@@ -98,3 +100,28 @@ async def db_url(request, tmp_path) -> AsyncIterator[str]:
 
         async with fresh_pg_schema() as url:
             yield url
+
+
+# -------------------------------------------------------------------- Teams (tests/test_teams*.py)
+
+
+@pytest.fixture
+async def connector() -> AsyncIterator[ConnectorServer]:
+    server = await ConnectorServer().start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Every contract test runs on both engines: the Agents SDK (default) and the deprecated botbuilder."""
+    if request.param == "botbuilder":
+        pytest.importorskip("botbuilder.core", reason="the botbuilder engine needs pip install -e '.[botbuilder]'")
+    return request.param
+
+
+@pytest.fixture
+async def teams(desk: Desk, store: Store, connector: ConnectorServer, engine: str) -> AsyncIterator[TeamsHarness]:
+    server = await _harness(desk, store, connector, {"DATABASE_URL": "sqlite:///:memory:"}, engine)
+    yield TeamsHarness(server, connector, store)
+    await server.close()

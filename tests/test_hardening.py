@@ -171,8 +171,7 @@ async def test_a_lone_surrogate_never_reaches_outgoing_json(
 
 
 async def test_a_second_teams_vote_by_the_same_user_on_the_same_answer_is_refused(store: Store, desk: Desk):
-    from tests.connector_server import ConnectorServer
-    from tests.test_teams import TeamsHarness, fixture
+    from tests.connector_server import ConnectorServer, TeamsHarness, fixture
 
     connector = await ConnectorServer().start()
     server = TestServer(create_app(Settings.from_env({}), desk, store, background=False))

@@ -9,18 +9,18 @@ import subprocess
 from slack_server import load_fixture
 from test_cli import CHINADESK
 
-# The `bot`, `teams` (on each engine), `slack_api`, `store` and `connector` fixtures come from test_slack /
-# test_teams / conftest.
+# The `bot` fixture comes from test_slack; `teams` (on each engine), `slack_api`, `store` and `connector` from
+# conftest.
 from test_slack import (
     Bot,
     bot,  # noqa: F401  (fixture)
     texts,
 )
-from test_teams import TeamsHarness, assert_valid_card, connector, engine, submit_data, teams  # noqa: F401  (fixtures)
 
 from bot.slack.blockkit import validate_blocks
 from bot.store import ChannelSettings, load_migrations
 from handlers import Desk, Request
+from tests.connector_server import TeamsHarness, assert_valid_card, submit_data
 
 
 def test_the_migration_adds_the_column_for_both_backends():
@@ -92,7 +92,7 @@ async def test_slack_channel_in_english_answers_a_chinese_command_in_english(bot
 # ------------------------------------------------------------------------------------------ Teams
 
 
-async def test_teams_chat_in_chinese_then_the_english_button(teams: TeamsHarness):  # noqa: F811
+async def test_teams_chat_in_chinese_then_the_english_button(teams: TeamsHarness):
     (confirm,) = await teams.say("personal_message.json", text="china-filing language zh", id="lang1")
     assert confirm.card["body"][0]["text"] == "语言：中文"
     (sent,) = await teams.say("personal_message.json", text="china-filing mlps", id="lang2")

@@ -11,14 +11,7 @@ import pytest
 from bot.teams.common import DeliveryError
 from handlers import Desk
 from handlers.request import Reply
-from tests.connector_server import (
-    APP_ID,
-    CHANNEL_ID,
-    TENANT,
-    USER_AAD,
-    TeamsHarness,
-    assert_valid_card,
-)
+from tests.connector_server import APP_ID, CHANNEL_ID, TENANT, USER_AAD, TeamsHarness, assert_valid_card
 
 # ------------------------------------------------------------------------------ proactive posts
 

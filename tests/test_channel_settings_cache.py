@@ -110,6 +110,39 @@ async def test_concurrent_misses_share_one_read_and_failures_are_not_cached():
     assert (await cached.get_channel_settings("slack", "C9")).channel == "C9"
 
 
+class BatchingStore(CountingStore):
+    """A CountingStore that also reads several channels at once, and counts those reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+
+    async def get_channel_settings_many(self, platform: str, channels):
+        self.batches.append(list(channels))
+        return {c: await self.get_channel_settings(platform, c) for c in channels}
+
+
+async def test_channels_asked_for_together_are_read_in_one_query_and_refreshed_in_one():
+    from bot.channel_cache import REFRESH_AHEAD, CachedSettingsStore
+
+    now = [0.0]
+    raw = BatchingStore()
+    cached = CachedSettingsStore(raw, ttl=5.0, clock=lambda: now[0])
+    channels = [f"C{n:02d}" for n in range(50)]
+    got = await asyncio.gather(*(cached.get_channel_settings("slack", c) for c in channels))
+    assert [s.channel for s in got] == channels
+    assert raw.batches == [channels]  # one query for the burst, not fifty
+
+    # Late in the entries' life every reader is answered from the cache, and the refreshes go as one read.
+    now[0] = 5.0 * (1 - REFRESH_AHEAD / 2)
+    await asyncio.gather(*(cached.get_channel_settings("slack", c) for c in channels))
+    await asyncio.gather(*cached._refreshing)
+    assert raw.batches[1:] == [channels]
+    now[0] = 6.0  # past the first life: still cached, from the refresh
+    await cached.get_channel_settings("slack", "C07")
+    assert len(raw.batches) == 2
+
+
 async def test_a_read_racing_a_write_is_not_cached():
     from bot.channel_cache import CachedSettingsStore
 

@@ -210,6 +210,11 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
                 tokens.update(phrase)
                 if phrase:
                     self.synonym_phrases.setdefault(phrase[0], []).append((phrase, gi))
+                if len(phrase) > 1 and member.isascii():
+                    # "face scan" is also written "face-scan" or "facescan": one word to the analyser.
+                    joined = an.phrase(member.replace(" ", "-"))
+                    if len(joined) == 1:
+                        self.synonym_phrases.setdefault(joined[0], []).append((joined, gi))
                 if has_cjk(member):
                     self.synonym_cjk.append((member, gi))
             self.group_tokens.append(frozenset(tokens))

@@ -3,6 +3,7 @@ out, compounds joined, synonyms expanded, the topics it names, its intents and t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz, process
@@ -24,6 +25,9 @@ FUZZY_CUTOFF = 80  # rapidfuzz ratio for typo correction (xiaohngshu -> xiaohong
 SHORT_WORD = 7  # up to this length a one-letter substitution is not taken for a typo (patent != parent)
 SYNONYM_WEIGHT = 0.6  # query weight of a synonym's words: evidence, but weaker than the user's own word
 SYNONYM_CREDIT = 0.9  # how far a synonym counts as covering the user's word, for confidence
+ARTICLES = frozenset({"a", "an", "the"})
+# A time of day ("2am", "11:30pm") is the asker's own detail, like a number the packs never mention.
+TIME_OF_DAY = re.compile(r"^\d{1,2}(?::\d{2})?(?:am|pm)$")
 
 
 @dataclass
@@ -111,7 +115,8 @@ class QueryAnalysis:
                 # Only when the split form is not already two words of the packs ("facial recognition"
                 # must stay two words so that it still matches facts and names word by word).
                 split_known = all(w in self.raw_vocab and self.analyzer.keep(w) for w in (a, b))
-                if (a.isalpha() and b.isalpha() and joined in self.raw_vocab
+                # An article never starts a compound: "a PI audit" is not an "api" audit.
+                if (a not in ARTICLES and a.isalpha() and b.isalpha() and joined in self.raw_vocab
                         and joined not in self.lexicon.stopwords and not split_known):
                     out.append([joined])
                     i += 2
@@ -182,7 +187,8 @@ class QueryAnalysis:
             seen.add(primary)
             # A number the packs never mention is the asker's own figure ("50,000 customers"), not a
             # sign that the question is about something else: it does not count against coverage.
-            own_number = primary.replace(".", "").isdigit() and primary not in self.vocab
+            own_number = ((primary.replace(".", "").isdigit() or TIME_OF_DAY.match(primary) is not None)
+                          and primary not in self.vocab)
             idf = 0.0 if own_number else self.idf.get(primary, self.max_idf)
             concepts.append(Concept(w, primary, forms, credit, idf, fuzzy=fuzzy is not None))
 

@@ -76,13 +76,14 @@ class ConfidenceFeatures:
         ``doc`` is, for intent words such as "how old") account for; ``steps``: the named topic's checklist
         words (see :data:`STEP_CREDIT`)."""
         total = got = 0.0
+        asker = query.asker
         for c in query.concepts:
             if any(self.intent_docs[name][doc] for name in c.intents):
                 got += c.idf
                 total += c.idf
                 continue
             credit = _credit(c, tokens, steps)
-            if credit <= 0 and c.weak:
+            if credit <= 0 and (c.weak or c.figure or c.primary in asker):
                 continue
             got += c.idf * credit
             total += c.idf
@@ -141,8 +142,10 @@ class ConfidenceFeatures:
         (IDF over the largest IDF there is): "zones" in "how many time zones does China have", "WFOE",
         "visa". A question that everything but one rare word of matches is still about that word."""
         worst = 0.0
+        asker = query.asker
         for c in query.concepts:
-            if c.idf <= 0 or c.weak or any(self.intent_docs[name][doc] for name in c.intents):
+            if (c.idf <= 0 or c.weak or c.figure or c.primary in asker
+                    or any(self.intent_docs[name][doc] for name in c.intents)):
                 continue
             if _credit(c, tokens, steps) <= 0:
                 worst = max(worst, c.idf)

@@ -270,13 +270,14 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
                 self.elsewhere_alts[phrase] = sorted(alts)
 
         # How a foreign place is used in a question: framed ("under GDPR", "in the UK") or as who is
-        # asking ("a UK company", "EU-based brands").
+        # asking ("a UK company", "EU-based brands", "our HQ in London": where the asker's own people are).
         places = "|".join(re.escape(p) for p in sorted(lexicon.elsewhere, key=len, reverse=True))
         frames = "|".join(re.escape(f) for f in sorted(lexicon.frames, key=len, reverse=True))
         nouns = "|".join(re.escape(n) for n in sorted(lexicon.identity, key=len, reverse=True))
         self._framed_re = (re.compile(rf"(?<![a-z0-9])(?:{frames})\s+(?:the\s+)?({places})(?![a-z0-9])")
                            if places and frames else None)
-        self._identity_re = (re.compile(rf"(?<![a-z0-9])({places})(?:-based|\s+based)?\s+(?:{nouns})(?![a-z0-9])")
+        self._identity_re = (re.compile(rf"(?<![a-z0-9])(?:({places})(?:-based|\s+based)?\s+(?:{nouns})"
+                                        rf"|(?:{nouns})\s+(?:based\s+)?(?:in|at)\s+(?:the\s+)?({places}))(?![a-z0-9])")
                              if places and nouns else None)
         # Platforms are China's own: naming one puts a question in China's market.
         self.china_topics = frozenset(ti for ti, t in enumerate(topics) if t.kind == "platform")
@@ -297,7 +298,9 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             if any_cue is not None:
                 self._intent_cues.append((intent.name, any_cue))
         self.names = NameMentions(library, topics, [d.fact for d in self.docs], doc_topic, an, lexicon)
-        self.alternate_questions = AlternateQuestions(an, asked, self.idf, self.max_idf, self.question_kinds)
+        # Alternate questions are read as questions are: chat shorthand written out ("rep office").
+        self.alternate_questions = AlternateQuestions(an, [(self.expand(q), di) for q, di in asked], self.idf,
+                                                      self.max_idf, self.question_kinds)
 
     def question_kinds(self, text: str) -> frozenset[str]:
         """The intents whose cues a question holds ("how long", "who"): what :meth:`analyse` finds, without

@@ -49,6 +49,12 @@ class Concept:
         answer, that the question is about something else; when the answer has it, it still counts."""
         return len(self.primary) == 1 and has_cjk(self.primary)
 
+    @property
+    def figure(self) -> bool:
+        """A number ("40,000 customers", "15 million people"): when the answer lacks it, it is the asker's own
+        figure (to compare with a threshold the answer states), not a sign the question is about something else."""
+        return self.primary.replace(".", "").isdigit()
+
 
 @dataclass(frozen=True)
 class Place:
@@ -72,6 +78,14 @@ class Query:
     elsewhere: list[Place] = field(default_factory=list)  # mentions of another jurisdiction
     home: bool = False  # names China itself ("China", "PRC", "中国")
     china: bool = False  # ...or one of China's own institutions, laws or platforms (CAC, PIPL, WeChat)
+
+    @property
+    def asker(self) -> frozenset[str]:
+        """Tokens of places that say who is asking ("a UK company", "our HQ in London") in a question about
+        China: context, so an answer that does not mention them is not missing what was asked."""
+        if not self.china:
+            return frozenset()
+        return frozenset(t for p in self.elsewhere if p.identity for t in p.phrase)
 
     def weights(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -231,7 +245,7 @@ class QueryAnalysis:
         named = set(name_hits)
 
         framed = {self.analyzer.phrase(m[1]) for m in self._framed_re.finditer(folded)} if self._framed_re else set()
-        identity = ({self.analyzer.phrase(m[1]) for m in self._identity_re.finditer(folded)}
+        identity = ({self.analyzer.phrase(m[1] or m[2]) for m in self._identity_re.finditer(folded)}
                     if self._identity_re else set())
         elsewhere = []
         for i, token in enumerate(primaries):

@@ -170,7 +170,8 @@ class QueryAnalysis:
         text = self.expand(strip_chatter(text))  # tags and greetings are not words of the question
         folded = normalise_numbers(text)
         concepts: list[Concept] = []
-        seen: set[str] = set()
+        seen: dict[str, int] = {}  # primary token -> its concept
+        order: list[int] = []  # the concept of every kept word in turn, repeats included (for phrases)
         for unit in self._split_compounds(self._join(an.units(text))):
             w = unit[0]
             token = an.stem(w)
@@ -197,8 +198,10 @@ class QueryAnalysis:
                     forms.setdefault(an.stem(alt), 1.0)
                     credit.setdefault(an.stem(alt), 0.8)
             if primary in seen:
+                order.append(seen[primary])
                 continue  # "BYD vs NIO vs Li Auto": a repeated word is one word
-            seen.add(primary)
+            seen[primary] = len(concepts)
+            order.append(len(concepts))
             # A number the packs never mention is the asker's own figure ("50,000 customers"), not a
             # sign that the question is about something else: it does not count against coverage.
             own_number = ((primary.replace(".", "").isdigit() or TIME_OF_DAY.match(primary) is not None)
@@ -206,20 +209,21 @@ class QueryAnalysis:
             idf = 0.0 if own_number else self.idf.get(primary, self.max_idf)
             concepts.append(Concept(w, primary, forms, credit, idf, fuzzy=fuzzy is not None))
 
-        # Synonyms: phrases over the concepts' primary tokens, and Chinese members by substring.
-        primaries = [c.primary for c in concepts]
-        hits: list[tuple[int, int, int]] = []  # (start, end, group)
+        # Synonyms: phrases over the words' primary tokens in the order written (a word repeated earlier still
+        # completes a phrase: "process data ... our data protection lead"), and Chinese members by substring.
+        primaries = [concepts[k].primary for k in order]
+        hits: list[tuple[set[int], int]] = []  # (concepts, group)
         for i, token in enumerate(primaries):
             for phrase, gi in self.synonym_phrases.get(token, ()):
                 if tuple(primaries[i : i + len(phrase)]) == phrase:
-                    hits.append((i, i + len(phrase), gi))
+                    hits.append(({order[j] for j in range(i, i + len(phrase))}, gi))
         for member, gi in self.synonym_cjk:
             if member in folded:
                 for i, c in enumerate(concepts):
                     if has_cjk(c.word) and (c.word in member or member in c.word):
-                        hits.append((i, i + 1, gi))
-        for start, end, gi in hits:
-            for c in concepts[start:end]:
+                        hits.append(({i}, gi))
+        for members, gi in hits:
+            for c in (concepts[k] for k in sorted(members)):
                 c.expanded = c.expanded or gi in self.name_groups
                 for token in self.group_tokens[gi]:
                     if token not in c.forms:

@@ -20,12 +20,21 @@ import numpy as np
 from content.loader import Library
 from content.schema import SECTION_LABELS, SECTION_LABELS_ZH, Fact, Topic
 from handlers.qa.confidence import ConfidenceFeatures, calibrated
-from handlers.qa.evidence import DURATION, AlternateQuestions, year_mismatch, years
+from handlers.qa.evidence import AMOUNT, DURATION, AlternateQuestions, year_mismatch, years
 from handlers.qa.fields import Field, bm25_field
 from handlers.qa.lexicon import Lexicon, default_lexicon
 from handlers.qa.names import DISTINCT_OTHER, NameMentions
 from handlers.qa.query import Query, QueryAnalysis
-from handlers.qa.text import Analyzer, cue_pattern, fold, has_cjk, normalise_numbers, similar, strip_chatter
+from handlers.qa.text import (
+    Analyzer,
+    cue_pattern,
+    fold,
+    has_cjk,
+    has_cue,
+    normalise_numbers,
+    similar,
+    strip_chatter,
+)
 
 # Field weights of the BM25 score. Fact text is the evidence; keywords are editor-chosen paraphrases;
 # the section label ("Review time") helps short questions; topic fields decide *which topic*.
@@ -141,6 +150,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         self.disputed = np.asarray([d.fact.status == "disputed" for d in self.docs], dtype=np.float32)
         self.doc_years = [years(f"{d.fact.text} {d.fact.text_zh or ''}") for d in self.docs]
         self.has_duration = [bool(DURATION.search(f"{d.fact.text} {d.fact.text_zh or ''}")) for d in self.docs]
+        self.has_amount = [bool(AMOUNT.search(f"{d.fact.text} {d.fact.text_zh or ''}")) for d in self.docs]
         # Facts are stored topic by topic: where each topic's facts start (every topic has a summary).
         self.topic_starts = np.searchsorted(self.doc_topic, np.arange(len(topics))).astype(np.intp)
         self.name_tokens = [frozenset(n) for n in names]
@@ -415,6 +425,9 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             # "How long ..." answered by facts that state no length of time answers something else.
             "no_duration": float(any(i.name == "duration" for i in query.intents) and not any(
                 self.has_duration[i] for i in (best, *support))),
+            # "How much is the fee / deposit" answered by facts of its topic that state no sum of money either.
+            "no_amount": float(any(has_cue(query.text, cue) for cue in self.lexicon.amount_cues) and not any(
+                self.has_amount[i] for i in (best, *support) if self.doc_topic[i] == ti)),
             # The question uses the packs' own domain language: names a topic, or uses a word of a
             # synonym group or a domain term. Everyday questions ("is the stock market open today")
             # can touch pack words by accident, but rarely this vocabulary.

@@ -61,6 +61,20 @@ async def test_a_follow_up_that_names_another_topic_wins_and_keeps_the_section(t
     assert reply.kind == "answer" and reply.topic == "kuaishou" and "731 million" in reply.text
 
 
+async def test_a_follow_up_that_names_no_topic_is_never_answered_from_another(threaded: Desk) -> None:
+    """Words that another topic's facts use ("a foreign brand ... without a Chinese company" is how Douyin's
+    cross-border store is described) do not take the thread to that topic: the thread's own topic is asked,
+    and where it has no such fact, the reply says so and points at its card."""
+    question = "can a foreign brand open a store there without a chinese company?"
+    alone = await turn(threaded, question, thread=None)
+    assert alone.kind == "answer" and alone.topic != "weibo"  # on its own, another platform answers it
+    first = await turn(threaded, "tell me about weibo")
+    assert first.topic == "weibo"
+    reply = await turn(threaded, question)
+    assert reply.topic == "weibo" and reply.kind == "no_answer", reply.text
+    assert "/china-platform weibo" in reply.text
+
+
 async def test_context_is_per_conversation_and_expires(threaded: Desk) -> None:
     await turn(threaded, "tell me about xiaohongshu", thread="A")
     assert (await turn(threaded, "how many users does it have?", thread="A")).topic == "xiaohongshu"

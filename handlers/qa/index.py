@@ -386,10 +386,11 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         return self.names.inside(self.doc_topic, {ti: query.name_hits.get(ti, set()) for ti in query.named})
 
     def match(self, text: str, *, assume: Sequence[int] = (), sections: Sequence[str] = (),
-              only_sections: bool = False) -> Match:
+              only_sections: bool = False, only_assumed: bool = False) -> Match:
         """The best facts for ``text``. ``assume``: topics the conversation is about, treated as named
         when the question names none (a follow-up); ``sections``: see :meth:`scores`; ``only_sections``:
-        nothing outside them ("and weibo?" after a user count asks Weibo's user count)."""
+        nothing outside them ("and weibo?" after a user count asks Weibo's user count); ``only_assumed``:
+        nothing outside the assumed topics."""
         query = self.analyse(text)
         assumed = query.assumed = bool(assume) and not query.named
         if assumed:
@@ -399,6 +400,8 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         scores = self.scores(query, sections)
         if only_sections and sections:
             scores = scores * np.isin(self.doc_section, list(sections))
+        if only_assumed and assumed:
+            scores = scores * np.isin(self.doc_topic, list(query.named))
         # A fact the pack marks disputed or superseded does not lead an answer, unless (disputed only) it
         # is clearly what the question asks about: then it is shown, marked as disputed.
         best = int(np.argmax(scores * self.may_lead))

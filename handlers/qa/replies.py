@@ -3,6 +3,7 @@ the ``/china-filing watch`` command."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,9 @@ COMMON_WORD_IDF = 1.0  # a word this common in the packs ("file", "china") says 
 # A deadline question that names no filing takes the filing whose deadline rule it matches at least this
 # surely (it also gives a date and asks for a deadline, so the bar is below ANSWER_BAR).
 DEADLINE_TOPIC_BAR = 0.5
+# A follow-up whose words fit another topic's fact better than any of the thread's topic: at most this sure
+# (below ANSWER_BAR), so that it gets "I cover <the thread's topic>, but not this point".
+ELSEWHERE_IN_THREAD = 0.3
 
 # -------------------------------------------------------------------------------------- watch mode
 
@@ -191,8 +195,7 @@ def _follow_up(index: QAIndex, question: str, context: Context | None) -> Match:
     A question that names a topic is matched as it stands (another topic wins over the context); if it
     states no intent, the section the conversation was about stands in for one ("and kuaishou?"). A
     question that names no topic is matched as if it named the context's topic ("who do we file it
-    with?", "who issues the licences?" after export controls) when that topic answers it well enough;
-    otherwise as it stands.
+    with?", "who issues the licences?" after export controls) and is never answered from another topic.
     """
     match = index.match(question)
     if context is None or context.topic not in index.topic_ids:
@@ -218,7 +221,16 @@ def _follow_up(index: QAIndex, question: str, context: Context | None) -> Match:
                 and any(index.intent_docs[i.name][lead] for i in followed.query.intents)):
             return followed
         return index.intent_match(followed.query, ti) or match
-    return followed if followed.confidence >= min(match.confidence, ANSWER_BAR) else match
+    if followed.docs and followed.docs[0].topic.id != context.topic:
+        # A question that names no topic stays with the conversation's: another topic's words ("can we sell
+        # there without a china entity" after Kuaishou is how Douyin's facts put it too) never take the
+        # thread elsewhere. Its best fact here is not what was asked either (the other topic's fitted
+        # better), so: "I cover <the thread's topic>, but not this point", with its card.
+        within = index.match(question, assume=(ti,), only_assumed=True)
+        if within.docs:
+            return dataclasses.replace(within, confidence=min(within.confidence, ELSEWHERE_IN_THREAD))
+    same_topic = bool(match.docs) and match.docs[0].topic.id == context.topic
+    return match if same_topic and match.confidence > followed.confidence else followed
 
 
 async def _deadline(desk: Desk, request: Request, question: str, match: Match, context: Context | None) -> Reply | None:

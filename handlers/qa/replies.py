@@ -72,14 +72,13 @@ def qa_index(desk: Desk) -> QAIndex:
 
 def qa_semantic(desk: Desk) -> SemanticIndex | None:
     """The optional meaning-level re-ranker (:mod:`handlers.qa.semantic`) when ``desk.settings["qa_semantic"]``
-    is ``on`` (or ``auto`` with the extra installed) and its embeddings are in the cache; never built here, for
-    a request (``build_desk`` builds them in the background, ``chinadesk content embed`` ahead of time)."""
+    is ``on`` or ``auto`` (off when missing), the extra is installed and its embeddings are in the cache; never
+    built here, for a request (``build_desk`` builds them in the background, ``chinadesk content embed`` ahead)."""
     if desk.semantic is None:
         desk.semantic = False
         from handlers.qa.semantic import available, load_semantic
 
-        wanted = desk.settings.get("qa_semantic", "off")
-        if wanted == "on" or (wanted == "auto" and available()):
+        if desk.settings.get("qa_semantic", "off") in ("on", "auto") and available():
             semantic = load_semantic(qa_index(desk), desk.settings.get("qa_cache_dir"))
             if semantic is None:
                 log.warning("the Q&A re-ranker is on but its embeddings are not built (`chinadesk content embed`): "

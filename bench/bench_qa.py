@@ -189,7 +189,7 @@ def bench_semantic(base: Library, questions: list[str], repeat: int, cache_dir: 
 # Coefficients set from domain knowledge rather than fitted: a question about another jurisdiction
 # (GDPR fines in France) answered by facts that never mention it is wrong, however well the rest of
 # the words match, and the question sets hold too few such cases to learn that weight.
-FIXED = {"elsewhere": -4.0, "other_year": -4.0, "no_duration": -4.0, "in_passing": -6.0}
+FIXED = {"elsewhere": -4.0, "other_year": -4.0, "no_duration": -4.0, "no_amount": -4.0, "in_passing": -6.0}
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 0.5, steps: int = 50,

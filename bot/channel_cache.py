@@ -9,11 +9,15 @@ uninstalling), so :class:`CachedSettingsStore` keeps them for :data:`TTL_SECONDS
 
 * a write made through this process (the setters below) invalidates the entry at once;
 * a write made by another replica is seen within :data:`TTL_SECONDS` at most;
-* concurrent misses for one channel share one query;
+* concurrent misses for one channel share one query, and the channels read in the same turn of the event
+  loop are read together, in one query (``get_channel_settings_many``);
 * an entry read in the last :data:`REFRESH_AHEAD` (a fraction) of its life is refreshed in the background (the
   reader gets the cached value at once), so a channel in use never expires under its requests: before
   this, every channel cached in the same burst expired in the same instant and all their requests
-  queued on the database together (a 0.4-1.4 s stall every 5 s in the never-repeated benchmark).
+  queued on the database together (a 0.4-1.4 s stall every 5 s in the never-repeated benchmark). Those
+  refreshes are batched too: one read per channel, each a trip to aiosqlite's thread that waits for the
+  GIL behind a busy event loop, still left some channels expired before their turn came (~1 s stalls on
+  a loaded machine).
 
 Everything else is delegated to the wrapped store unchanged; ``unwrap()`` gives the store back.
 """
@@ -40,7 +44,9 @@ class CachedSettingsStore:
         self._entries: dict[tuple[str, str], tuple[float, Any]] = {}
         self._loading: dict[tuple[str, str], asyncio.Future] = {}
         self._generation = 0  # bumped by every invalidation: a read that raced a write is not cached
-        self._refreshing: set[asyncio.Task] = set()  # background refreshes (referenced until done)
+        self._refreshing: set[asyncio.Task] = set()  # batched reads in flight (referenced until done)
+        self._pending: dict[tuple[str, str], int] = {}  # keys for the next batch -> the generation asked at
+        self._flush: asyncio.Handle | None = None
         self.hits = 0
         self.misses = 0
 
@@ -62,63 +68,77 @@ class CachedSettingsStore:
         if entry is not None and entry[0] > now:
             self.hits += 1
             if entry[0] - now < self._ttl * REFRESH_AHEAD and key not in self._loading:
-                self._refresh(key)
+                self._load(key)  # in the background: this reader has its answer
             return entry[1]
         loading = self._loading.get(key)
         if loading is not None:
             self.hits += 1
-            return await asyncio.shield(loading)
-        self.misses += 1
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._loading[key] = future
-        generation = self._generation
-        try:
-            value = await self._store.get_channel_settings(platform, channel)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except Exception as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters re-raise it, nobody else needs to
-            raise
         else:
-            future.set_result(value)
-            if generation == self._generation:
-                if len(self._entries) >= MAX_ENTRIES:
-                    for old in list(self._entries)[: MAX_ENTRIES // 2]:
-                        del self._entries[old]
-                self._entries[key] = (self._clock() + self._ttl, value)
-            return value
-        finally:
-            del self._loading[key]
+            self.misses += 1
+            loading = self._load(key)
+        return await asyncio.shield(loading)
 
-    def _refresh(self, key: tuple[str, str]) -> None:
-        """Read ``key`` again in the background; readers meanwhile get the cached value, and a reader that
-        finds the entry expired before it is done waits for this read rather than starting another."""
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
+    def _load(self, key: tuple[str, str]) -> asyncio.Future:
+        """Read ``key`` with the other channels asked for in the same turn of the event loop: one query for
+        them all (``get_channel_settings_many``), not one round trip each. A channel's readers share its
+        future; the value is cached unless a write invalidated the cache meanwhile."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
         self._loading[key] = future
-        generation = self._generation
+        self._pending[key] = self._generation
+        if self._flush is None:
+            self._flush = loop.call_soon(self._start_batch)
+        return future
 
-        async def read() -> None:
-            try:
-                value = await self._store.get_channel_settings(*key)
-            except asyncio.CancelledError:  # (at shutdown) waiters see it cancelled; nothing cached
-                future.cancel()
-                raise
-            except Exception as exc:  # not cached: waiters re-raise it, the next reader reads again
-                future.set_exception(exc)
-                future.exception()  # retrieved: nobody else needs it
-            else:
-                future.set_result(value)
-                if generation == self._generation:
-                    self._entries[key] = (self._clock() + self._ttl, value)
-            finally:
-                if self._loading.get(key) is future:
-                    del self._loading[key]
-
-        task = asyncio.ensure_future(read())
+    def _start_batch(self) -> None:
+        self._flush = None
+        batch, self._pending = self._pending, {}
+        task = asyncio.ensure_future(self._read_batch(batch))
         self._refreshing.add(task)
         task.add_done_callback(self._refreshing.discard)
+
+    async def _read_batch(self, batch: dict[tuple[str, str], int]) -> None:
+        by_platform: dict[str, list[str]] = {}
+        for platform, channel in batch:
+            by_platform.setdefault(platform, []).append(channel)
+        for platform, channels in by_platform.items():
+            try:
+                values = await self._read_many(platform, channels)
+            except asyncio.CancelledError:  # (at shutdown) waiters see it cancelled; nothing cached
+                for channel in channels:
+                    self._settle((platform, channel), None, cancelled=True)
+                raise
+            except Exception as exc:  # not cached: waiters re-raise it, the next reader reads again
+                for channel in channels:
+                    self._settle((platform, channel), exc)
+                continue
+            for channel in channels:
+                key = (platform, channel)
+                if batch[key] == self._generation:
+                    if len(self._entries) >= MAX_ENTRIES:
+                        for old in list(self._entries)[: MAX_ENTRIES // 2]:
+                            del self._entries[old]
+                    self._entries[key] = (self._clock() + self._ttl, values[channel])
+                self._settle(key, values[channel])
+
+    async def _read_many(self, platform: str, channels: list[str]) -> dict[str, Any]:
+        many = getattr(self._store, "get_channel_settings_many", None)
+        if many is not None:
+            return await many(platform, channels)
+        values = await asyncio.gather(*(self._store.get_channel_settings(platform, c) for c in channels))
+        return dict(zip(channels, values, strict=True))
+
+    def _settle(self, key: tuple[str, str], value: Any, *, cancelled: bool = False) -> None:
+        future = self._loading.pop(key, None)
+        if future is None or future.done():
+            return
+        if cancelled:
+            future.cancel()
+        elif isinstance(value, BaseException):
+            future.set_exception(value)
+            future.exception()  # retrieved: waiters re-raise it, nobody else needs to
+        else:
+            future.set_result(value)
 
     def invalidate(self, platform: str | None = None, channel: str | None = None) -> None:
         """Forget one channel, one platform's channels, or everything."""

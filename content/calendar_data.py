@@ -130,10 +130,33 @@ def package_year(year: int) -> tuple[dict[dt.date, str], dict[dt.date, str]]:
     return dict(days_off), dict(workdays)
 
 
+STATUTORY_PATH = Path(__file__).with_name("calendar_statutory.yaml")
+
+
 @functools.cache
+def _statutory_file(path: Path = STATUTORY_PATH) -> dict[int, dict[dt.date, str]]:
+    """The statutory days of the years ahead, as :func:`holidays_statutory_year` computed them (the file is
+    written by ``python -m content.calendar_data``, and a test checks it against the package)."""
+    if not path.exists():
+        return {}
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return {int(year): {dt.date.fromisoformat(str(day)): name for day, name in (days or {}).items()}
+            for year, days in (data.get("years") or {}).items()}
+
+
 def statutory_year(year: int) -> dict[dt.date, str]:
-    """The statutory public holidays of ``year`` per holidays.China, no observed/substituted days."""
-    # Imported here: the package and its China entity take ~0.4 s to import, needed only for estimates.
+    """The statutory public holidays of ``year`` per holidays.China, no observed/substituted days.
+
+    The years ahead come from calendar_statutory.yaml: the package and the China entity it loads take
+    ~17 MiB of resident memory and ~0.4 s (302 modules), for a table of a dozen days a year that the
+    server builds once at start-up. Other years ask the package."""
+    found = _statutory_file().get(year)
+    return dict(found) if found is not None else holidays_statutory_year(year)
+
+
+@functools.cache
+def holidays_statutory_year(year: int) -> dict[dt.date, str]:
+    """:func:`statutory_year` computed by the ``holidays`` package (imported here, on first use)."""
     import holidays as holidays_lib
 
     table = holidays_lib.China(years=year, observed=False, language="en_US")
@@ -259,3 +282,23 @@ def _parse_date(raw: Any, where: str) -> dt.date:
         return dt.date.fromisoformat(str(raw).strip())
     except ValueError:
         raise CalendarOverridesError(f"{where}: {raw!r} is not a date (YYYY-MM-DD)") from None
+
+
+def write_statutory_file(years: range, path: Path = STATUTORY_PATH) -> None:
+    """Write calendar_statutory.yaml for ``years`` from the ``holidays`` package."""
+    lines = ["# Statutory public holidays of China for the years ahead, as holidays.China computes them (no",
+             "# observed or substituted days; see content/calendar_data.py). Generated, not edited by hand:",
+             f"#   python -m content.calendar_data {years.start} {years.stop - 1}",
+             "# tests/test_calendar.py checks every year here against the installed package.",
+             "years:"]
+    for year in years:
+        lines.append(f"  {year}:")
+        lines += [f'    {day.isoformat()}: "{name}"' for day, name in sorted(holidays_statutory_year(year).items())]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    import sys
+
+    first, last = (int(a) for a in sys.argv[1:3])
+    write_statutory_file(range(first, last + 1))

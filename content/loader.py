@@ -59,6 +59,10 @@ def normalise_name(text: str) -> str:
 
 _CJK = re.compile(r"[\u3000-\u9fff\uf900-\ufaff]")
 _LATIN = re.compile(r"[a-z0-9]", re.IGNORECASE)
+# "Did you mean": a name this close by plain edit ratio is taken as the one mistyped (fast path), and the
+# others that close to the query are offered beside it.
+CLOSE_TYPO_SCORE = 85
+TYPO_SCORE = 75
 
 
 @dataclass
@@ -129,7 +133,12 @@ class Library:
         if not query:
             return []
         names, ids = self._suggestion_choices(kind, latin_only=_CJK.search(query) is None)
-        found = process.extract(query, names, scorer=fuzz.WRatio, limit=limit * 4, score_cutoff=60)
+        # A mistyped name (a letter or two wrong) is the usual case, and the plain edit ratio finds it at
+        # ~0.1 µs a name. WRatio, which also finds a name from part of it ("electric" -> electric-vehicles),
+        # costs ~2 µs a name (a millisecond over every name): only when the plain ratio finds nothing close.
+        found = process.extract(query, names, scorer=fuzz.QRatio, limit=limit * 4, score_cutoff=TYPO_SCORE)
+        if not found or found[0][1] < CLOSE_TYPO_SCORE:
+            found = process.extract(query, names, scorer=fuzz.WRatio, limit=limit * 4, score_cutoff=60)
         out: list[Topic] = []
         for _name, _score, index in found:
             topic = self.topics[ids[index]]

@@ -17,6 +17,12 @@ when the bot has been removed (403) or the conversation is gone (404), or when T
 
 :class:`KeyServer` plays the Bot Framework token issuer's OpenID metadata + JWKS endpoints, in a
 thread (so that it also answers a fetch that blocks the test's event loop: botbuilder's own does).
+
+The Teams harness the ``tests/test_teams*.py`` suites share is here too: :class:`TeamsHarness` (the aiohttp
+app with the Teams endpoint, POSTing the Teams payloads of ``tests/fixtures/teams/``), :func:`_harness` on
+either engine and, with :func:`use_local_microsoft`, against :class:`KeyServer` and a :class:`LocalLogin`;
+and the Adaptive Card checks (:func:`assert_valid_card` against the 1.5 schema, :func:`texts`,
+:func:`facts`, :func:`submit_data`). Its fixtures (``connector``, ``engine``, ``teams``) are in conftest.py.
 """
 
 from __future__ import annotations
@@ -28,10 +34,19 @@ import json
 import threading
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import aiohttp
+import jsonschema
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
+from bot.config import Settings
+from bot.store import Store
+from bot.teams.common import ROUTE, TEAMS_KEY
+from bot.teams.engine import setup_teams
+from handlers import Desk
 
 CARD = "application/vnd.microsoft.card.adaptive"
 
@@ -240,4 +255,172 @@ class HoldingSocket:
     def close(self) -> None:
         self._stop.set()
         self._sock.close()
+
+
+# ------------------------------------------------------------ the Teams harness (tests/test_teams*.py)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "teams"
+ACCEPTED = (201, 202)  # botbuilder answered 201, the Agents SDK 202: Teams takes any 2xx
+APP_ID = "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b"  # the fixtures' bot is 28:<this>
+TENANT = "9c4e2b7a-1d3f-4a5b-8c6d-7e8f9a0b1c2d"
+TEAM_ID = "19:Kc2bX7yN4mQ1pR8wT5vZ3aS6dF9gH0jL@thread.tacv2"
+CHANNEL_ID = "19:8d4f2a6c1e3b5d7f9a0c2e4b6d8f1a3c@thread.tacv2"
+USER_AAD = "6f1c8e2d-4b3a-4c5d-9e8f-0a1b2c3d4e5f"
+
+
+def card_schema() -> jsonschema.protocols.Validator:
+    schema = json.loads((FIXTURES / "adaptive-card-1.5.schema.json").read_text(encoding="utf-8-sig"))
+    return jsonschema.Draft6Validator(schema)
+
+
+SCHEMA = card_schema()
+
+
+def assert_valid_card(card: dict[str, Any]) -> None:
+    errors = sorted(SCHEMA.iter_errors(card), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message[:200]}" for e in errors[:5])
+    assert card["version"] == "1.5"
+
+
+def fixture(name: str, **changes: Any) -> dict[str, Any]:
+    data = json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+    data.update(changes)
+    return data
+
+
+def texts(card: dict[str, Any], *, markdown_only: bool = False) -> list[str]:
+    """Every text block's text in a card, in order, containers included: TextBlocks (read as Markdown) and
+    RichTextBlocks (their runs joined; never read as Markdown, so left out with ``markdown_only``)."""
+    out: list[str] = []
+
+    def walk(items: list[dict[str, Any]]) -> None:
+        for item in items:
+            if item.get("type") == "TextBlock":
+                out.append(item["text"])
+            elif item.get("type") == "RichTextBlock" and not markdown_only:
+                out.append("".join(run if isinstance(run, str) else run["text"] for run in item["inlines"]))
+            walk(item.get("items", []))
+
+    walk(card["body"] if card.get("type") == "AdaptiveCard" else [card])
+    return out
+
+
+def facts(card: dict[str, Any]) -> dict[str, str]:
+    return {f["title"]: f["value"] for item in card["body"] if item["type"] == "FactSet" for f in item["facts"]}
+
+
+def find(card: dict[str, Any], element_id: str) -> dict[str, Any]:
+    return next(item for item in card["body"] if item.get("id") == element_id)
+
+
+def submit_data(card: dict[str, Any]) -> list[dict[str, Any]]:
+    return [a["data"] for a in card.get("actions", []) if a["type"] == "Action.Submit"]
+
+
+class TeamsHarness:
+    """The aiohttp app with the Teams endpoint, a store, and the local connector its replies go to."""
+
+    def __init__(self, server: TestServer, connector: ConnectorServer, store: Store | None) -> None:
+        self.server = server
+        self.connector = connector
+        self.store = store
+
+    @property
+    def endpoint(self) -> Any:
+        return self.server.app[TEAMS_KEY]
+
+    async def post(self, activity: dict[str, Any], *, headers: dict[str, str] | None = None,
+                   raw: bytes | None = None) -> tuple[int, Any]:
+        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        body = raw if raw is not None else json.dumps(activity).encode()
+        async with aiohttp.ClientSession() as session, session.post(
+            self.server.make_url(ROUTE), data=body, headers=hdrs
+        ) as resp:
+            text = await resp.text()
+            return resp.status, (json.loads(text) if text and resp.content_type == "application/json" else text)
+
+    async def say(self, name: str, **changes: Any) -> list[Sent]:
+        """POST a fixture (serviceUrl -> local connector) and return what the bot sent back."""
+        before = len(self.connector.sent)
+        status, _ = await self.post(fixture(name, serviceUrl=self.connector.url, **changes))
+        assert status in (200, *ACCEPTED), status
+        return self.connector.sent[before:]
+
+
+def build_app(settings: Settings, desk: Desk, store: Store | None) -> web.Application:
+    """The server under test: the shared Slack + Teams aiohttp app from bot.app.create_app."""
+    try:
+        from bot.app import create_app
+    except ImportError:  # a checkout without the shared server: mount Teams as create_app does
+        app = web.Application()
+        setup_teams(app, settings=settings, desk=desk, store=store)
+        return app
+    return create_app(settings, desk, store, background=False)  # tests that need the scheduler drive it
+
+
+ENGINES = ["agents", "botbuilder"]
+LOGIN_TOKEN = "bot-token-from-local-login"
+
+
+class LocalLogin:
+    """Microsoft's login service, played locally: the bot's outgoing token is ``token`` (the Agents SDK's
+    token-provider shape: ``get_access_token(resource, scopes)``)."""
+
+    def __init__(self, token: str = LOGIN_TOKEN) -> None:
+        self.token = token
+
+    async def get_access_token(self, resource_url: str, scopes: list[str], force_refresh: bool = False) -> str:
+        return self.token
+
+
+def use_local_microsoft(endpoint: Any, keys: KeyServer, login: LocalLogin | None) -> None:
+    """Point the endpoint's token validation at the local key server and (with ``login``) its outgoing
+    tokens at a local login service, whichever engine it runs on."""
+    if endpoint.engine == "agents":
+        from bot.teams.agents import OutgoingTokens, make_adapter
+
+        endpoint.key_source = lambda _uri: keys.metadata_url
+        if login is not None:
+            endpoint.tokens = OutgoingTokens(login)
+            endpoint.adapter = endpoint.deliverer.adapter = make_adapter(endpoint.tokens, APP_ID)
+        return
+    from botframework.connector.auth import MicrosoftAppCredentials, ServiceClientCredentialsFactory
+
+    from bot.teams.connector import BotFrameworkConfig, make_adapter
+
+    class BotbuilderLogin(ServiceClientCredentialsFactory):
+        async def is_valid_app_id(self, app_id: str) -> bool:
+            return app_id == APP_ID
+
+        async def is_authentication_disabled(self) -> bool:
+            return False
+
+        async def create_credentials(self, app_id: str, oauth_scope: str, login_endpoint: str,
+                                     validate_authority: bool) -> MicrosoftAppCredentials:
+            class Credentials(MicrosoftAppCredentials):
+                def get_access_token(self, force_refresh: bool = False) -> str:
+                    return login.token  # type: ignore[union-attr]
+
+            credentials = Credentials(app_id, "unused", oauth_scope=oauth_scope)
+            credentials.app = "local"  # no MSAL client: the token comes from here
+            return credentials
+
+    config = BotFrameworkConfig.from_settings(
+        endpoint.settings, TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL=keys.metadata_url,
+        TO_BOT_FROM_CHANNEL_TOKEN_ISSUER="https://api.botframework.com")
+    endpoint.adapter = endpoint.deliverer.adapter = make_adapter(
+        endpoint.settings, config, BotbuilderLogin() if login is not None else None)
+    endpoint.metadata_url = keys.metadata_url
+
+
+async def _harness(desk: Desk, store: Store | None, connector: ConnectorServer, env: dict[str, str],
+                   engine: str = "agents", keys: KeyServer | None = None,
+                   login: LocalLogin | None = None) -> TestServer:
+    app = build_app(Settings.from_env({**env, "TEAMS_ENGINE": engine}), desk, store)
+    assert app[TEAMS_KEY].engine == engine
+    if keys is not None:  # token validation against the local key server instead of Microsoft's
+        use_local_microsoft(app[TEAMS_KEY], keys, login)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
 

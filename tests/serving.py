@@ -1,12 +1,17 @@
 """``chinadesk serve`` in a subprocess, for tests of what the whole process does (exit status, signals,
-logs, bound ports), and a peer that accepts TCP connections and never answers."""
+logs, bound ports), and a peer that accepts TCP connections and never answers.
+
+:data:`CHINADESK` is the console script of this environment; :func:`serve` runs ``chinadesk serve`` for the
+length of a ``with`` block, :func:`start_serve` starts it and leaves the process to the caller."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import signal
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.test_ops import CHINADESK
+CHINADESK = shutil.which("chinadesk") or str(Path(sys.executable).with_name("chinadesk"))
 
 
 class Serving:
@@ -70,6 +75,24 @@ async def serve(env: dict[str, str], cwd: Path, *, listening: bool = True) -> As
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def start_serve(env: dict[str, str], cwd: Path) -> tuple[asyncio.subprocess.Process, int, list[str]]:
+    """``chinadesk serve --port 0`` in a subprocess; returns it, its port and its stderr lines so far."""
+    proc = await asyncio.create_subprocess_exec(
+        CHINADESK, "serve", "--host", "127.0.0.1", "--port", "0", env=env, cwd=cwd,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    lines: list[str] = []
+    while True:
+        raw = await asyncio.wait_for(proc.stderr.readline(), 60)
+        if not raw:
+            raise AssertionError("chinadesk serve exited before listening:\n" + "".join(lines))
+        lines.append(raw.decode())
+        found = re.search(r"listening on http://127\.0\.0\.1:(\d+)", lines[-1])
+        if found:
+            return proc, int(found.group(1)), lines
 
 
 async def healthz(port: int) -> int:

@@ -543,3 +543,26 @@ def test_a_calendar_that_builds_estimates_on_first_use_counts_the_same(cal: Chin
     a, b = cal.add_working_days(start, n), LAZY_ESTIMATES.add_working_days(start, n)
     assert a == b
     assert cal.subtract_working_days(start, n) == LAZY_ESTIMATES.subtract_working_days(start, n)
+
+
+def test_statutory_file_matches_the_holidays_package() -> None:
+    """calendar_statutory.yaml (read at run time instead of importing ``holidays``) says what the installed
+    package computes, year by year; if a release of the package moves a day, regenerate the file."""
+    from content.calendar_data import _statutory_file, holidays_statutory_year
+
+    years = _statutory_file()
+    assert len(years) >= 5 and min(years) <= dt.date.today().year + 1
+    for year, days in years.items():
+        assert days == holidays_statutory_year(year), f"{year}: run python -m content.calendar_data"
+
+
+def test_the_server_calendar_does_not_import_holidays() -> None:
+    """The years ahead are read from the file: building the server's calendar loads no ``holidays``
+    module (302 of them and ~17 MiB once its China entity is built)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from content.calendar import ChinaCalendar; ChinaCalendar(); "
+            "print(sorted(m for m in sys.modules if m == 'holidays' or m.startswith('holidays.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-from test_teams import assert_valid_card, texts
 
 from bot.slack.blockkit import render_reply, validate_blocks
 from bot.teams.cards import render_card
@@ -17,6 +16,7 @@ from content.loader import load_library
 from handlers import Desk, Request
 from handlers.cards import topic_card
 from handlers.upcoming import upcoming_events
+from tests.connector_server import assert_valid_card, texts
 
 FIXTURES = Path(__file__).parent / "fixtures" / "packs"
 TODAY = dt.date(2026, 12, 1)

@@ -171,8 +171,7 @@ async def test_a_lone_surrogate_never_reaches_outgoing_json(
 
 
 async def test_a_second_teams_vote_by_the_same_user_on_the_same_answer_is_refused(store: Store, desk: Desk):
-    from tests.connector_server import ConnectorServer
-    from tests.test_teams import TeamsHarness, fixture
+    from tests.connector_server import ConnectorServer, TeamsHarness, fixture
 
     connector = await ConnectorServer().start()
     server = TestServer(create_app(Settings.from_env({}), desk, store, background=False))
@@ -198,7 +197,7 @@ async def test_a_second_teams_vote_by_the_same_user_on_the_same_answer_is_refuse
 def test_ask_with_an_unknown_timezone_prints_one_line_and_exits_2():
     import subprocess
 
-    from tests.test_ops import CHINADESK
+    from tests.serving import CHINADESK
 
     proc = subprocess.run([CHINADESK, "ask", "--timezone", "Mars/Base", "/china-filing"], capture_output=True,
                           text=True, timeout=60)
@@ -248,7 +247,7 @@ async def test_local_mode_on_a_public_address_only_when_asked_for_and_the_banner
 
     import aiohttp
 
-    from tests.test_ops import CHINADESK
+    from tests.serving import CHINADESK
 
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SLACK_", "MICROSOFT_APP", "DATABASE_URL", "TEAMS"))}

@@ -18,7 +18,7 @@ from handlers import Request
 from handlers.cards import topic_card
 from handlers.request import LEGAL_CAVEAT
 from handlers.router import help_reply, router
-from tests.test_teams import assert_valid_card, texts
+from tests.connector_server import assert_valid_card, texts
 
 
 def switch(reply, lang: str) -> str:

@@ -9,18 +9,13 @@ import subprocess
 from slack_server import load_fixture
 from test_cli import CHINADESK
 
-# The `bot`, `teams` (on each engine), `slack_api`, `store` and `connector` fixtures come from test_slack /
-# test_teams / conftest.
-from test_slack import (
-    Bot,
-    bot,  # noqa: F401  (fixture)
-    texts,
-)
-from test_teams import TeamsHarness, assert_valid_card, connector, engine, submit_data, teams  # noqa: F401  (fixtures)
-
 from bot.slack.blockkit import validate_blocks
 from bot.store import ChannelSettings, load_migrations
 from handlers import Desk, Request
+
+# The `bot`, `teams` (on each engine), `slack_api`, `store` and `connector` fixtures come from conftest.
+from tests.conftest import Bot, texts
+from tests.connector_server import TeamsHarness, assert_valid_card, submit_data
 
 
 def test_the_migration_adds_the_column_for_both_backends():
@@ -55,7 +50,7 @@ async def test_setting_changes_the_language_of_the_next_answers(desk: Desk, stor
 # ------------------------------------------------------------------------------------------ Slack
 
 
-async def test_slack_channel_in_chinese_then_the_english_button(bot: Bot):  # noqa: F811
+async def test_slack_channel_in_chinese_then_the_english_button(bot: Bot):
     response = await bot.command("language zh")
     body = await response.json()
     assert body["response_type"] == "in_channel" and "我将在这里用中文回答" in texts(body["blocks"])
@@ -80,7 +75,7 @@ async def test_slack_channel_in_chinese_then_the_english_button(bot: Bot):  # no
     assert zh_links and all(link in texts(blocks) for link in zh_links[:1])
 
 
-async def test_slack_channel_in_english_answers_a_chinese_command_in_english(bot: Bot):  # noqa: F811
+async def test_slack_channel_in_english_answers_a_chinese_command_in_english(bot: Bot):
     await bot.command("language en")
     card = await (await bot.command("等保")).json()
     assert card["blocks"][0]["text"]["text"].startswith("Multi-Level Protection Scheme")
@@ -92,7 +87,7 @@ async def test_slack_channel_in_english_answers_a_chinese_command_in_english(bot
 # ------------------------------------------------------------------------------------------ Teams
 
 
-async def test_teams_chat_in_chinese_then_the_english_button(teams: TeamsHarness):  # noqa: F811
+async def test_teams_chat_in_chinese_then_the_english_button(teams: TeamsHarness):
     (confirm,) = await teams.say("personal_message.json", text="china-filing language zh", id="lang1")
     assert confirm.card["body"][0]["text"] == "语言：中文"
     (sent,) = await teams.say("personal_message.json", text="china-filing mlps", id="lang2")

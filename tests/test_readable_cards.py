@@ -21,8 +21,8 @@ from handlers.cards import topic_command
 from handlers.request import Reply
 from handlers.text import render_text
 from tests.conftest import NOW
+from tests.connector_server import assert_valid_card
 from tests.test_slack_blockkit import all_texts
-from tests.test_teams import assert_valid_card
 
 QUESTIONS = Path(__file__).parent / "qa_questions.yaml"
 COMMANDS = (

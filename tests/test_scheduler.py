@@ -3,30 +3,30 @@
 Exactly once: each reminder reaches the channel once, in order, whatever the number of concurrent
 passes or processes; a crash between claim and post is re-offered after the lease, never repeated
 once posted. Delivery: 429 + Retry-After delays and retries; a removed channel pauses and is listed.
+
+Here: each reminder once, concurrent passes and replicas, purging, subscriptions. The delivery tests are in
+``test_scheduler_delivery.py`` and those on real ``chinadesk`` processes in ``test_scheduler_processes.py``;
+both use the fixtures and helpers defined here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 
 import pytest
 from aiohttp import web
 
-from bot.scheduler import DeliveryResult, Outgoing, Scheduler, TextDeliverer
+from bot.scheduler import Scheduler
 from bot.slack.delivery import SlackDeliverer
 from bot.store import Store, open_store
 from content.calendar import ChinaCalendar
 from content.loader import Library
 from handlers import Desk, Request
 from tests.slack_server import FakeSlack, _Rule
-from tests.test_reminders import CHINADESK, cli_env
 
 SET_AT = dt.datetime(2025, 9, 22, 2, 0, tzinfo=dt.UTC)
 # facial-recognition from 2025-09-20 is due Thu 6 Nov 2025; reminders at 09:00 Shanghai (01:00 UTC) on:
@@ -363,188 +363,6 @@ async def test_stop_finishes_the_pass_in_flight(store, sdesk, slack):
     assert (await store.list_posts("slack", "C1"))[0].status == "posted"
 
 
-# ---------------------------------------------------------------------------------- delivery
-
-
-async def test_429_delays_and_retries(store, sdesk, slack):
-    await remind(sdesk)
-    slack.rate_limit("chat.postMessage", retry_after=1)
-    sched = make_scheduler(store, sdesk, slack)
-    report = await sched.run_due(R10)
-    assert report.posted == 1 and report.retried == 0
-    first, second = slack.calls_to("chat.postMessage")
-    assert second.at - first.at >= 0.9  # Retry-After honoured
-    assert (await store.list_posts("slack", "C1"))[0].status == "posted"
-
-
-async def test_persistent_429_backs_off_then_posts(store, sdesk, slack):
-    await remind(sdesk)
-    slack.rate_limit("chat.postMessage", times=4, retry_after=0)  # more than the client's own retries
-    sched = make_scheduler(store, sdesk, slack)
-    report = await sched.run_due(R10)
-    assert (report.posted, report.retried) == (0, 1)
-    post = (await store.list_posts("slack", "C1"))[0]
-    assert post.status == "pending" and post.last_error == "ratelimited" and post.lease_until > R10
-    assert (await sched.run_due(R10)).posted == 0  # not before the back-off
-    assert (await sched.run_due(post.lease_until)).posted == 1
-    assert len([c for c in slack.calls_to("chat.postMessage") if c.params["channel"] == "C1"]) == 5
-
-
-async def test_429_on_every_post_for_15_minutes_then_every_reminder_is_posted_once(store, sdesk, slack):
-    for channel in ("C1", "C2", "C3"):
-        await remind(sdesk, channel)
-    slack.rate_limit("chat.postMessage", times=None, retry_after=30)
-    sched = make_scheduler(store, sdesk, slack)
-    reports = await passes(sched, R10, R10 + dt.timedelta(minutes=15), dt.timedelta(seconds=30))
-    assert len(slack.calls_to("chat.postMessage")) >= 3 * 15  # tried again each time Retry-After allowed...
-    assert accepted_keys(slack) == [] and sum(r.failed for r in reports) == 0  # ...and never given up
-    due = [p for c in ("C1", "C2", "C3") for p in await store.list_posts("slack", c) if p.due_at == R10]
-    assert {p.status for p in due} == {"pending"}
-    slack.recover()
-    await passes(sched, R10 + dt.timedelta(minutes=15, seconds=30), R10 + dt.timedelta(minutes=30),
-                 dt.timedelta(seconds=30))
-    assert sorted(accepted_keys(slack)) == sorted(p.key for p in due)  # each exactly once
-    assert {(await store.get_post(p.id)).status for p in due} == {"posted"}
-
-
-async def test_a_long_retry_after_is_honoured_between_passes_not_waited_out_inside_one(store, sdesk, slack):
-    await remind(sdesk)
-    slack.rate_limit("chat.postMessage", retry_after=120)
-    sched = make_scheduler(store, sdesk, slack)
-    report = await asyncio.wait_for(sched.run_due(R10), 10)  # the delivery does not sit out two minutes
-    assert report.retried == 1
-    post = (await store.list_posts("slack", "C1"))[0]
-    assert post.status == "pending" and post.lease_until >= R10 + dt.timedelta(seconds=120)
-    assert (await sched.run_due(R10 + dt.timedelta(seconds=119))).due == 0  # not before Retry-After
-    assert (await sched.run_due(R10 + dt.timedelta(seconds=125))).posted == 1
-    assert accepted_keys(slack) == [post.key]
-
-
-async def test_503_for_90_minutes_then_recovery_posts_every_reminder_once(store, sdesk, slack):
-    for channel in ("C1", "C2"):
-        await remind(sdesk, channel)
-    clock = [R10]
-    slack.clock = lambda: clock[0].timestamp()
-    for method in ("chat.postMessage", "conversations.history"):  # Slack is down, every method
-        slack.fail_http(method, 503, times=None, body="<html><body>503 Service Unavailable</body></html>",
-                        content_type="text/html")
-    sched = make_scheduler(store, sdesk, slack)
-    minute = dt.timedelta(minutes=1)
-    reports = await passes(sched, R10, R10 + 90 * minute, minute, clock)
-    assert accepted_keys(slack) == [] and sum(r.failed for r in reports) == 0
-    assert len(slack.calls_to("chat.postMessage")) >= 2 * 8  # retried all along, backing off
-    slack.recover()
-    await passes(sched, R10 + 91 * minute, R10 + 150 * minute, minute, clock)
-    due = [p for c in ("C1", "C2") for p in await store.list_posts("slack", c) if p.due_at == R10]
-    assert sorted(accepted_keys(slack)) == sorted(p.key for p in due)  # each exactly once
-    assert {(await store.get_post(p.id)).status for p in due} == {"posted"}
-
-
-async def test_a_platform_down_until_the_deadline_expires_its_reminders_and_fails_none(store, sdesk, slack):
-    await remind(sdesk)
-    slack.fail_http("chat.postMessage", 500, times=None, body="upstream error", content_type="text/plain")
-    sched = make_scheduler(store, sdesk, slack)
-    reports = await passes(sched, R10, R0 + dt.timedelta(days=2), dt.timedelta(hours=6))
-    assert sum(r.failed for r in reports) == 0 and sum(r.retried for r in reports) > 8
-    statuses = [p.status for p in await store.list_posts("slack", "C1")]
-    assert "failed" not in statuses and statuses[-1] == "expired"  # kept trying while it was useful
-    assert accepted_keys(slack) == []
-
-
-@pytest.mark.parametrize("error", ["channel_not_found", "not_in_channel", "account_inactive"])
-async def test_removed_channel_pauses_and_is_reported(store, sdesk, slack, error):
-    await remind(sdesk, "C1")
-    await remind(sdesk, "C2")
-    await sdesk.handle(Request(text="/china-filing subscribe 618", platform="slack", channel="C1",
-                               workspace="T0001", now=SET_AT))
-    slack.fail("chat.postMessage", error, when=lambda call: call.params.get("channel") == "C1")
-    paused_calls = []
-
-    async def hook(post, reason):
-        paused_calls.append((post.channel, reason))
-
-    sched = make_scheduler(store, sdesk, slack)
-    sched.on_paused.append(hook)
-    report = await sched.run_due(R10)
-    assert (report.paused, report.posted) == (1, 1)  # C1 paused, C2 still posted
-    assert paused_calls == [("C1", error)]
-    [item] = await store.list_paused("slack", "T0001")
-    assert (item.kind, item.channel, item.reason) == ("deadline", "C1", error)
-    # The channel's listing says so; later passes post nothing there.
-    listing = await sdesk.handle(Request(text="/china-filing reminders", platform="slack", channel="C1", now=R10))
-    assert f"PAUSED: {error}" in listing.text
-    await sched.run_due(R5)
-    assert [c.params["channel"] for c in slack.calls_to("chat.postMessage")].count("C1") == 1  # the failed try
-    # Re-invited: resuming re-offers what is still useful, once: the 5-day reminder, which supersedes
-    # the missed 10-day one.
-    assert await store.resume("deadline", item.id)
-    report = await sched.run_due(R5 + SECOND)
-    assert (report.posted, report.skipped) == (1, 1)
-    c1 = [c for c in slack.calls_to("chat.postMessage") if c.params["channel"] == "C1"]
-    assert len(c1) == 2 and "Late reminder" not in c1[1].dumps() and "Thu 30 Oct" not in c1[1].dumps()
-
-
-async def test_uninstalled_workspace_without_token_pauses(store, sdesk, slack):
-    await remind(sdesk)
-    sched = Scheduler(store, sdesk, {"slack": SlackDeliverer(store, default_token=None, api_url=slack.api_url)})
-    report = await sched.run_due(R10)
-    assert report.paused == 1 and slack.calls_to("chat.postMessage") == []
-
-
-async def test_installation_token_is_used_per_workspace(store, sdesk, slack):
-    from tests.slack_server import Workspace
-
-    slack.add_workspace(Workspace(team_id="T0001"), "xoxb-installed")
-    await store.save_installation("slack", "T0001", {"bot": {"bot_token": "xoxb-installed"}})
-    await remind(sdesk)
-    await make_scheduler(store, sdesk, slack).run_due(R10)
-    [call] = slack.calls_to("chat.postMessage")
-    assert call.token == "xoxb-installed"
-
-
-async def test_deliverer_exception_and_render_failure_do_not_lose_posts(store, sdesk, slack):
-    await remind(sdesk)
-
-    class Flaky:
-        calls = 0
-
-        async def deliver(self, item: Outgoing) -> DeliveryResult:
-            Flaky.calls += 1
-            if Flaky.calls == 1:
-                raise RuntimeError("boom")
-            return DeliveryResult.posted("ok-1")
-
-    sched = Scheduler(store, sdesk, {"slack": Flaky()})
-    assert (await sched.run_due(R10)).retried == 1
-    post = (await store.list_posts("slack", "C1"))[0]
-    assert (await sched.run_due(post.lease_until)).posted == 1
-
-
-async def test_slow_delivery_gives_back_posts_before_the_lease_ends(store, sdesk):
-    for i in range(4):  # four deadlines in one channel, their 10-day reminders due together
-        await remind(sdesk, note=f"deadline {i}")
-    seen: list[str] = []
-
-    class Slow:
-        async def deliver(self, item: Outgoing) -> DeliveryResult:
-            seen.append(item.post.key)
-            await asyncio.sleep(0.5)
-            return DeliveryResult.posted(f"ts-{len(seen)}")
-
-    sched = Scheduler(store, sdesk, {"slack": Slow()}, lease_seconds=1)
-    report = await sched.run_due(R10)
-    # 0.8 s into a 1 s lease the rest of the batch is released, then re-claimed with a fresh lease.
-    assert report.posted == 4 and len(seen) == 4 and len(set(seen)) == 4
-    assert [p.attempts for p in await store.list_posts("slack", "C1") if p.due_at == R10] == [1, 1, 1, 1]
-
-
-async def test_posts_for_platforms_without_a_deliverer_wait(store, sdesk):
-    await remind(sdesk)
-    sched = Scheduler(store, sdesk, {"text": TextDeliverer()})  # this process cannot post to Slack
-    assert (await sched.run_due(R10)).due == 0
-    assert (await store.list_posts("slack", "C1"))[0].status == "pending"
-
-
 # ------------------------------------------------------------------------------------ purging
 
 
@@ -628,95 +446,3 @@ async def test_subscriptions_are_topped_up_as_time_passes(store, sdesk, slack):
     assert "2027-06-18" in dates
     again = await sched.run_due(later + SECOND)
     assert again.materialised == 0
-
-
-# ---------------------------------------------------------------------------- real processes
-
-
-async def _spawn(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        CHINADESK, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-
-
-async def test_two_processes_run_due_at_the_same_instant_post_once(db_url, store, sdesk, slack):
-    for i in range(12):
-        await remind(sdesk, f"C{i}")
-    env = cli_env(DATABASE_URL=db_url, SLACK_BOT_TOKEN=slack.bot_token, SLACK_API_URL=slack.api_url)
-    for now in ("2025-10-23T01:00:00Z", "2025-10-30T01:00:00Z", "2025-11-05T01:00:00Z", "2025-11-06T02:00:00Z"):
-        procs = [await _spawn("reminders", "run-due", "--now", now, env=env) for _ in range(2)]
-        results = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), 90)
-        for proc, (_out, err) in zip(procs, results, strict=True):
-            assert proc.returncode == 0, err.decode()
-    keys = posted_keys(slack)
-    assert len(keys) == 12 * 4 and len(set(keys)) == len(keys)
-
-
-async def test_process_killed_mid_run_loses_nothing_and_duplicates_nothing(store, sdesk, slack):
-    """A worker dies while Slack is not answering: its claims are re-offered after the lease, once."""
-    await remind(sdesk, "C1")
-    await remind(sdesk, "C2")
-    received = asyncio.Event()
-
-    async def hang(request: web.Request) -> web.Response:
-        received.set()
-        await asyncio.sleep(3600)
-        return web.json_response({"ok": True})
-
-    app = web.Application()
-    app.router.add_post("/api/{method}", hang)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)  # don't wait for the hung request at cleanup
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    async with AsyncExitStack() as stack:
-        stack.push_async_callback(runner.cleanup)
-        env = cli_env(DATABASE_URL=store.url, SLACK_BOT_TOKEN=slack.bot_token,
-                      SLACK_API_URL=f"http://127.0.0.1:{port}/api/")
-        proc = await _spawn("reminders", "run-due", "--now", "2025-10-23T01:00:00Z", "--lease", "120", env=env)
-        await asyncio.wait_for(received.wait(), 60)
-        proc.send_signal(signal.SIGKILL)
-        await proc.wait()
-    claimed = await store.list_posts(status="claimed")
-    assert claimed, "the killed process had claimed posts"
-    # Before the lease ends nobody else takes them; after it, one pass posts each once.
-    env = cli_env(DATABASE_URL=store.url, SLACK_BOT_TOKEN=slack.bot_token, SLACK_API_URL=slack.api_url)
-    proc = await _spawn("reminders", "run-due", "--now", "2025-10-23T01:01:00Z", env=env)
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    assert "posted=0" in out.decode()
-    proc = await _spawn("reminders", "run-due", "--now", "2025-10-23T01:03:00Z", env=env)
-    out, err = await proc.communicate()
-    assert "posted=2" in out.decode(), err.decode()
-    keys = posted_keys(slack)
-    assert sorted(c.params["channel"] for c in slack.calls_to("chat.postMessage")) == ["C1", "C2"]
-    assert len(set(keys)) == 2
-    assert {p.status for p in await store.list_posts(status=None) if p.payload["offset"] == 10} == {"posted"}
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="signals")
-async def test_worker_process_posts_and_stops_on_sigterm(tmp_path, slack, library):
-    url = f"sqlite:///{tmp_path / 'worker.sqlite3'}"
-    s = open_store(url)
-    await s.open()
-    desk = Desk(library=library, store=s, calendar=ChinaCalendar(overrides_path=None))
-    # A deadline whose first reminder is already due (but not yet expired) in real time.
-    now = dt.datetime.now(dt.UTC)
-    await remind(desk, "CW", start=(now - dt.timedelta(days=35)).date().isoformat(),
-                 now=now - dt.timedelta(days=35))
-    # The most recent of those due now is posted; any earlier one it supersedes is skipped.
-    due_now = [p for p in await s.list_posts("slack", "CW") if p.due_at <= now < p.expires_at][-1:]
-    await s.close()
-    env = cli_env(DATABASE_URL=url, SLACK_BOT_TOKEN=slack.bot_token, SLACK_API_URL=slack.api_url)
-    proc = await _spawn("worker", "--interval", "0.2", env=env)
-    try:
-        if due_now:
-            await slack.wait_for("chat.postMessage", count=len(due_now), within=30)
-        else:
-            await asyncio.sleep(1.0)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()  # a clean stop on SIGTERM
-    assert len(slack.calls_to("chat.postMessage")) == len(due_now)

@@ -4,97 +4,28 @@ Every request is built from Slack's documented formats (``tests/fixtures/slack/`
 slack_sdk's ``SignatureVerifier`` and POSTed to ``/slack/events``; everything the bot says goes to
 :class:`slack_server.FakeSlack` on 127.0.0.1, which records it. Background work (answers posted after
 the acknowledgement) is awaited with ``adapter.drain()``, never with sleeps.
+
+The app under test (:class:`tests.conftest.Bot`) and its ``bot`` fixture are in ``tests/conftest.py``, shared
+with ``test_slack_retries.py`` (replays, rate limits, Slack errors) and ``test_slack_workspace.py`` (App Home,
+uninstall).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
-import secrets
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
-from slack_server import FakeSlack, SlackSender, load_fixture
+from slack_server import FakeSlack, load_fixture
 
-from bot.app import SLACK_KEY, create_app
-from bot.config import Settings
 from bot.slack import listeners as slack_listeners
-from bot.slack.adapter import SlackAdapter
 from bot.slack.blockkit import ACTION_FEEDBACK_DOWN, ACTION_FEEDBACK_UP, ACTION_SHARE, validate_blocks
 from bot.slack.translate import slack_to_plain
 from bot.store import Store
 from handlers import Desk
-
-SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-TEAM = "T0001"
-CHANNEL = "C2147483705"
-USER = "U2147483697"
-
-
-@dataclass
-class Bot:
-    """The running app, the way Slack sees it."""
-
-    http: TestClient
-    send: SlackSender
-    adapter: SlackAdapter
-    api: FakeSlack
-    store: Store
-
-    async def settle(self) -> None:
-        """Wait for everything the bot started after acknowledging (posts, publishes)."""
-        await self.adapter.drain()
-
-    async def command(self, text: str, command: str = "/china-filing", **kw: Any) -> Any:
-        body = load_fixture("slash_command")  # each invocation has its own trigger_id, as in Slack
-        body.update(text=text, command=command, response_url=self.api.response_url("cmd"),
-                    trigger_id=f"{time.time_ns()}.738474920.{secrets.token_hex(8)}")
-        return await self.send.command(body, **kw)
-
-    async def event(self, payload: dict, **kw: Any) -> Any:
-        response = await self.send.event(payload, **kw)
-        assert response.status == 200, await response.text()
-        return response
-
-    async def action(self, payload: dict) -> Any:
-        payload["response_url"] = self.api.response_url("action")
-        response = await self.send.action(payload)
-        assert response.status == 200, await response.text()
-        return response
-
-
-def slack_env(api: FakeSlack, **extra: str) -> dict[str, str]:
-    return {"SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": api.api_url, **extra}
-
-
-@asynccontextmanager
-async def running(env: dict[str, str], desk: Desk, store: Store, api: FakeSlack) -> AsyncIterator[Bot]:
-    settings = Settings.from_env(env)
-    app = create_app(settings, desk, store, background=False)
-    async with TestClient(TestServer(app)) as http:
-        yield Bot(http, SlackSender(http, SECRET), app[SLACK_KEY], api, store)
-
-
-@pytest.fixture
-async def bot(slack_api: FakeSlack, store: Store, desk: Desk) -> AsyncIterator[Bot]:
-    async with running(slack_env(slack_api, SLACK_BOT_TOKEN=slack_api.bot_token), desk, store, slack_api) as b:
-        yield b
-
-
-def texts(blocks: list[dict]) -> str:
-    return json.dumps(blocks, ensure_ascii=False)
-
-
-def buttons(blocks: list[dict]) -> dict[str, dict]:
-    return {e["action_id"]: e for b in blocks if b["type"] == "actions" for e in b["elements"]}
-
+from tests.conftest import CHANNEL, TEAM, USER, Bot, buttons, running, slack_env, texts
 
 # ------------------------------------------------------------------------------ verification
 
@@ -385,219 +316,6 @@ async def test_feedback_buttons_from_an_answer_round_trip(bot: Bot):
     await bot.settle()
     [fb] = await bot.store.list_feedback("slack")
     assert fb.vote == "down" and fb.topic == "facial-recognition"
-
-
-# ------------------------------------------------------------------------------- rate limits
-
-
-async def test_rate_limited_post_is_retried_after_retry_after(bot: Bot):
-    bot.api.rate_limit("chat.postMessage", retry_after=0)
-    await bot.event(load_fixture("app_mention"))
-    await bot.settle()
-    first, second = bot.api.calls_to("chat.postMessage")
-    assert first.params == second.params  # the same answer, sent again after the 429
-
-
-# ----------------------------------------------------------------------------------- replays
-
-
-async def _state(store: Store) -> tuple:
-    settings = await store.get_channel_settings("slack", CHANNEL)
-    return ([(d.topic, d.start) for d in await store.list_tracked("slack")],
-            [s.topic for s in await store.list_subscriptions("slack")], settings.timezone, settings.watch)
-
-
-@pytest.mark.parametrize(("first", "then"), [
-    ("remind facial-recognition from today board pack", None),  # the attack seen: 3 deadlines from one request
-    ("subscribe 618", "unsubscribe 618"),
-    ("unsubscribe 618", "subscribe 618"),
-    ("timezone Europe/London", "timezone Asia/Tokyo"),
-    ("watch on", "watch off"),
-    ("cancel D1", "remind facial-recognition from today"),
-])
-async def test_a_replayed_state_changing_command_changes_nothing_twice(bot: Bot, first: str, then: str | None):
-    """The same signed request sent again (within Slack's five minutes) gets the first answer and changes nothing."""
-    if first.startswith(("unsubscribe", "cancel")):  # something to undo first
-        await bot.command("subscribe 618" if first.startswith("unsubscribe") else
-                          "remind facial-recognition from today")
-    body = load_fixture("slash_command")
-    body.update(text=first, response_url=bot.api.response_url("replayed"), trigger_id="1334.7384.replayed")
-    signed_at = int(time.time())
-    answer = await (await bot.send.command(body, timestamp=signed_at)).json()
-    if then:
-        await bot.command(then)
-    after = await _state(bot.store)
-    for _ in range(2):  # the attacker's copies: byte for byte the same request, headers included
-        response = await bot.send.command(body, timestamp=signed_at)
-        assert response.status == 200
-        assert await response.json() == answer  # the first answer, not a second change
-    assert await _state(bot.store) == after
-    if then is None:
-        assert len(after[0]) == 1
-
-
-async def test_a_replayed_mistake_stays_a_mistake(bot: Bot):
-    """A command refused the first time is refused again on replay, even if it would now succeed."""
-    body = load_fixture("slash_command")
-    body.update(text="cancel D1", response_url=bot.api.response_url("replayed"))
-    signed_at = int(time.time())
-    refused = await (await bot.send.command(body, timestamp=signed_at)).json()
-    assert "There is no reminder D1" in refused["text"]
-    await bot.command("remind facial-recognition from today")  # D1 exists now
-    assert await (await bot.send.command(body, timestamp=signed_at)).json() == refused
-    assert len(await bot.store.list_tracked("slack")) == 1
-
-
-async def test_two_real_invocations_of_the_same_command_both_count(bot: Bot):
-    for _ in range(2):  # each has its own trigger_id and response_url, as Slack sends them
-        assert (await bot.command("remind facial-recognition from today")).status == 200
-    assert len(await bot.store.list_tracked("slack")) == 2
-
-
-# ------------------------------------------------------------------------- transient failures
-
-
-@pytest.mark.parametrize("fixture", ["app_mention", "message_im"])
-@pytest.mark.parametrize(("status", "body", "content_type"), [
-    (500, None, "application/json"),  # Slack's own JSON error
-    (500, "upstream connect error or disconnect/reset before headers", "text/plain"),  # a proxy's bare 5xx
-    (503, "<html><body>Service Unavailable</body></html>", "text/html"),
-    (502, "{not json", "application/json"),  # a body that claims JSON and is not
-])
-async def test_an_answer_survives_one_server_error(bot: Bot, fixture: str, status: int, body: str | None,
-                                                   content_type: str):
-    payload = load_fixture(fixture)
-    bot.api.fail_http("chat.postMessage", status, body=body, content_type=content_type)
-    await bot.event(payload)
-    await bot.settle()
-    first, second = bot.api.calls_to("chat.postMessage")
-    assert first.params == second.params  # the same answer, sent again after the failure
-    channel = payload["event"]["channel"]
-    [answer] = bot.api.history[channel]  # ...and it reached the conversation exactly once
-    assert answer["text"] == second.params["text"] and answer["ts"]
-
-
-async def test_an_answer_outlives_a_slack_that_stays_down_without_a_traceback(bot: Bot, caplog):
-    bot.api.fail_http("chat.postMessage", 500, body="upstream error", content_type="text/plain", times=None)
-    await bot.event(load_fixture("app_mention"))
-    await bot.settle()
-    assert len(bot.api.calls_to("chat.postMessage")) >= 2  # retried before giving up
-    failures = [r for r in caplog.records if r.name.startswith("chinadesk.slack")]
-    assert failures and all(r.exc_info is None for r in failures), [r.getMessage() for r in failures]
-    assert any("http_500" in str(getattr(r, "error", "")) for r in failures)
-
-
-# ---------------------------------------------------------------------------------- App Home
-
-
-async def test_app_home_lists_the_workspace_deadlines(bot: Bot):
-    bot.api.set_members(CHANNEL, {USER, "UBOT"})
-    await bot.store.add_tracked(
-        platform="slack", workspace=TEAM, channel=CHANNEL, topic="facial-recognition", start="2025-09-20",
-        due=dt.date(2025, 11, 6), note=None, created_by=USER, posts=[],
-    )
-    await bot.store.add_tracked(
-        platform="slack", workspace="T0OTHER", channel="C0OTHER", topic="pipia", start="2025-09-20",
-        due=dt.date(2025, 11, 6), note=None, created_by=USER, posts=[],
-    )
-    await bot.event(load_fixture("app_home_opened"))
-    await bot.settle()
-    [publish] = bot.api.calls_to("views.publish")
-    assert publish.params["user_id"] == USER
-    view = publish.view
-    assert view["type"] == "home"
-    dump = texts(view["blocks"])
-    assert "`D1`" in dump and "Facial recognition" in dump and "Thu 6 Nov 2025" in dump and f"<#{CHANNEL}>" in dump
-    assert "C0OTHER" not in dump  # another workspace's deadline
-    assert "/china-filing help" in dump
-    validate_blocks(view["blocks"])
-
-
-async def _track_in(store: Store, channel: str, topic: str, created_by: str = "UOTHER") -> None:
-    await store.add_tracked(platform="slack", workspace=TEAM, channel=channel, topic=topic, start="2026-11-20",
-                            due=dt.date(2027, 1, 6), note=None, created_by=created_by, posts=[])
-
-
-async def test_app_home_shows_only_the_channels_the_viewer_is_in(bot: Bot):
-    bot.api.set_members(CHANNEL, {USER, "UOTHER", "UBOT"})
-    bot.api.set_members("CPUBLICOTHER", {"UOTHER", "UBOT"})
-    bot.api.set_members("GMERGERS", {"UOTHER", "UBOT"}, private=True)  # a private channel the viewer is not in
-    await _track_in(bot.store, CHANNEL, "facial-recognition")
-    await _track_in(bot.store, "CPUBLICOTHER", "icp-licence")
-    await _track_in(bot.store, "GMERGERS", "data-export-security-assessment")
-    await bot.store.add_subscription(platform="slack", workspace=TEAM, channel="GMERGERS", topic="618",
-                                     created_by="UOTHER")
-    [secret] = await bot.store.list_tracked("slack", channel="GMERGERS")
-    from bot.store import ScheduledPost
-
-    await bot.store.pause_for_post(ScheduledPost(  # its reminders stopped: listed as paused, for members only
-        id=0, key="x", platform="slack", workspace=TEAM, channel="GMERGERS", kind="deadline",
-        deadline_id=secret.id, subscription_id=None, due_at=dt.datetime.now(dt.UTC),
-        expires_at=dt.datetime.now(dt.UTC), payload={}, status="claimed", lease_until=None, claim_token=None,
-        attempts=1, late=False, posted_ref=None, posted_at=None, last_error=None, created_at=dt.datetime.now(dt.UTC),
-    ), reason="not_in_channel")
-    await bot.event(load_fixture("app_home_opened"))
-    await bot.settle()
-    [publish] = bot.api.calls_to("views.publish")
-    dump = texts(publish.view["blocks"])
-    assert f"<#{CHANNEL}>" in dump and "Facial recognition" in dump
-    assert "GMERGERS" not in dump and "Data export" not in dump and "`S1`" not in dump  # nothing of it leaks
-    assert "Paused" not in dump
-    assert "CPUBLICOTHER" not in dump  # only the viewer's channels
-    [lookup] = bot.api.calls_to("users.conversations")
-    assert lookup.params["user"] == USER
-
-
-async def test_app_home_that_cannot_check_membership_shows_only_the_viewers_own(bot: Bot):
-    bot.api.fail("users.conversations", "missing_scope", times=None)  # installed before channels:read
-    await _track_in(bot.store, "GMERGERS", "data-export-security-assessment")
-    await _track_in(bot.store, "CMINE", "facial-recognition", created_by=USER)
-    await bot.event(load_fixture("app_home_opened"))
-    await bot.settle()
-    [publish] = bot.api.calls_to("views.publish")
-    dump = texts(publish.view["blocks"])
-    assert "<#CMINE>" in dump and "GMERGERS" not in dump
-    assert "only the ones you set" in dump and "channels:read" in dump  # says why, and what fixes it
-
-
-async def test_app_home_without_deadlines_says_how_to_track_one(bot: Bot):
-    await bot.event(load_fixture("app_home_opened"))
-    await bot.settle()
-    [publish] = bot.api.calls_to("views.publish")
-    assert "No deadlines tracked yet" in texts(publish.view["blocks"])
-
-
-# --------------------------------------------------------------------------------- uninstall
-
-
-async def _seed_workspace(store: Store, team: str) -> None:
-    from bot.store import Feedback
-
-    await store.save_installation("slack", team, {"installation": {"team_id": team, "user_id": "U1"}})
-    await store.add_tracked(platform="slack", workspace=team, channel=f"C{team}", topic="pipia", start="2025-09-20",
-                            due=dt.date(2025, 11, 6), note=None, created_by="U1", posts=[])
-    await store.record_feedback(Feedback("slack", team, f"C{team}", "U1", "m", "pipia", "up"))
-
-
-@pytest.mark.parametrize("fixture", ["app_uninstalled", "tokens_revoked"])
-async def test_uninstall_deletes_that_workspace_data_only(bot: Bot, fixture: str):
-    await _seed_workspace(bot.store, TEAM)
-    await _seed_workspace(bot.store, "T0KEEP")
-    await bot.event(load_fixture(fixture))
-    await bot.settle()
-    assert await bot.store.find_installation("slack", TEAM) is None
-    assert await bot.store.list_tracked("slack", TEAM) == []
-    assert [f.workspace for f in await bot.store.list_feedback("slack")] == ["T0KEEP"]
-    assert await bot.store.find_installation("slack", "T0KEEP") is not None
-
-
-async def test_revoking_only_user_tokens_keeps_the_workspace(bot: Bot):
-    await _seed_workspace(bot.store, TEAM)
-    payload = load_fixture("tokens_revoked")
-    payload["event"]["tokens"] = {"oauth": ["U1"], "bot": []}
-    await bot.event(payload)
-    await bot.settle()
-    assert await bot.store.find_installation("slack", TEAM) is not None
 
 
 # ------------------------------------------------------------------------------------- misc

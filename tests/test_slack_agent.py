@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from slack_server import FakeSlack, load_fixture
-from test_slack import TEAM, USER, Bot, running, slack_env, texts
 
 from bot.slack.blockkit import ACTION_FEEDBACK_DOWN, ACTION_FEEDBACK_UP, validate_blocks
 from bot.slack.feedback import (
@@ -32,6 +31,7 @@ from content.loader import Library
 from handlers import Desk
 from handlers.feedback import UnansweredQuestion
 from handlers.prompts import starter_prompts
+from tests.conftest import TEAM, USER, Bot, running, slack_env, texts
 
 DM = "D024BE91L"
 _OPENINGS = itertools.count()

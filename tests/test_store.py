@@ -199,6 +199,17 @@ async def test_channel_settings_defaults_and_updates(store: Store):
     assert (await store.get_channel_settings("slack", "C2")).timezone == "Asia/Shanghai"
 
 
+async def test_several_channels_settings_in_one_read(store: Store):
+    await store.set_channel_timezone("slack", "T1", "C1", "Europe/London")
+    await store.set_channel_language("slack", "T1", "C3", "zh")
+    await store.set_channel_timezone("teams", "T1", "C2", "Europe/Paris")  # another platform's C2: not ours
+    got = await store.get_channel_settings_many("slack", ["C1", "C2", "C3", "C1"])
+    assert list(got) == ["C1", "C2", "C3"]
+    assert got == {c: await store.get_channel_settings("slack", c) for c in ("C1", "C2", "C3")}
+    assert (got["C1"].timezone, got["C2"].timezone, got["C3"].language) == ("Europe/London", "Asia/Shanghai", "zh")
+    assert await store.get_channel_settings_many("slack", []) == {}
+
+
 async def test_channel_language_defaults_to_auto_and_is_kept_per_channel(store: Store):
     assert (await store.get_channel_settings("slack", "C1")).language == "auto"
     await store.set_channel_timezone("slack", "T1", "C1", "Europe/London")

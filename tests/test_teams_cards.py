@@ -18,7 +18,7 @@ from handlers import Desk
 from handlers.cards import topic_card
 from handlers.request import Reply, ReplyField
 from tests.conftest import NOW
-from tests.test_teams import SCHEMA, assert_valid_card, facts, texts
+from tests.connector_server import SCHEMA, assert_valid_card, facts, texts
 
 
 def test_the_schema_really_rejects_invalid_cards():

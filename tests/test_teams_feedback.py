@@ -5,22 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from test_teams import USER_AAD, TeamsHarness, _harness, assert_valid_card, submit_data
 
 from bot.store import Store
 from handlers import Desk
-from tests.connector_server import ConnectorServer
+from tests.connector_server import USER_AAD, ConnectorServer, TeamsHarness, _harness, assert_valid_card, submit_data
 
 ANSWER_ID = "1758506401000"  # the replyToId of submit_feedback.json: the answer the vote is on
 DOWN = {"action": "feedback", "vote": "down", "topic": "icp-beian", "kind": "answer", "question": "beian?",
         "fact": "icp-beian#summary"}
-
-
-@pytest.fixture
-async def connector() -> AsyncIterator[ConnectorServer]:
-    server = await ConnectorServer().start()
-    yield server
-    await server.close()
 
 
 @pytest.fixture

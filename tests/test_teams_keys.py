@@ -24,8 +24,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from slack_server import FakeSlack, form_body, load_fixture, sign
 
-from tests.serving import Silent, healthz, serve
-from tests.test_ops import start_serve
+from tests.serving import Silent, healthz, serve, start_serve
 
 APP_ID = "3f1a7c2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b"
 SECRET = "keys-signing-secret-" + "5" * 16

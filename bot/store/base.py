@@ -13,6 +13,7 @@ from bot.store.migrations import load_migrations, split_sql
 from bot.store.models import (
     _NO_KEY,
     _WRONG_KEY,
+    CHANNELS_PER_QUERY,
     DEADLINE_RETENTION,
     POST_RETENTION,
     ChannelSettings,
@@ -26,6 +27,7 @@ from bot.store.models import (
     _json,
     _ts,
     _unanswered,
+    channel_settings_of,
     utcnow,
 )
 from bot.store.schedule import ScheduleRows
@@ -401,12 +403,21 @@ class Store(ScheduleRows, abc.ABC):
             row = await c.fetchrow(
                 "SELECT * FROM channel_settings WHERE platform = $1 AND channel = $2", platform, channel,
             )
-        if row is None:
-            return ChannelSettings(platform=platform, channel=channel)
-        return ChannelSettings(
-            platform=platform, channel=channel, workspace=row["workspace"], timezone=row["timezone"],
-            watch=bool(row["watch"]), language=row["language"] or "auto",
-        )
+        return channel_settings_of(platform, channel, row)
+
+    async def get_channel_settings_many(self, platform: str, channels: Sequence[str]) -> dict[str, ChannelSettings]:
+        """Several channels' settings in one query: the settings cache refreshes the channels in use together,
+        instead of one round trip per channel queueing on the database under load."""
+        wanted = list(dict.fromkeys(channels))[:CHANNELS_PER_QUERY]
+        if not wanted:
+            return {}
+        marks = ", ".join(f"${n}" for n in range(2, len(wanted) + 2))
+        async with self._tx() as c:
+            rows = await c.fetch(
+                f"SELECT * FROM channel_settings WHERE platform = $1 AND channel IN ({marks})", platform, *wanted,
+            )
+        found = {row["channel"]: row for row in rows}
+        return {channel: channel_settings_of(platform, channel, found.get(channel)) for channel in wanted}
 
     async def set_channel_timezone(self, platform: str, workspace: str | None, channel: str, tz: str) -> None:
         await self._set_channel_setting(platform, workspace, channel, "timezone", tz)

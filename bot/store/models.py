@@ -62,6 +62,19 @@ class ChannelSettings:
     language: str = "auto"  # "auto", "en" or "zh" (`/china-filing language`)
 
 
+CHANNELS_PER_QUERY = 500  # get_channel_settings_many reads at most this many at once (SQLite's 999-variable limit)
+
+
+def channel_settings_of(platform: str, channel: str, row: Mapping[str, Any] | None) -> ChannelSettings:
+    """A channel_settings row as ChannelSettings; the defaults when the channel has no row."""
+    if row is None:
+        return ChannelSettings(platform=platform, channel=channel)
+    return ChannelSettings(
+        platform=platform, channel=channel, workspace=row["workspace"], timezone=row["timezone"],
+        watch=bool(row["watch"]), language=row["language"] or "auto",
+    )
+
+
 @dataclass(frozen=True)
 class TrackedDeadline:
     id: int

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from bot.store.base import Store
 from bot.store.models import (
     ACTIVE_POST_STATUSES,
+    CHANNELS_PER_QUERY,
     CLAIM_SET,
     ChannelSettings,
     Conn,
@@ -25,6 +26,7 @@ from bot.store.models import (
     _aware,
     _post,
     _post_order,
+    channel_settings_of,
 )
 from bot.store.schedule import new_claim_token
 
@@ -148,13 +150,22 @@ class SqliteStore(Store):
                 "SELECT workspace, timezone, watch, language FROM channel_settings WHERE platform = ? AND channel = ?",
                 (platform, channel),
             )
-        if not rows:
-            return ChannelSettings(platform=platform, channel=channel)
-        row = rows[0]
-        return ChannelSettings(
-            platform=platform, channel=channel, workspace=row["workspace"], timezone=row["timezone"],
-            watch=bool(row["watch"]), language=row["language"] or "auto",
-        )
+        return channel_settings_of(platform, channel, rows[0] if rows else None)
+
+    async def get_channel_settings_many(self, platform: str, channels: Sequence[str]) -> dict[str, ChannelSettings]:
+        wanted = list(dict.fromkeys(channels))[:CHANNELS_PER_QUERY]
+        if not wanted:
+            return {}
+        if self._db is None:
+            raise StoreError("the store is not open: call `await store.open()` first")
+        marks = ", ".join("?" * len(wanted))
+        async with self._lock:  # one round trip, as get_channel_settings
+            rows = await self._db.execute_fetchall(
+                "SELECT channel, workspace, timezone, watch, language FROM channel_settings "
+                f"WHERE platform = ? AND channel IN ({marks})", (platform, *wanted),
+            )
+        found = {row["channel"]: row for row in rows}
+        return {channel: channel_settings_of(platform, channel, found.get(channel)) for channel in wanted}
 
     async def ping(self) -> bool:
         if self._db is None:

@@ -26,12 +26,16 @@ _MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|
 _DAY = r"\d{1,2}(?:st|nd|rd|th)?"
 _WEEKDAY = r"(?:mon|tues?|wed(?:nes)?|thu(?:rs?)?|fri|sat(?:ur)?|sun)(?:day)?"
 _CN_NUM = "一二两三四五六七八九十"
+_START = r"(?<![A-Za-z0-9./-])"
+_END = r"(?![A-Za-z0-9]|[-/.]\d)"
 # Spans that look like a date, for dateparser to read (it reads them; this only finds them).
 DATE_SPAN = re.compile(
     "|".join((
-        r"\b\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b",  # 2025-9-20, 2025/09/20
-        r"\b\d{1,2}[/.]\d{1,2}[/.]\d{2,4}\b",  # 20/9/2025 (day first)
-        r"\b\d{1,2}/\d{1,2}\b(?!/)",  # 20/9
+        # Digits are bounded by what is not a letter or digit (not \b: Chinese characters are word characters,
+        # and "在2026.10.9刚超过" holds a date).
+        rf"{_START}\d{{4}}[-/.]\d{{1,2}}[-/.]\d{{1,2}}{_END}",  # 2025-9-20, 2025/09/20
+        rf"{_START}\d{{1,2}}[/.]\d{{1,2}}[/.]\d{{2,4}}{_END}",  # 20/9/2025 (day first)
+        rf"{_START}\d{{1,2}}/\d{{1,2}}{_END}(?!/)",  # 20/9
         r"(?:\d{4}\s*年\s*)?\d{1,2}\s*月\s*\d{1,2}\s*[日号]?",  # 2025年9月20日, 9月20号
         rf"\b{_DAY}\s+(?:of\s+)?{_MONTH}(?:,?\s+\d{{4}})?\b",  # 20 sept 2025, 3rd of March
         rf"\b{_MONTH}\s+{_DAY}(?:,?\s+\d{{4}})?\b",  # Sept 20, March 3rd, 2026

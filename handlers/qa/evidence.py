@@ -32,6 +32,14 @@ DURATION = re.compile(
     re.IGNORECASE,
 )
 
+# A sum of money or a rate, as "how much is the fee" needs one: "RMB 210,900", "US$1.2 billion", "5%", "20万元",
+# or that there is no charge ("free", "免费").
+AMOUNT = re.compile(
+    r"(?:rmb|cny|usd|gbp|eur|hk\$|us\$|\$|£|€)\s?\d|\d[\d,.]*\s*(?:%|per\s?cent|yuan|pounds?|dollars?|元|万元|亿元|美元|英镑|欧元)"
+    r"|\bfree\b|\bno (?:fee|charge)\b|免费|不收费|不收取",
+    re.IGNORECASE,
+)
+
 _YEAR = re.compile(r"(?<![\d.:\-])(20[0-4]\d)(?![\d.:])")
 
 

@@ -20,12 +20,21 @@ import numpy as np
 from content.loader import Library
 from content.schema import SECTION_LABELS, SECTION_LABELS_ZH, Fact, Topic
 from handlers.qa.confidence import ConfidenceFeatures, calibrated
-from handlers.qa.evidence import DURATION, AlternateQuestions, year_mismatch, years
+from handlers.qa.evidence import AMOUNT, DURATION, AlternateQuestions, year_mismatch, years
 from handlers.qa.fields import Field, bm25_field
 from handlers.qa.lexicon import Lexicon, default_lexicon
 from handlers.qa.names import DISTINCT_OTHER, NameMentions
 from handlers.qa.query import Query, QueryAnalysis
-from handlers.qa.text import Analyzer, cue_pattern, fold, has_cjk, normalise_numbers, similar, strip_chatter
+from handlers.qa.text import (
+    Analyzer,
+    cue_pattern,
+    fold,
+    has_cjk,
+    has_cue,
+    normalise_numbers,
+    similar,
+    strip_chatter,
+)
 
 # Field weights of the BM25 score. Fact text is the evidence; keywords are editor-chosen paraphrases;
 # the section label ("Review time") helps short questions; topic fields decide *which topic*.
@@ -141,6 +150,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         self.disputed = np.asarray([d.fact.status == "disputed" for d in self.docs], dtype=np.float32)
         self.doc_years = [years(f"{d.fact.text} {d.fact.text_zh or ''}") for d in self.docs]
         self.has_duration = [bool(DURATION.search(f"{d.fact.text} {d.fact.text_zh or ''}")) for d in self.docs]
+        self.has_amount = [bool(AMOUNT.search(f"{d.fact.text} {d.fact.text_zh or ''}")) for d in self.docs]
         # Facts are stored topic by topic: where each topic's facts start (every topic has a summary).
         self.topic_starts = np.searchsorted(self.doc_topic, np.arange(len(topics))).astype(np.intp)
         self.name_tokens = [frozenset(n) for n in names]
@@ -210,6 +220,11 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
                 tokens.update(phrase)
                 if phrase:
                     self.synonym_phrases.setdefault(phrase[0], []).append((phrase, gi))
+                if len(phrase) > 1 and member.isascii():
+                    # "face scan" is also written "face-scan" or "facescan": one word to the analyser.
+                    joined = an.phrase(member.replace(" ", "-"))
+                    if len(joined) == 1:
+                        self.synonym_phrases.setdefault(joined[0], []).append((joined, gi))
                 if has_cjk(member):
                     self.synonym_cjk.append((member, gi))
             self.group_tokens.append(frozenset(tokens))
@@ -265,13 +280,14 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
                 self.elsewhere_alts[phrase] = sorted(alts)
 
         # How a foreign place is used in a question: framed ("under GDPR", "in the UK") or as who is
-        # asking ("a UK company", "EU-based brands").
+        # asking ("a UK company", "EU-based brands", "our HQ in London": where the asker's own people are).
         places = "|".join(re.escape(p) for p in sorted(lexicon.elsewhere, key=len, reverse=True))
         frames = "|".join(re.escape(f) for f in sorted(lexicon.frames, key=len, reverse=True))
         nouns = "|".join(re.escape(n) for n in sorted(lexicon.identity, key=len, reverse=True))
         self._framed_re = (re.compile(rf"(?<![a-z0-9])(?:{frames})\s+(?:the\s+)?({places})(?![a-z0-9])")
                            if places and frames else None)
-        self._identity_re = (re.compile(rf"(?<![a-z0-9])({places})(?:-based|\s+based)?\s+(?:{nouns})(?![a-z0-9])")
+        self._identity_re = (re.compile(rf"(?<![a-z0-9])(?:({places})(?:-based|\s+based)?\s+(?:{nouns})"
+                                        rf"|(?:{nouns})\s+(?:based\s+)?(?:in|at)\s+(?:the\s+)?({places}))(?![a-z0-9])")
                              if places and nouns else None)
         # Platforms are China's own: naming one puts a question in China's market.
         self.china_topics = frozenset(ti for ti, t in enumerate(topics) if t.kind == "platform")
@@ -292,7 +308,9 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             if any_cue is not None:
                 self._intent_cues.append((intent.name, any_cue))
         self.names = NameMentions(library, topics, [d.fact for d in self.docs], doc_topic, an, lexicon)
-        self.alternate_questions = AlternateQuestions(an, asked, self.idf, self.max_idf, self.question_kinds)
+        # Alternate questions are read as questions are: chat shorthand written out ("rep office").
+        self.alternate_questions = AlternateQuestions(an, [(self.expand(q), di) for q, di in asked], self.idf,
+                                                      self.max_idf, self.question_kinds)
 
     def question_kinds(self, text: str) -> frozenset[str]:
         """The intents whose cues a question holds ("how long", "who"): what :meth:`analyse` finds, without
@@ -407,6 +425,9 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             # "How long ..." answered by facts that state no length of time answers something else.
             "no_duration": float(any(i.name == "duration" for i in query.intents) and not any(
                 self.has_duration[i] for i in (best, *support))),
+            # "How much is the fee / deposit" answered by facts of its topic that state no sum of money either.
+            "no_amount": float(any(has_cue(query.text, cue) for cue in self.lexicon.amount_cues) and not any(
+                self.has_amount[i] for i in (best, *support) if self.doc_topic[i] == ti)),
             # The question uses the packs' own domain language: names a topic, or uses a word of a
             # synonym group or a domain term. Everyday questions ("is the stock market open today")
             # can touch pack words by accident, but rarely this vocabulary.

@@ -43,6 +43,7 @@ class Lexicon:
     generic_names: frozenset[str] = frozenset()  # a topic's alias too generic to name it alone ("备案")
     deadline_cues: tuple[str, ...] = ()  # "due", "by when", "最晚": a question asking for a deadline
     how_to_cues: tuple[str, ...] = ()  # "how do we", "怎么": a question asking how to do something
+    amount_cues: tuple[str, ...] = ()  # "fee", "deposit", "多少钱": a question asking how much money
     distinct: tuple[tuple[tuple[str, ...], ...], ...] = ()  # different things one topic covers, by their names
 
     @classmethod
@@ -58,6 +59,7 @@ class Lexicon:
         cues = raw.get("question_cues") or {}
         deadline = raw.get("deadline_cues") or {}
         how_to = raw.get("how_to_cues") or {}
+        amount = raw.get("amount_cues") or {}
         return cls(
             synonyms=tuple(words(g) for g in raw.get("synonyms") or ()),
             stopwords=frozenset(words(stop.get("en")) + words(stop.get("zh"))),
@@ -76,6 +78,7 @@ class Lexicon:
             generic_names=frozenset(words(raw.get("generic_names"))),
             deadline_cues=words(deadline.get("en")) + words(deadline.get("zh")),
             how_to_cues=words(how_to.get("en")) + words(how_to.get("zh")),
+            amount_cues=words(amount.get("en")) + words(amount.get("zh")),
             distinct=tuple(tuple(words(thing) for thing in entry) for entry in raw.get("distinct") or ()),
             abbreviations=tuple((fold(k), fold(v)) for k, v in (raw.get("abbreviations") or {}).items()),
         )

@@ -3,6 +3,7 @@ out, compounds joined, synonyms expanded, the topics it names, its intents and t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz, process
@@ -24,6 +25,9 @@ FUZZY_CUTOFF = 80  # rapidfuzz ratio for typo correction (xiaohngshu -> xiaohong
 SHORT_WORD = 7  # up to this length a one-letter substitution is not taken for a typo (patent != parent)
 SYNONYM_WEIGHT = 0.6  # query weight of a synonym's words: evidence, but weaker than the user's own word
 SYNONYM_CREDIT = 0.9  # how far a synonym counts as covering the user's word, for confidence
+ARTICLES = frozenset({"a", "an", "the"})
+# A time of day ("2am", "11:30pm") is the asker's own detail, like a number the packs never mention.
+TIME_OF_DAY = re.compile(r"^\d{1,2}(?::\d{2})?(?:am|pm)$")
 
 
 @dataclass
@@ -44,6 +48,12 @@ class Concept:
         """A single Chinese character (报, 写, 分): too ambiguous on its own to show, by its absence from an
         answer, that the question is about something else; when the answer has it, it still counts."""
         return len(self.primary) == 1 and has_cjk(self.primary)
+
+    @property
+    def figure(self) -> bool:
+        """A number ("40,000 customers", "15 million people"): when the answer lacks it, it is the asker's own
+        figure (to compare with a threshold the answer states), not a sign the question is about something else."""
+        return self.primary.replace(".", "").isdigit()
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,14 @@ class Query:
     elsewhere: list[Place] = field(default_factory=list)  # mentions of another jurisdiction
     home: bool = False  # names China itself ("China", "PRC", "中国")
     china: bool = False  # ...or one of China's own institutions, laws or platforms (CAC, PIPL, WeChat)
+
+    @property
+    def asker(self) -> frozenset[str]:
+        """Tokens of places that say who is asking ("a UK company", "our HQ in London") in a question about
+        China: context, so an answer that does not mention them is not missing what was asked."""
+        if not self.china:
+            return frozenset()
+        return frozenset(t for p in self.elsewhere if p.identity for t in p.phrase)
 
     def weights(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -111,7 +129,8 @@ class QueryAnalysis:
                 # Only when the split form is not already two words of the packs ("facial recognition"
                 # must stay two words so that it still matches facts and names word by word).
                 split_known = all(w in self.raw_vocab and self.analyzer.keep(w) for w in (a, b))
-                if (a.isalpha() and b.isalpha() and joined in self.raw_vocab
+                # An article never starts a compound: "a PI audit" is not an "api" audit.
+                if (a not in ARTICLES and a.isalpha() and b.isalpha() and joined in self.raw_vocab
                         and joined not in self.lexicon.stopwords and not split_known):
                     out.append([joined])
                     i += 2
@@ -151,7 +170,8 @@ class QueryAnalysis:
         text = self.expand(strip_chatter(text))  # tags and greetings are not words of the question
         folded = normalise_numbers(text)
         concepts: list[Concept] = []
-        seen: set[str] = set()
+        seen: dict[str, int] = {}  # primary token -> its concept
+        order: list[int] = []  # the concept of every kept word in turn, repeats included (for phrases)
         for unit in self._split_compounds(self._join(an.units(text))):
             w = unit[0]
             token = an.stem(w)
@@ -178,28 +198,32 @@ class QueryAnalysis:
                     forms.setdefault(an.stem(alt), 1.0)
                     credit.setdefault(an.stem(alt), 0.8)
             if primary in seen:
+                order.append(seen[primary])
                 continue  # "BYD vs NIO vs Li Auto": a repeated word is one word
-            seen.add(primary)
+            seen[primary] = len(concepts)
+            order.append(len(concepts))
             # A number the packs never mention is the asker's own figure ("50,000 customers"), not a
             # sign that the question is about something else: it does not count against coverage.
-            own_number = primary.replace(".", "").isdigit() and primary not in self.vocab
+            own_number = ((primary.replace(".", "").isdigit() or TIME_OF_DAY.match(primary) is not None)
+                          and primary not in self.vocab)
             idf = 0.0 if own_number else self.idf.get(primary, self.max_idf)
             concepts.append(Concept(w, primary, forms, credit, idf, fuzzy=fuzzy is not None))
 
-        # Synonyms: phrases over the concepts' primary tokens, and Chinese members by substring.
-        primaries = [c.primary for c in concepts]
-        hits: list[tuple[int, int, int]] = []  # (start, end, group)
+        # Synonyms: phrases over the words' primary tokens in the order written (a word repeated earlier still
+        # completes a phrase: "process data ... our data protection lead"), and Chinese members by substring.
+        primaries = [concepts[k].primary for k in order]
+        hits: list[tuple[set[int], int]] = []  # (concepts, group)
         for i, token in enumerate(primaries):
             for phrase, gi in self.synonym_phrases.get(token, ()):
                 if tuple(primaries[i : i + len(phrase)]) == phrase:
-                    hits.append((i, i + len(phrase), gi))
+                    hits.append(({order[j] for j in range(i, i + len(phrase))}, gi))
         for member, gi in self.synonym_cjk:
             if member in folded:
                 for i, c in enumerate(concepts):
                     if has_cjk(c.word) and (c.word in member or member in c.word):
-                        hits.append((i, i + 1, gi))
-        for start, end, gi in hits:
-            for c in concepts[start:end]:
+                        hits.append(({i}, gi))
+        for members, gi in hits:
+            for c in (concepts[k] for k in sorted(members)):
                 c.expanded = c.expanded or gi in self.name_groups
                 for token in self.group_tokens[gi]:
                     if token not in c.forms:
@@ -225,7 +249,7 @@ class QueryAnalysis:
         named = set(name_hits)
 
         framed = {self.analyzer.phrase(m[1]) for m in self._framed_re.finditer(folded)} if self._framed_re else set()
-        identity = ({self.analyzer.phrase(m[1]) for m in self._identity_re.finditer(folded)}
+        identity = ({self.analyzer.phrase(m[1] or m[2]) for m in self._identity_re.finditer(folded)}
                     if self._identity_re else set())
         elsewhere = []
         for i, token in enumerate(primaries):

@@ -1,0 +1,60 @@
+"""Channel Q&A: the same question in other words (issue 12). Articles, times of day, hyphenated words and repeated
+words do not change what a question is about; a date written against Chinese text is still a date; "how much is the
+fee" needs a sum; a place that says who is asking is context."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from handlers import Desk, Request
+from handlers.qa.deadlines import find_date, looks_dated
+from handlers.qa.replies import qa_index
+
+NOW = dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.UTC)
+
+
+async def ask(desk: Desk, text: str) -> object:
+    return await desk.handle(Request(text=text, mode="mention", now=NOW))
+
+
+def test_an_article_never_starts_a_compound(desk: Desk) -> None:
+    primaries = [c.primary for c in qa_index(desk).analyse("how often is a PI audit needed").concepts]
+    assert "pi" in primaries and "api" not in primaries
+
+
+def test_a_time_of_day_is_the_askers_own_detail(desk: Desk) -> None:
+    concepts = {c.word: c for c in qa_index(desk).analyse("we spotted a leak at 3pm, who do we tell").concepts}
+    assert concepts["3pm"].idf == 0.0
+
+
+def test_a_hyphenated_form_of_a_synonym_is_the_synonym(desk: Desk) -> None:
+    concepts = {c.word: c for c in qa_index(desk).analyse("do face-scan gates need a filing").concepts}
+    assert "facial" in concepts["facescan"].forms
+
+
+def test_a_repeated_word_still_completes_a_phrase(desk: Desk) -> None:
+    """"data" is asked twice; the second one belongs to "data protection lead" (the DPO)."""
+    query = qa_index(desk).analyse("we hold data on staff, must we name our data protection lead?")
+    assert any("dpo" in c.forms for c in query.concepts)
+
+
+def test_a_date_written_against_chinese_text_is_found() -> None:
+    text = "我们在2026.3.5开始存储人脸信息"
+    assert looks_dated(text)
+    assert find_date(text, dt.datetime(2026, 12, 1)) == dt.date(2026, 3, 5)
+    assert not looks_dated("version v1.2.2025 of the app")
+
+
+async def test_how_much_a_fee_is_needs_a_sum(desk: Desk) -> None:
+    reply = await ask(desk, "what is the Tmall Global deposit fee")
+    assert reply.kind == "no_answer", reply.text
+    reply = await ask(desk, "how much does registering an imported Class II device cost")
+    assert reply.kind == "answer" and "210,900" in reply.text, reply.text
+
+
+def test_a_place_saying_who_asks_is_context(desk: Desk) -> None:
+    index = qa_index(desk)
+    query = index.analyse("do we need a standard contract to send HR data to our head office in Germany?")
+    assert query.asker == frozenset(index.analyzer.phrase("germany"))
+    assert index.match(query.text).features["elsewhere"] == 0.0
+    assert not index.analyse("what are the fines under GDPR").asker  # the place asked about is not context

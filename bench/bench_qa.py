@@ -5,6 +5,7 @@
     python bench/bench_qa.py --calibrate     # fit the confidence model on half 1, check it on half 2
     python bench/bench_qa.py --calibrate --fit-on all   # the final model, fitted on both halves
     python bench/bench_qa.py --calibrate --exclude qa_blind.yaml:2   # keep a blind half out entirely
+    python bench/bench_qa.py --semantic --repeat 2   # the optional re-ranker (QA_SEMANTIC): latency, memory
 
 Calibration uses every question set: tests/qa_questions.yaml, tests/qa_blind*.yaml and the public dev
 set (shared/dev_questions.yaml), each split into its two halves (even / odd positions).
@@ -135,6 +136,53 @@ def bench_scale(base: Library, factor: int, questions: list[str], repeat: int) -
               f"({p50 / b50:4.1f}x / {p99 / b99:4.1f}x the baseline's p50 / p99)")
 
 
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def bench_semantic(base: Library, questions: list[str], repeat: int, cache_dir: str) -> None:
+    """The optional re-ranker (QA_SEMANTIC): per-question latency through ``Desk.handle`` with it off and on, in
+    the same run (passes alternate), the extra resident memory, and the embeddings' one-time build."""
+    from handlers.qa.cache import load_index
+    from handlers.qa.semantic import load_semantic
+
+    index = load_index(base, cache_dir)
+    lexical = Desk(library=base, qa=index, settings={"qa_semantic": "off"})
+    loop = asyncio.new_event_loop()
+    for q in questions:  # warm: jieba's dictionary, templates
+        loop.run_until_complete(lexical.handle(Request(text=q, mode="direct")))
+    before = rss_mib()
+    t0 = time.perf_counter()
+    semantic = load_semantic(index, cache_dir)
+    if semantic is None:
+        print("embeddings not in the cache: building them once (minutes)")
+        t0 = time.perf_counter()
+        semantic = load_semantic(index, cache_dir, build=True)
+        print(f"  one-time build: {time.perf_counter() - t0:.1f} s")
+    else:
+        semantic.embedder.query("warm up")
+        print(f"embeddings loaded from the cache and the model ready in {time.perf_counter() - t0:.2f} s")
+    on = Desk(library=base, qa=index, settings={"qa_semantic": "on"}, semantic=semantic)
+    times: dict[str, list[float]] = {"off": [], "on": []}
+    for _ in range(repeat):
+        for name, desk in (("off", lexical), ("on", on)):
+            for q in questions:
+                t0 = time.perf_counter()
+                loop.run_until_complete(desk.handle(Request(text=q, mode="direct")))
+                times[name].append(time.perf_counter() - t0)
+    loop.close()
+    after = rss_mib()
+    unsure = sum(index.match(q).confidence < qa.ANSWER_BAR for q in questions)
+    print(f"{len(questions)} questions, {unsure} below the answer bar (each of those embeds the question once)")
+    for name in ("off", "on"):
+        p50, p99 = percentiles(times[name])
+        print(f"  QA_SEMANTIC={name:3s} full answer p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  max "
+              f"{max(times[name]) * 1000:6.1f} ms")
+    print(f"  resident memory: {before:.0f} MiB lexical, {after:.0f} MiB with the re-ranker "
+          f"(+{after - before:.0f} MiB)")
+
+
 # ------------------------------------------------------------------------------------- calibration
 
 
@@ -251,7 +299,15 @@ def main() -> None:
                         help="fit on the tuning half (to check on half 2), or on everything (final model)")
     parser.add_argument("--exclude", nargs="*", default=[],
                         help="sets or halves held out of calibration, e.g. qa_blind.yaml:2")
+    parser.add_argument("--semantic", action="store_true",
+                        help="the optional re-ranker: latency off/on on the real packs, memory, embeddings build")
     args = parser.parse_args()
+    if args.semantic:
+        from bot.config import Settings
+
+        questions = [it.question for it in qa.load_questions(QUESTIONS)]
+        bench_semantic(load_library(), questions, args.repeat, Settings.from_env(platforms=False).store.cache_dir)
+        return
     if args.calibrate:
         calibrate(args.l2, args.fit_on, tuple(args.exclude))
         return

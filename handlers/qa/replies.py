@@ -3,6 +3,7 @@ the ``/china-filing watch`` command."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 import logging
@@ -24,6 +25,7 @@ from handlers.router import Desk, router
 
 if TYPE_CHECKING:  # the index (numpy, bm25s) is imported only when a question needs it: commands never do
     from handlers.qa.index import Match, QAIndex
+    from handlers.qa.semantic import SemanticIndex
 
 log = logging.getLogger("chinadesk.qa")
 
@@ -70,6 +72,39 @@ def qa_index(desk: Desk) -> QAIndex:
 
         desk.qa = load_index(desk.library, desk.settings.get("qa_cache_dir"))
     return desk.qa
+
+
+def qa_semantic(desk: Desk) -> SemanticIndex | None:
+    """The optional meaning-level re-ranker (:mod:`handlers.qa.semantic`) when ``desk.settings["qa_semantic"]``
+    is ``on`` or ``auto`` (off when missing), the extra is installed and its embeddings are in the cache; never
+    built here, for a request (``build_desk`` builds them in the background, ``chinadesk content embed`` ahead)."""
+    if desk.semantic is None:
+        desk.semantic = False
+        from handlers.qa.semantic import available, load_semantic
+
+        if desk.settings.get("qa_semantic", "off") in ("on", "auto") and available():
+            semantic = load_semantic(qa_index(desk), desk.settings.get("qa_cache_dir"))
+            if semantic is None:
+                log.warning("the Q&A re-ranker is on but its embeddings are not built (`chinadesk content embed`): "
+                            "answering lexically")
+            desk.semantic = semantic or False
+    return desk.semantic or None
+
+
+async def _meaning(desk: Desk, question: str, match: Match) -> Match:
+    """A match the lexical path is unsure of, rescued by the re-ranker when it is on and the two agree."""
+    semantic = qa_semantic(desk)
+    if semantic is None:
+        return match
+    from handlers.qa.semantic import rescue
+
+    scores = await asyncio.to_thread(semantic.fact_scores, question)  # the model runs without the GIL
+    rescued = rescue(qa_index(desk), match, scores)
+    if rescued is None:
+        return match
+    log.debug("re-ranker answered (cosine %.3f, lexical confidence %.2f)", rescued.features["semantic"],
+              match.confidence)
+    return rescued
 
 
 def no_answer(desk: Desk, request: Request, confidence: float = 0.0, *, match: Match | None = None,
@@ -282,6 +317,8 @@ async def answer(request: Request, desk: Desk) -> Reply:
         bar = WATCH_BAR if watch else ANSWER_BAR
         if watch and not (followed or mentions_domain(index, match.query)):
             return no_answer(desk, request, match.confidence, language=language)
+        if not watch and (not match.docs or match.confidence < bar):  # not ambient messages: lexical only
+            match = await _meaning(desk, question, match)
         if not match.docs or match.confidence < bar:
             reply = no_answer(desk, request, match.confidence, match=match, language=language)
             closest = match.docs[0].topic.id if match.docs else None

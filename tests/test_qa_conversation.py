@@ -75,6 +75,17 @@ async def test_a_follow_up_that_names_no_topic_is_never_answered_from_another(th
     assert "/china-platform weibo" in reply.text
 
 
+async def test_a_topic_the_bot_could_not_answer_on_is_still_the_threads_topic(threaded: Desk) -> None:
+    """"I cover Bilibili, but not this point" still says what the conversation is about: the next question
+    ("how many users does it have?") follows Bilibili, as it would after an answer."""
+    first = await turn(threaded, "does bilibili run a loyalty scheme for brands?")
+    assert first.kind == "no_answer" and first.topic == "bilibili", first.text
+    reply = await turn(threaded, "how many users does it have")
+    assert reply.kind == "answer" and reply.topic == "bilibili" and "376 million" in reply.text, reply.text
+    alone = await turn(threaded, "how many users does it have", thread="T2")
+    assert alone.topic != "bilibili" or alone.kind == "no_answer"
+
+
 async def test_context_is_per_conversation_and_expires(threaded: Desk) -> None:
     await turn(threaded, "tell me about xiaohongshu", thread="A")
     assert (await turn(threaded, "how many users does it have?", thread="A")).topic == "xiaohongshu"

@@ -80,7 +80,8 @@ async def load_context(store: Any, request: Request) -> Context | None:
 
 
 def next_context(request: Request, reply: Reply, previous: Context | None, section: str | None) -> Context | None:
-    """The context after ``reply``: answers and deadlines move it; anything else leaves it as it was."""
+    """The context after ``reply``: answers and deadlines move it, and so does a "not this point" about a topic
+    the thread was not on yet; anything else leaves it as it was."""
     opened = previous.opened_by_question if previous else (request.thread_opener and request.mode != "watch")
     if reply.kind == "deadline" and reply.topic and reply.deadline is not None:
         start = reply.deadline.start
@@ -91,6 +92,10 @@ def next_context(request: Request, reply: Reply, previous: Context | None, secti
         keep = previous if previous is not None else Context()
         return Context(topic=reply.topic, section=section, filing=keep.filing, trigger=keep.trigger,
                        opened_by_question=opened)
+    if reply.kind == "no_answer" and reply.topic and (previous is None or previous.topic != reply.topic):
+        # "I cover Kuaishou, but not this point": the conversation is about Kuaishou all the same, so the
+        # next question ("who's on it?") follows it.
+        return Context(topic=reply.topic, opened_by_question=opened)
     return None
 
 

@@ -323,6 +323,7 @@ async def answer(request: Request, desk: Desk) -> Reply:
             reply = no_answer(desk, request, match.confidence, match=match, language=language)
             closest = match.docs[0].topic.id if match.docs else None
             await record_unanswered(desk.store, request, reply, closest, policy_of(desk.settings))
+            await save_context(desk.store, request, next_context(request, reply, context, None))
             return reply
         reply = answer_reply(desk.library, match, today=request.today(), language=language)
     section = match.docs[0].section if match.docs and reply.kind == "answer" else None

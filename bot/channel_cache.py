@@ -45,7 +45,8 @@ class CachedSettingsStore:
         self._loading: dict[tuple[str, str], asyncio.Future] = {}
         self._generation = 0  # bumped by every invalidation: a read that raced a write is not cached
         self._refreshing: set[asyncio.Task] = set()  # batched reads in flight (referenced until done)
-        self._pending: dict[tuple[str, str], int] = {}  # keys for the next batch -> the generation asked at
+        # keys for the next batch -> (the generation when asked, the future its readers wait on)
+        self._pending: dict[tuple[str, str], tuple[int, asyncio.Future]] = {}
         self._flush: asyncio.Handle | None = None
         self.hits = 0
         self.misses = 0
@@ -85,7 +86,7 @@ class CachedSettingsStore:
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         self._loading[key] = future
-        self._pending[key] = self._generation
+        self._pending[key] = (self._generation, future)
         if self._flush is None:
             self._flush = loop.call_soon(self._start_batch)
         return future
@@ -97,29 +98,33 @@ class CachedSettingsStore:
         self._refreshing.add(task)
         task.add_done_callback(self._refreshing.discard)
 
-    async def _read_batch(self, batch: dict[tuple[str, str], int]) -> None:
+    async def _read_batch(self, batch: dict[tuple[str, str], tuple[int, asyncio.Future]]) -> None:
         by_platform: dict[str, list[str]] = {}
         for platform, channel in batch:
             by_platform.setdefault(platform, []).append(channel)
-        for platform, channels in by_platform.items():
-            try:
-                values = await self._read_many(platform, channels)
-            except asyncio.CancelledError:  # (at shutdown) waiters see it cancelled; nothing cached
-                for channel in channels:
-                    self._settle((platform, channel), None, cancelled=True)
-                raise
-            except Exception as exc:  # not cached: waiters re-raise it, the next reader reads again
-                for channel in channels:
-                    self._settle((platform, channel), exc)
-                continue
-            for channel in channels:
-                key = (platform, channel)
-                if batch[key] == self._generation:
-                    if len(self._entries) >= MAX_ENTRIES:
-                        for old in list(self._entries)[: MAX_ENTRIES // 2]:
-                            del self._entries[old]
-                    self._entries[key] = (self._clock() + self._ttl, values[channel])
-                self._settle(key, values[channel])
+        try:
+            for platform, channels in by_platform.items():
+                try:
+                    values = await self._read_many(platform, channels)
+                    found = [(channel, values[channel]) for channel in channels]
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # not cached: waiters re-raise it, the next reader reads again
+                    for channel in channels:
+                        self._settle((platform, channel), batch[(platform, channel)][1], exc)
+                    continue
+                for channel, value in found:
+                    key = (platform, channel)
+                    generation, future = batch[key]
+                    if generation == self._generation:
+                        if len(self._entries) >= MAX_ENTRIES:
+                            for old in list(self._entries)[: MAX_ENTRIES // 2]:
+                                del self._entries[old]
+                        self._entries[key] = (self._clock() + self._ttl, value)
+                    self._settle(key, future, value)
+        finally:
+            for key, (_, future) in batch.items():  # not answered (cancelled at shutdown): waiters see that
+                self._settle(key, future, None, cancelled=True)
 
     async def _read_many(self, platform: str, channels: list[str]) -> dict[str, Any]:
         many = getattr(self._store, "get_channel_settings_many", None)
@@ -128,9 +133,11 @@ class CachedSettingsStore:
         values = await asyncio.gather(*(self._store.get_channel_settings(platform, c) for c in channels))
         return dict(zip(channels, values, strict=True))
 
-    def _settle(self, key: tuple[str, str], value: Any, *, cancelled: bool = False) -> None:
-        future = self._loading.pop(key, None)
-        if future is None or future.done():
+    def _settle(self, key: tuple[str, str], future: asyncio.Future, value: Any, *, cancelled: bool = False) -> None:
+        """Answer this batch's future for ``key`` (once), and forget it as the key's read in flight."""
+        if self._loading.get(key) is future:
+            del self._loading[key]
+        if future.done():
             return
         if cancelled:
             future.cancel()

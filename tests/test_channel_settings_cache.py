@@ -143,6 +143,24 @@ async def test_channels_asked_for_together_are_read_in_one_query_and_refreshed_i
     assert len(raw.batches) == 2
 
 
+async def test_a_batch_that_goes_wrong_answers_every_reader_and_caches_nothing():
+    """A store that fails, or leaves a channel out of its answer, never leaves a reader waiting."""
+    from bot.channel_cache import CachedSettingsStore
+
+    class Forgetful(BatchingStore):
+        async def get_channel_settings_many(self, platform, channels):
+            got = await super().get_channel_settings_many(platform, channels)
+            got.pop("C2", None)
+            return got
+
+    raw = Forgetful()
+    cached = CachedSettingsStore(raw)
+    readers = [cached.get_channel_settings("slack", c) for c in ("C1", "C2")]
+    results = await asyncio.wait_for(asyncio.gather(*readers, return_exceptions=True), 2)
+    assert all(isinstance(r, KeyError) for r in results)
+    assert cached.cached_channel_settings("slack", "C1") is None and not cached._loading
+
+
 async def test_a_read_racing_a_write_is_not_cached():
     from bot.channel_cache import CachedSettingsStore
 

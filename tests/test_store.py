@@ -208,6 +208,9 @@ async def test_several_channels_settings_in_one_read(store: Store):
     assert got == {c: await store.get_channel_settings("slack", c) for c in ("C1", "C2", "C3")}
     assert (got["C1"].timezone, got["C2"].timezone, got["C3"].language) == ("Europe/London", "Asia/Shanghai", "zh")
     assert await store.get_channel_settings_many("slack", []) == {}
+    many = [f"C{n}" for n in range(1, 1201)]  # more than one query's worth
+    got = await store.get_channel_settings_many("slack", many)
+    assert list(got) == many and got["C1"].timezone == "Europe/London" and got["C1200"].timezone == "Asia/Shanghai"
 
 
 async def test_channel_language_defaults_to_auto_and_is_kept_per_channel(store: Store):

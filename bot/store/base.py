@@ -408,15 +408,16 @@ class Store(ScheduleRows, abc.ABC):
     async def get_channel_settings_many(self, platform: str, channels: Sequence[str]) -> dict[str, ChannelSettings]:
         """Several channels' settings in one query: the settings cache refreshes the channels in use together,
         instead of one round trip per channel queueing on the database under load."""
-        wanted = list(dict.fromkeys(channels))[:CHANNELS_PER_QUERY]
-        if not wanted:
-            return {}
-        marks = ", ".join(f"${n}" for n in range(2, len(wanted) + 2))
-        async with self._tx() as c:
-            rows = await c.fetch(
-                f"SELECT * FROM channel_settings WHERE platform = $1 AND channel IN ({marks})", platform, *wanted,
-            )
-        found = {row["channel"]: row for row in rows}
+        wanted = list(dict.fromkeys(channels))
+        found: dict[str, Any] = {}
+        for at in range(0, len(wanted), CHANNELS_PER_QUERY):
+            chunk = wanted[at:at + CHANNELS_PER_QUERY]
+            marks = ", ".join(f"${n}" for n in range(2, len(chunk) + 2))
+            async with self._tx() as c:
+                rows = await c.fetch(
+                    f"SELECT * FROM channel_settings WHERE platform = $1 AND channel IN ({marks})", platform, *chunk,
+                )
+            found.update((row["channel"], row) for row in rows)
         return {channel: channel_settings_of(platform, channel, found.get(channel)) for channel in wanted}
 
     async def set_channel_timezone(self, platform: str, workspace: str | None, channel: str, tz: str) -> None:

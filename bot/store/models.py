@@ -62,7 +62,7 @@ class ChannelSettings:
     language: str = "auto"  # "auto", "en" or "zh" (`/china-filing language`)
 
 
-CHANNELS_PER_QUERY = 500  # get_channel_settings_many reads at most this many at once (SQLite's 999-variable limit)
+CHANNELS_PER_QUERY = 500  # get_channel_settings_many: channels a query (SQLite's 999-variable limit)
 
 
 def channel_settings_of(platform: str, channel: str, row: Mapping[str, Any] | None) -> ChannelSettings:

@@ -262,8 +262,7 @@ def _follow_up(index: QAIndex, question: str, context: Context | None) -> Match:
         # thread elsewhere. Its best fact here is not what was asked either (the other topic's fitted
         # better), so: "I cover <the thread's topic>, but not this point", with its card.
         within = index.match(question, assume=(ti,), only_assumed=True)
-        if within.docs:
-            return dataclasses.replace(within, confidence=min(within.confidence, ELSEWHERE_IN_THREAD))
+        return dataclasses.replace(within, confidence=min(within.confidence, ELSEWHERE_IN_THREAD))
     same_topic = bool(match.docs) and match.docs[0].topic.id == context.topic
     return match if same_topic and match.confidence > followed.confidence else followed
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from bot.store.migrations import load_migrations, split_sql
@@ -411,14 +411,17 @@ class Store(ScheduleRows, abc.ABC):
         wanted = list(dict.fromkeys(channels))
         found: dict[str, Any] = {}
         for at in range(0, len(wanted), CHANNELS_PER_QUERY):
-            chunk = wanted[at:at + CHANNELS_PER_QUERY]
-            marks = ", ".join(f"${n}" for n in range(2, len(chunk) + 2))
-            async with self._tx() as c:
-                rows = await c.fetch(
-                    f"SELECT * FROM channel_settings WHERE platform = $1 AND channel IN ({marks})", platform, *chunk,
-                )
+            rows = await self._channel_settings_rows(platform, wanted[at:at + CHANNELS_PER_QUERY])
             found.update((row["channel"], row) for row in rows)
         return {channel: channel_settings_of(platform, channel, found.get(channel)) for channel in wanted}
+
+    async def _channel_settings_rows(self, platform: str, channels: list[str]) -> list[Mapping[str, Any]]:
+        """The channel_settings rows of ``channels`` (at most CHANNELS_PER_QUERY) that exist."""
+        marks = ", ".join(f"${n}" for n in range(2, len(channels) + 2))
+        async with self._tx() as c:
+            return await c.fetch(
+                f"SELECT * FROM channel_settings WHERE platform = $1 AND channel IN ({marks})", platform, *channels,
+            )
 
     async def set_channel_timezone(self, platform: str, workspace: str | None, channel: str, tz: str) -> None:
         await self._set_channel_setting(platform, workspace, channel, "timezone", tz)

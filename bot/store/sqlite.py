@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from bot.store.base import Store
 from bot.store.models import (
     ACTIVE_POST_STATUSES,
-    CHANNELS_PER_QUERY,
     CLAIM_SET,
     ChannelSettings,
     Conn,
@@ -152,20 +151,14 @@ class SqliteStore(Store):
             )
         return channel_settings_of(platform, channel, rows[0] if rows else None)
 
-    async def get_channel_settings_many(self, platform: str, channels: Sequence[str]) -> dict[str, ChannelSettings]:
-        wanted = list(dict.fromkeys(channels))
-        if wanted and self._db is None:
+    async def _channel_settings_rows(self, platform: str, channels: list[str]) -> list[Mapping[str, Any]]:
+        if self._db is None:
             raise StoreError("the store is not open: call `await store.open()` first")
-        found: dict[str, Any] = {}
-        for at in range(0, len(wanted), CHANNELS_PER_QUERY):  # one round trip each, as get_channel_settings
-            chunk = wanted[at:at + CHANNELS_PER_QUERY]
-            async with self._lock:
-                rows = await self._db.execute_fetchall(
-                    "SELECT channel, workspace, timezone, watch, language FROM channel_settings "
-                    f"WHERE platform = ? AND channel IN ({', '.join('?' * len(chunk))})", (platform, *chunk),
-                )
-            found.update((row["channel"], row) for row in rows)
-        return {channel: channel_settings_of(platform, channel, found.get(channel)) for channel in wanted}
+        async with self._lock:  # one round trip, as get_channel_settings
+            return list(await self._db.execute_fetchall(
+                "SELECT channel, workspace, timezone, watch, language FROM channel_settings "
+                f"WHERE platform = ? AND channel IN ({', '.join('?' * len(channels))})", (platform, *channels),
+            ))
 
     async def ping(self) -> bool:
         if self._db is None:

@@ -60,7 +60,7 @@ class Request(BaseModel):
         """The language to answer in: the chosen one, else Chinese when what was asked is written in it."""
         if self.language != "auto":
             return self.language
-        return "zh" if has_han(self.text if text is None else text) else "en"
+        return "zh" if written_in_chinese(self.text if text is None else text) else "en"
 
     def local_now(self) -> dt.datetime:
         return self.now.astimezone(ZoneInfo(self.timezone))
@@ -238,6 +238,16 @@ _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 def has_han(text: str) -> bool:
     """Whether the text holds Chinese characters (what "asked in Chinese" means for choosing a language)."""
     return _HAN.search(text) is not None
+
+
+_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+def written_in_chinese(text: str) -> bool:
+    """Whether a message is written in Chinese, not merely naming something Chinese: more Chinese characters
+    than English words ("B站 creators' fees?" is English; "PIPL下的PIPIA要保存多久" is Chinese)."""
+    han = len(_HAN.findall(text))
+    return han > 0 and han > len(_LATIN_WORD.findall(text))
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")

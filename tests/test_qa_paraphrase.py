@@ -58,3 +58,21 @@ def test_a_place_saying_who_asks_is_context(desk: Desk) -> None:
     assert query.asker == frozenset(index.analyzer.phrase("germany"))
     assert index.match(query.text).features["elsewhere"] == 0.0
     assert not index.analyse("what are the fines under GDPR").asker  # the place asked about is not context
+
+
+async def test_a_fine_is_not_what_something_costs(desk: Desk) -> None:
+    """CCC's fines state sums; none says what certification costs, so "how much does it cost" gets no answer
+    from them, while "how much was Didi fined" is answered by the fine."""
+    reply = await ask(desk, "roughly how much does CCC certification cost per product?")
+    assert reply.kind == "no_answer", reply.text
+    reply = await ask(desk, "how much does a Bilibili creator typically charge for a sponsored video?")
+    assert reply.kind == "no_answer", reply.text
+    reply = await ask(desk, "滴滴被罚了多少钱")
+    assert reply.kind == "answer" and "80.26" in reply.text, reply.text
+
+
+async def test_an_english_question_naming_a_chinese_site_is_answered_in_english(desk: Desk) -> None:
+    reply = await ask(desk, "how many followers does a B站 creator need before taking brand deals through Huahuo?")
+    assert reply.kind == "answer" and reply.language == "en" and "10,000" in reply.text, reply.text
+    reply = await ask(desk, "PIPL下的PIPIA报告要保存多久？")
+    assert reply.language == "zh", reply.text

@@ -26,6 +26,7 @@ from content.loader import parse_yaml
 from handlers.qa.context import MemoryContexts, has_context_store
 from handlers.qa.replies import answer_reply, qa_index
 from handlers.request import Reply, Request, has_han
+from handlers.request import written_in_chinese as asked_in_chinese
 from handlers.router import Desk
 
 ACCURACY_BAR = 0.95
@@ -59,7 +60,7 @@ class EvalItem:
 
     @property
     def chinese(self) -> bool:
-        return self.lang == "zh" or has_han(self.question)
+        return self.lang == "zh" or asked_in_chinese(self.question)
 
 
 @dataclass(frozen=True)

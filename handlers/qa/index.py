@@ -151,6 +151,8 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         self.doc_years = [years(f"{d.fact.text} {d.fact.text_zh or ''}") for d in self.docs]
         self.has_duration = [bool(DURATION.search(f"{d.fact.text} {d.fact.text_zh or ''}")) for d in self.docs]
         self.has_amount = [bool(AMOUNT.search(f"{d.fact.text} {d.fact.text_zh or ''}")) for d in self.docs]
+        # A fine is not what something costs: penalty facts answer "how much" only when a fine is asked about.
+        self.has_price = [a and d.section != "penalties" for a, d in zip(self.has_amount, self.docs, strict=True)]
         # Facts are stored topic by topic: where each topic's facts start (every topic has a summary).
         self.topic_starts = np.searchsorted(self.doc_topic, np.arange(len(topics))).astype(np.intp)
         self.name_tokens = [frozenset(n) for n in names]
@@ -416,6 +418,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         answer_tokens = self.doc_tokens[best].union(*(self.doc_tokens[i] for i in support))
         steps = self.step_tokens[ti] if ti in query.named else frozenset()
         named_tokens = frozenset().union(*(self.name_tokens[t] for t in query.named))  # "618" is a name
+        priced = self.has_amount if any(i.name == "penalty" for i in query.intents) else self.has_price
         features = {
             "topic_coverage": self.coverage(query, self.topic_tokens[ti], best),
             "fact_coverage": self.coverage(query, self.doc_tokens[best], best, steps),
@@ -430,7 +433,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
                 self.has_duration[i] for i in (best, *support))),
             # "How much is the fee / deposit" answered by facts of its topic that state no sum of money either.
             "no_amount": float(any(has_cue(query.text, cue) for cue in self.lexicon.amount_cues) and not any(
-                self.has_amount[i] for i in (best, *support) if self.doc_topic[i] == ti)),
+                priced[i] for i in (best, *support) if self.doc_topic[i] == ti)),
             # The question uses the packs' own domain language: names a topic, or uses a word of a
             # synonym group or a domain term. Everyday questions ("is the stock market open today")
             # can touch pack words by accident, but rarely this vocabulary.

@@ -108,15 +108,18 @@ async def _meaning(desk: Desk, question: str, match: Match) -> Match:
 
 
 def no_answer(desk: Desk, request: Request, confidence: float = 0.0, *, match: Match | None = None,
-              language: Language = "en") -> Reply:
+              language: Language = "en", thread_topic: str | None = None) -> Reply:
     """An honest "I don't know". When the question is clearly about one topic but the fact is unclear,
     it says so and points at that topic's card; when the packs lack that point, it says the topic is
-    covered but not this point. Otherwise it lists what it can answer."""
+    covered but not this point. Otherwise it lists what it can answer. ``thread_topic``: the topic a
+    follow-up that names none leans on (the conversation is about it, so the answer points there)."""
     title = t("no_answer_title", language)
     reply = Reply(kind="no_answer", title=title, text="", confidence=confidence, language=language)
     if request.mode == "watch":
         return reply  # ambient messages we cannot answer get no reply at all
     topic, point_missing = _clear_topic(match)
+    if topic is None and thread_topic in desk.library.topics:
+        topic, point_missing = desk.library.topics[thread_topic], _point_missing(match)
     if topic is not None:
         command = topic_command(topic)
         name = (topic.title_zh or topic.title) if language == "zh" else _lower_title(topic)
@@ -157,8 +160,15 @@ def _clear_topic(match: Match | None) -> tuple[Topic | None, bool]:
     topic = match.docs[0].topic
     if match.features.get("names_topic", 0.0) < 1.0:
         return None, False
+    return topic, _point_missing(match)
+
+
+def _point_missing(match: Match | None) -> bool:
+    """A distinctive word of the question appears nowhere in the topic, or only in passing."""
+    if match is None:
+        return False
     missing = match.features.get("topic_coverage", 1.0) < 0.999 and match.features.get("unmatched", 0.0) > 0.3
-    return topic, missing or bool(match.features.get("in_passing"))
+    return missing or bool(match.features.get("in_passing"))
 
 
 def answer_reply(library: Library, match: Match, *, today: Any, language: Language = "en") -> Reply:
@@ -319,7 +329,9 @@ async def answer(request: Request, desk: Desk) -> Reply:
         if not watch and (not match.docs or match.confidence < bar):  # not ambient messages: lexical only
             match = await _meaning(desk, question, match)
         if not match.docs or match.confidence < bar:
-            reply = no_answer(desk, request, match.confidence, match=match, language=language)
+            own = index.match(question).query.named if context is not None else frozenset()
+            leaned = context.topic if context is not None and not own else None
+            reply = no_answer(desk, request, match.confidence, match=match, language=language, thread_topic=leaned)
             closest = match.docs[0].topic.id if match.docs else None
             await record_unanswered(desk.store, request, reply, closest, policy_of(desk.settings))
             await save_context(desk.store, request, next_context(request, reply, context, None))

@@ -241,13 +241,14 @@ def has_han(text: str) -> bool:
 
 
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+_COMMAND_WORD = re.compile(r"(?:^|\s)[/-]+[\w-]+")  # "/china-filing", "--lang": the command, not the language
 
 
 def written_in_chinese(text: str) -> bool:
     """Whether a message is written in Chinese, not merely naming something Chinese: more Chinese characters
     than English words ("B站 creators' fees?" is English; "PIPL下的PIPIA要保存多久" is Chinese)."""
     han = len(_HAN.findall(text))
-    return han > 0 and han > len(_LATIN_WORD.findall(text))
+    return han > 0 and han > len(_LATIN_WORD.findall(_COMMAND_WORD.sub(" ", text)))
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")

@@ -86,6 +86,35 @@ async def test_a_topic_the_bot_could_not_answer_on_is_still_the_threads_topic(th
     assert alone.topic != "bilibili" or alone.kind == "no_answer"
 
 
+async def test_a_follow_up_asking_a_kind_of_thing_gets_the_threads_fact_of_that_kind(threaded: Desk) -> None:
+    """"Who has to file, us or the vendor whose model we use?" fits the generative-AI facts' words better, but
+    in a deep-synthesis thread it asks who must file: the thread's topic answers it with that fact."""
+    await turn(threaded, "when's the deep synthesis filing due if we launched face-swap on 2 November 2026?")
+    reply = await turn(threaded, "ok so who has to file, us or the vendor whose model we use?")
+    assert reply.kind == "answer" and reply.topic == "deep-synthesis", reply.text
+    assert "Who" in reply.title or "谁" in reply.title or "must" in reply.text, reply.title
+
+
+async def test_a_follow_up_the_topic_cannot_answer_points_at_the_threads_card(threaded: Desk) -> None:
+    """No fact says how often a PIPIA is redone: the reply says so about the PIPIA (its card), not the menu."""
+    await turn(threaded, "hey, quick q on the PIPIA")
+    reply = await turn(threaded, "how often do we need to redo it?")
+    assert reply.kind == "no_answer" and reply.topic == "pipia", reply.text
+    assert "/china-filing pipia" in reply.text
+
+
+async def test_how_soon_is_answered_by_the_fact_stating_the_time_limit(threaded: Desk) -> None:
+    await turn(threaded, "a product we sell injured a customer, we learnt of it on 30 November 2026: when to report?")
+    reply = await turn(threaded, "<@U07XYZ99> and how soon does the recall plan have to go to the regulator?")
+    assert reply.kind == "answer" and reply.topic == "product-recall", reply.text
+    assert "10 working days" in reply.summary, reply.summary
+    whole = await turn(threaded, "and how long does the whole thing take?", thread="CSR")
+    assert whole.kind == "no_answer"  # no thread yet: "the whole thing" names nothing
+    await turn(threaded, "what's a cybersecurity review in China?", thread="CSR")
+    whole = await turn(threaded, "and how long does the whole thing take?", thread="CSR")
+    assert whole.kind == "answer" and whole.topic == "cybersecurity-review", whole.text
+
+
 async def test_context_is_per_conversation_and_expires(threaded: Desk) -> None:
     await turn(threaded, "tell me about xiaohongshu", thread="A")
     assert (await turn(threaded, "how many users does it have?", thread="A")).topic == "xiaohongshu"

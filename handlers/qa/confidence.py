@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 # ask the bot, so they need a clearly higher bar.
 ANSWER_BAR = 0.75
 WATCH_BAR = 0.9
+INTENT_ONLY_CONFIDENCE = 0.9  # see QAIndex.intent_match
 EVIDENCE_SCALE = 4.0  # IDF mass at which matched evidence counts as 63% "strong"
 # A word of the question that the named topic's own checklist uses ("appoint" in "Appoint a PI protection
 # officer") is the topic's language, not a sign of another subject: it counts this far as accounted for.

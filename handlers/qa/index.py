@@ -19,7 +19,7 @@ import numpy as np
 
 from content.loader import Library
 from content.schema import SECTION_LABELS, SECTION_LABELS_ZH, Fact, Topic
-from handlers.qa.confidence import ConfidenceFeatures, calibrated
+from handlers.qa.confidence import INTENT_ONLY_CONFIDENCE, ConfidenceFeatures, calibrated
 from handlers.qa.evidence import AMOUNT, DURATION, AlternateQuestions, year_mismatch, years
 from handlers.qa.fields import Field, bm25_field
 from handlers.qa.lexicon import Lexicon, default_lexicon
@@ -55,11 +55,13 @@ OUTSIDE_NAMED = 0.8  # score factor for facts outside the topics a question name
 OUTSIDE_ASSUMED = 0.6  # ...or outside the topic a follow-up is about (the thread says so, more surely than a name)
 RESIDUAL_WEIGHT = 1.0  # extra fact-level weight of the question's words that are not a named topic's name
 RESIDUAL_OUTSIDE = 0.5  # ...for facts of other topics (the name may be an alias of a broader topic)
+# A time limit stated in a fact ("within 10 working days", "10个工作日内"): it answers "how long / how soon".
+TIME_LIMIT = re.compile(r"\bwithin\s+(?:\d+|[a-z]+)\s+(?:working\s+|business\s+|calendar\s+)?"
+                        r"(?:days?|weeks?|months?|hours?)\b|\d+\s*个?(?:工作日|日|天|小时|个月)(?:内|以内)")
 INTENT_BOOST = 0.6  # a fact in the section the question asks for ("how long" -> review time)
 SUPPORT_RATIO = 0.6  # a supporting fact must score at least this share of the best one
 OTHER_TOPIC_RATIO = 0.9  # ...and one of another topic this share (it answers the question as well)
 MAX_FACTS = 3
-INTENT_ONLY_CONFIDENCE = 0.9  # see QAIndex.intent_match
 
 # -------------------------------------------------------------------------------------------- index
 
@@ -306,6 +308,11 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             for di, doc in enumerate(self.docs):
                 mask[di] = doc.section in intent.sections or (
                     any_cue is not None and any(any_cue.search(k) for k in folded_keywords[di]))
+            if intent.name == "duration":
+                # "How soon must the recall plan reach the regulator?": a fact stating a time limit answers it in
+                # any section but the summary (which restates the topic's main deadline in general terms).
+                mask |= np.asarray([d.section != "summary" and TIME_LIMIT.search(f"{d.fact.text} {d.fact.text_zh}")
+                                    is not None for d in self.docs])
             self.intent_docs[intent.name] = mask
             if any_cue is not None:
                 self._intent_cues.append((intent.name, any_cue))

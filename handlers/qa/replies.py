@@ -15,7 +15,7 @@ from content.schema import SECTION_LABELS_ZH, Topic
 from handlers.cards import SourceList, caveats_for, topic_command
 from handlers.feedback import fact_ref, policy_of, record_unanswered
 from handlers.filing import deadline_reply
-from handlers.qa.confidence import ANSWER_BAR, WATCH_BAR
+from handlers.qa.confidence import ANSWER_BAR, INTENT_ONLY_CONFIDENCE, WATCH_BAR
 from handlers.qa.context import Context, load_context, next_context, save_context
 from handlers.qa.deadlines import DATE_SPAN, deadline_question, looks_dated
 from handlers.qa.query import Query
@@ -36,6 +36,11 @@ DEADLINE_TOPIC_BAR = 0.5
 # A follow-up whose words fit another topic's fact better than any of the thread's topic: at most this sure
 # (below ANSWER_BAR), so that it gets "I cover <the thread's topic>, but not this point".
 ELSEWHERE_IN_THREAD = 0.3
+# Intents that are a question's form (who, how long, what documents), not its subject: a follow-up asking one
+# of these is answered by the thread topic's fact of that kind. Subject intents ("open a store", "audience")
+# are what the question is about, and another topic fitting them better means this topic lacks the point.
+FORM_INTENTS = frozenset({"who", "recipient", "applies", "duration", "date", "documents", "penalty", "next",
+                          "frequency", "trigger", "threshold", "where", "retention"})
 
 # -------------------------------------------------------------------------------------- watch mode
 
@@ -272,6 +277,12 @@ def _follow_up(index: QAIndex, question: str, context: Context | None) -> Match:
         # thread elsewhere. Its best fact here is not what was asked either (the other topic's fitted
         # better), so: "I cover <the thread's topic>, but not this point", with its card.
         within = index.match(question, assume=(ti,), only_assumed=True)
+        lead = within.ids[0] if within.ids else None
+        asked = [i.name for i in followed.query.intents if i.name in FORM_INTENTS]
+        if lead is not None and any(index.intent_docs[name][lead] for name in asked):
+            # Unless it asks a kind of thing ("who has to file, us or the vendor?") and the topic's best fact
+            # for it is of that kind: that is the thread's answer, as sure as a question of form alone.
+            return dataclasses.replace(within, confidence=max(within.confidence, INTENT_ONLY_CONFIDENCE))
         return dataclasses.replace(within, confidence=min(within.confidence, ELSEWHERE_IN_THREAD))
     same_topic = bool(match.docs) and match.docs[0].topic.id == context.topic
     return match if same_topic and match.confidence > followed.confidence else followed

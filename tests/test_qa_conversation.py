@@ -147,6 +147,9 @@ async def test_a_deadline_follow_up_counts_from_the_new_date(threaded: Desk) -> 
      "algorithm-filing from 2026-11-30"),
     ("new level 3 system went live last Monday, when is the mlps filing due", "mlps from 2026-11-30"),
     ("icp filing approved 3 weeks ago, when's the public security filing due", "icp-beian from 2026-11-10"),
+    # Names no filing: the deadline rule it asks about is the E-Commerce Law's refund of a returned order.
+    ("a seven-day no-reason return reached our warehouse last Thursday, by when must we refund?",
+     "ecommerce-law from 2026-11-26"),
 ])
 async def test_deadlines_in_plain_words_give_the_commands_date(desk: Desk, question: str, command: str) -> None:
     reply = await desk.handle(Request(text=question, mode="mention", now=NOW))

@@ -304,10 +304,15 @@ async def _deadline(desk: Desk, request: Request, question: str, match: Match, c
         # Names no filing, but is plainly about one's deadline rule ("refund deadline for returned goods
         # we got back on 25 nov?"): the dates are the asker's own data, so they are left out to find which.
         # The rule's own fact must be part of the answer: a filing has other deadlines than its rule.
-        about = index.match(DATE_SPAN.sub(" ", question))
-        rule = about.topic.deadline if about.topic is not None else None
-        if rule is not None and about.confidence >= DEADLINE_TOPIC_BAR and any(d.fact is rule.fact for d in about.docs):
-            named = [about.docs[0].topic]
+        dateless = DATE_SPAN.sub(" ", question)
+        # First as any question; then among deadline facts only, since the words that say which deadline
+        # ("refund a returned order") can fit the topic's other facts better ("returns within seven days").
+        for about in (index.match(dateless), index.match(dateless, sections=("deadline",), only_sections=True)):
+            rule = about.topic.deadline if about.topic is not None else None
+            if (rule is not None and about.confidence >= DEADLINE_TOPIC_BAR
+                    and any(d.fact is rule.fact for d in about.docs)):
+                named = [about.docs[0].topic]
+                break
     ask = deadline_question(
         question, named=named, context_filing=context_filing,
         follows_deadline=context is not None and context.filing is not None and not explicit,

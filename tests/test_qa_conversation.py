@@ -115,6 +115,22 @@ async def test_how_soon_is_answered_by_the_fact_stating_the_time_limit(threaded:
     assert whole.kind == "answer" and whole.topic == "cybersecurity-review", whole.text
 
 
+@pytest.mark.parametrize(("first", "follow_up", "section"), [
+    ("快手现在月活多少？", "那上面主要是哪些人在用？", "audience"),
+    ("what's Bilibili, is it only anime stuff?", "and who's on it mostly?", "audience"),
+    ("我们要跟英国总部签个人信息出境的标准合同，这个备案是咋回事？", "和谁报？", "authority"),
+])
+async def test_a_follow_up_of_form_alone_gets_the_section_it_asks(threaded: Desk, first: str, follow_up: str,
+                                                                   section: str) -> None:
+    opened = await turn(threaded, first)
+    reply = await turn(threaded, follow_up)
+    assert reply.kind == "answer" and reply.topic == opened.topic, reply.text
+    index = qa.qa_index(threaded)
+    lead = next(d for d in index.docs if d.topic.id == reply.topic and d.fact.text_zh and (
+        d.fact.text_zh in reply.summary or d.fact.text in reply.summary))
+    assert lead.section == section, (lead.section, reply.summary)
+
+
 async def test_context_is_per_conversation_and_expires(threaded: Desk) -> None:
     await turn(threaded, "tell me about xiaohongshu", thread="A")
     assert (await turn(threaded, "how many users does it have?", thread="A")).topic == "xiaohongshu"
@@ -147,6 +163,9 @@ async def test_a_deadline_follow_up_counts_from_the_new_date(threaded: Desk) -> 
      "algorithm-filing from 2026-11-30"),
     ("new level 3 system went live last Monday, when is the mlps filing due", "mlps from 2026-11-30"),
     ("icp filing approved 3 weeks ago, when's the public security filing due", "icp-beian from 2026-11-10"),
+    ("icp备案上个月15号批下来了，公安联网备案最晚哪天要弄完？", "icp-beian from 2026-11-15"),
+    ("face data crossed 100,000 people on the 20th of last month, what's our FRT filing deadline?",
+     "facial-recognition from 2026-11-20"),
     # Names no filing: the deadline rule it asks about is the E-Commerce Law's refund of a returned order.
     ("a seven-day no-reason return reached our warehouse last Thursday, by when must we refund?",
      "ecommerce-law from 2026-11-26"),

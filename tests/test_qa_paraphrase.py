@@ -76,3 +76,20 @@ async def test_an_english_question_naming_a_chinese_site_is_answered_in_english(
     assert reply.kind == "answer" and reply.language == "en" and "10,000" in reply.text, reply.text
     reply = await ask(desk, "PIPL下的PIPIA报告要保存多久？")
     assert reply.language == "zh", reply.text
+
+
+async def test_the_askers_own_place_is_context_not_another_jurisdiction(desk: Desk) -> None:
+    """"Our UK plant" says who asks, like "a UK company": the GACC registration it asks about is China's."""
+    reply = await ask(desk, "our UK biscuit plant is registered with GACC, how long is that registration good for?")
+    assert reply.kind == "answer" and "five years" in reply.text, reply.text
+    assert (await ask(desk, "how long does a trademark take in the UK?")).kind == "no_answer"
+
+
+async def test_colloquial_chinese_names_and_filler(desk: Desk) -> None:
+    """小红薯 is 小红书, 抖店 is Douyin's shop; 最狠, 店里, 被查到 are filler around the question."""
+    reply = await ask(desk, "个保法最狠能罚到多少？")
+    assert reply.kind == "answer" and "5000万" in reply.text, reply.text
+    reply = await ask(desk, "店里卖没3C的充电宝，被查到一般罚多少？")
+    assert reply.kind == "answer" and reply.topic == "ccc", reply.text
+    reply = await ask(desk, "我们在国内没注册公司，能开抖店卖货吗？")
+    assert reply.kind == "answer" and reply.topic == "douyin", reply.text

@@ -20,6 +20,7 @@ from typing import Any
 
 from content.schema import Topic
 from handlers.qa.text import fold, has_cue
+from handlers.request import has_han
 
 _MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
           r"sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?")
@@ -36,6 +37,8 @@ DATE_SPAN = re.compile(
         rf"{_START}\d{{4}}[-/.]\d{{1,2}}[-/.]\d{{1,2}}{_END}",  # 2025-9-20, 2025/09/20
         rf"{_START}\d{{1,2}}[/.]\d{{1,2}}[/.]\d{{2,4}}{_END}",  # 20/9/2025 (day first)
         rf"{_START}\d{{1,2}}/\d{{1,2}}{_END}(?!/)",  # 20/9
+        rf"(?:上个?月|本月|这个?月)\s*[\d{_CN_NUM}]{{1,3}}\s*[日号]",  # 上个月15号, 本月3日
+        rf"\b(?:the\s+)?{_DAY}\s+of\s+(?:last|this)\s+month\b",  # the 20th of last month
         r"(?:\d{4}\s*年\s*)?\d{1,2}\s*月\s*\d{1,2}\s*[日号]?",  # 2025年9月20日, 9月20号
         rf"\b{_DAY}\s+(?:of\s+)?{_MONTH}(?:,?\s+\d{{4}})?\b",  # 20 sept 2025, 3rd of March
         rf"\b{_MONTH}\s+{_DAY}(?:,?\s+\d{{4}})?\b",  # Sept 20, March 3rd, 2026
@@ -65,8 +68,7 @@ def _chinese_for_dateparser(span: str, year: int) -> str:
     weekday = re.fullmatch(r"上个?(?:周|星期|礼拜)(.)", span)
     if weekday:
         return f"last {_CN_WEEKDAY[weekday[1]]}"
-    return re.sub(f"[{_CN_NUM}]+", lambda m: _CN_DIGIT.get(m[0], m[0]) if len(m[0]) == 1 else
-                  str(sum(int(_CN_DIGIT[c]) for c in m[0] if c != "十") + (10 if m[0].startswith("十") else 0)), span)
+    return re.sub(f"[{_CN_NUM}]+", lambda m: _chinese_number(m[0]), span)
 
 
 @functools.lru_cache(maxsize=1)
@@ -82,8 +84,40 @@ def warm_up() -> None:
     read_date("2025年9月20日", dt.datetime(2026, 1, 1))
 
 
+_DAY_OF_MONTH = re.compile(rf"(?:the\s+)?(\d{{1,2}})(?:st|nd|rd|th)?\s+of\s+(last|this)\s+month"
+                           rf"|(上个?月|本月|这个?月)([\d{_CN_NUM}]{{1,3}})[日号]", re.IGNORECASE)
+
+
+def _day_of_month(span: str, today: dt.date) -> dt.date | None:
+    """"the 20th of last month", "上个月15号": a day of this month or the one before (dateparser reads neither)."""
+    match = _DAY_OF_MONTH.fullmatch(re.sub(r"\s+", "" if has_han(span) else " ", span.strip()))
+    if match is None:
+        return None
+    day_text, which = (match[1], match[2].casefold()) if match[1] else (match[4], match[3])
+    day = int(day_text) if day_text.isdigit() else int(_chinese_number(day_text))
+    last = which == "last" or which.startswith("上")
+    year, month = (today.year, today.month - 1) if last else (today.year, today.month)
+    if month == 0:
+        year, month = year - 1, 12
+    try:
+        return dt.date(year, month, day)
+    except ValueError:
+        return None
+
+
+def _chinese_number(text: str) -> str:
+    """一 -> 1, 十五 -> 15, 二十 -> 20 (days of a month)."""
+    if len(text) == 1:
+        return _CN_DIGIT.get(text, text)
+    return str(sum(int(_CN_DIGIT[c]) for c in text if c != "十") + (10 if text.startswith("十") else 0)
+               + (int(_CN_DIGIT[text[0]]) * 10 - int(_CN_DIGIT[text[0]]) if "十" in text[1:] else 0))
+
+
 def read_date(span: str, local_now: dt.datetime) -> dt.date | None:
     """One date-like span as a date, day first, relative to ``local_now`` (naive local time); or None."""
+    of_month = _day_of_month(span, local_now.date())
+    if of_month is not None:
+        return of_month
     last_week = re.fullmatch(r"上个?(?:周|星期|礼拜)(.)", re.sub(r"\s+", "", span))
     if last_week and last_week[1] in _CN_WEEKDAY:
         # 上周一 is the Monday of last week (the calendar week before this one), never this week's Monday:

@@ -284,14 +284,16 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
                 self.elsewhere_alts[phrase] = sorted(alts)
 
         # How a foreign place is used in a question: framed ("under GDPR", "in the UK") or as who is
-        # asking ("a UK company", "EU-based brands", "our HQ in London": where the asker's own people are).
+        # asking ("a UK company", "EU-based brands", "our HQ in London", "our UK plant": where the asker is).
         places = "|".join(re.escape(p) for p in sorted(lexicon.elsewhere, key=len, reverse=True))
         frames = "|".join(re.escape(f) for f in sorted(lexicon.frames, key=len, reverse=True))
         nouns = "|".join(re.escape(n) for n in sorted(lexicon.identity, key=len, reverse=True))
         self._framed_re = (re.compile(rf"(?<![a-z0-9])(?:{frames})\s+(?:the\s+)?({places})(?![a-z0-9])")
                            if places and frames else None)
         self._identity_re = (re.compile(rf"(?<![a-z0-9])(?:({places})(?:-based|\s+based)?\s+(?:{nouns})"
-                                        rf"|(?:{nouns})\s+(?:based\s+)?(?:in|at)\s+(?:the\s+)?({places}))(?![a-z0-9])")
+                                        rf"|(?:{nouns})\s+(?:based\s+)?(?:in|at)\s+(?:the\s+)?({places})"
+                                        # "our UK plant", "our EU customers' data": the asker's own place
+                                        rf"|(?:our|my)\s+({places}))(?![a-z0-9])")
                              if places and nouns else None)
         # Platforms are China's own: naming one puts a question in China's market.
         self.china_topics = frozenset(ti for ti, t in enumerate(topics) if t.kind == "platform")
@@ -474,6 +476,9 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         docs = np.flatnonzero(self.doc_topic == ti)
         for intent in query.intents:
             hits = [int(i) for i in docs if self.intent_docs[intent.name][i] and self.may_lead[i]]
+            # The intent's own section first ("who's on it": audience before user numbers), in the pack's order.
+            order = {section: n for n, section in enumerate(intent.sections)}
+            hits.sort(key=lambda i: order.get(self.docs[i].section, len(order)))
             if hits:
                 return Match(query, [self.docs[hits[0]]], 1.0, INTENT_ONLY_CONFIDENCE,
                              {"concepts": 0.0, "names_topic": 1.0, "topic_coverage": 1.0}, [hits[0]])

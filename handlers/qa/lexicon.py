@@ -21,7 +21,7 @@ class Intent:
 
     name: str
     cues: tuple[str, ...]
-    sections: frozenset[str]
+    sections: tuple[str, ...]  # in order of preference (the first is the intent's own section)
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class Lexicon:
             synonyms=tuple(words(g) for g in raw.get("synonyms") or ()),
             stopwords=frozenset(words(stop.get("en")) + words(stop.get("zh"))),
             intents=tuple(
-                Intent(name, words(spec.get("cues")), frozenset(spec.get("sections") or ()))
+                Intent(name, words(spec.get("cues")), tuple(spec.get("sections") or ()))
                 for name, spec in (raw.get("intents") or {}).items()
             ),
             question_cues=words(cues.get("en")) + words(cues.get("zh")),

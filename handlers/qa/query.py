@@ -249,7 +249,7 @@ class QueryAnalysis:
         named = set(name_hits)
 
         framed = {self.analyzer.phrase(m[1]) for m in self._framed_re.finditer(folded)} if self._framed_re else set()
-        identity = ({self.analyzer.phrase(m[1] or m[2]) for m in self._identity_re.finditer(folded)}
+        identity = ({self.analyzer.phrase(m[1] or m[2] or m[3]) for m in self._identity_re.finditer(folded)}
                     if self._identity_re else set())
         elsewhere = []
         for i, token in enumerate(primaries):

@@ -40,7 +40,7 @@ ELSEWHERE_IN_THREAD = 0.3
 # of these is answered by the thread topic's fact of that kind. Subject intents ("open a store", "audience")
 # are what the question is about, and another topic fitting them better means this topic lacks the point.
 FORM_INTENTS = frozenset({"who", "recipient", "applies", "duration", "date", "documents", "penalty", "next",
-                          "frequency", "trigger", "threshold", "where", "retention"})
+                          "frequency", "trigger", "threshold", "where", "retention", "audience", "users", "size"})
 
 # -------------------------------------------------------------------------------------- watch mode
 

@@ -93,3 +93,15 @@ async def test_colloquial_chinese_names_and_filler(desk: Desk) -> None:
     assert reply.kind == "answer" and reply.topic == "ccc", reply.text
     reply = await ask(desk, "我们在国内没注册公司，能开抖店卖货吗？")
     assert reply.kind == "answer" and reply.topic == "douyin", reply.text
+
+
+async def test_another_country_acting_on_china_is_elsewhere(desk: Desk) -> None:
+    """The packs give the EU's and the UK's EV tariffs, not the US's: "US tariffs on Chinese EVs" (in either
+    language) is not answered with them, while the EU's and a transfer to a UK head office are."""
+    for question in ("what tariff does the US put on Chinese EVs?", "美国现在对中国产电动车加征多少关税？",
+                     "日本的商标注册要多久？"):
+        assert (await ask(desk, question)).kind == "no_answer", question
+    reply = await ask(desk, "欧盟对中国电动车征收多少反补贴税？")
+    assert reply.kind == "answer" and "35.3%" in reply.text, reply.text
+    reply = await ask(desk, "我们要跟英国总部签个人信息出境的标准合同，这个备案是咋回事？")
+    assert reply.kind == "answer" and reply.topic == "standard-contract", reply.text

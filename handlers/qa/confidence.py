@@ -101,11 +101,18 @@ class ConfidenceFeatures:
         something of China's ("do we need an ICP filing if we host in HK") and the answer speaks of
         that place. Any other place is elsewhere unless the question names a topic whose answer
         mentions it ("Is PIPL similar to GDPR?")."""
-        if not query.elsewhere or query.home:
+        if not query.elsewhere:
             return False
+        if query.home:
+            # China named too: about China ("EU tariffs on Chinese EVs", "send data from China to the UK"),
+            # unless the place is the actor in a question the answer says nothing of it ("US tariffs on
+            # Chinese EVs": the answer speaks of the UK and the EU).
+            return any(not place.identity and not place.moved and not any(
+                answer_tokens.issuperset(alt) for alt in self.elsewhere_alts[place.phrase])
+                for place in query.elsewhere)
         for place in query.elsewhere:
-            if place.identity and query.china:
-                continue
+            if (place.identity and query.china) or (place.moved and (query.china or query.named)):
+                continue  # who asks, or where the data goes ("签给英国总部的标准合同")
             if place.framed and not query.china:
                 return True
             if not query.named:

@@ -55,6 +55,8 @@ OUTSIDE_NAMED = 0.8  # score factor for facts outside the topics a question name
 OUTSIDE_ASSUMED = 0.6  # ...or outside the topic a follow-up is about (the thread says so, more surely than a name)
 RESIDUAL_WEIGHT = 1.0  # extra fact-level weight of the question's words that are not a named topic's name
 RESIDUAL_OUTSIDE = 0.5  # ...for facts of other topics (the name may be an alias of a broader topic)
+# Chinese nouns after a place that make it say who is asking ("英国公司", "英国总部").
+IDENTITY_ZH = "公司|总部|企业|品牌|母公司|子公司|分公司|工厂|团队|办公室|集团|客户|员工"
 # A time limit stated in a fact ("within 10 working days", "10个工作日内"): it answers "how long / how soon".
 TIME_LIMIT = re.compile(r"\bwithin\s+(?:\d+|[a-z]+)\s+(?:working\s+|business\s+|calendar\s+)?"
                         r"(?:days?|weeks?|months?|hours?)\b|\d+\s*个?(?:工作日|日|天|小时|个月)(?:内|以内)")
@@ -293,8 +295,13 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         self._identity_re = (re.compile(rf"(?<![a-z0-9])(?:({places})(?:-based|\s+based)?\s+(?:{nouns})"
                                         rf"|(?:{nouns})\s+(?:based\s+)?(?:in|at)\s+(?:the\s+)?({places})"
                                         # "our UK plant", "our EU customers' data": the asker's own place
-                                        rf"|(?:our|my)\s+({places}))(?![a-z0-9])")
+                                        rf"|(?:our|my)\s+({places}))(?![a-z0-9])"
+                                        rf"|({places})的?(?:{IDENTITY_ZH})")
                              if places and nouns else None)
+        # A place things move to or from ("send HR data to the UK", "传到英国总部"), beside China.
+        self._moved_re = (re.compile(rf"(?<![a-z0-9])(?:to|from|into|out to|with|between|and)\s+(?:the\s+|our\s+)?"
+                                     rf"({places})(?![a-z0-9])|(?:到|给|往|向|和|跟|与|从|回)({places})")
+                          if places else None)
         # Platforms are China's own: naming one puts a question in China's market.
         self.china_topics = frozenset(ti for ti, t in enumerate(topics) if t.kind == "platform")
 

@@ -63,6 +63,7 @@ class Place:
     phrase: tuple[str, ...]
     framed: bool = False  # "under GDPR", "in the UK": the question asks about that place's rules
     identity: bool = False  # "a UK company", "British brands": who is asking, not where
+    moved: bool = False  # "from China to the UK", "发到英国": where data or goods go, not whose rules
 
 
 @dataclass
@@ -249,13 +250,16 @@ class QueryAnalysis:
         named = set(name_hits)
 
         framed = {self.analyzer.phrase(m[1]) for m in self._framed_re.finditer(folded)} if self._framed_re else set()
-        identity = ({self.analyzer.phrase(m[1] or m[2] or m[3]) for m in self._identity_re.finditer(folded)}
+        identity = ({self.analyzer.phrase(m[1] or m[2] or m[3] or m[4]) for m in self._identity_re.finditer(folded)}
                     if self._identity_re else set())
+        moved = ({self.analyzer.phrase(m[1] or m[2]) for m in self._moved_re.finditer(folded)}
+                 if self._moved_re else set())
         elsewhere = []
         for i, token in enumerate(primaries):
             for phrase in self.elsewhere_phrases.get(token, ()):
                 if tuple(primaries[i : i + len(phrase)]) == phrase:
-                    elsewhere.append(Place(phrase, framed=phrase in framed, identity=phrase in identity))
+                    elsewhere.append(Place(phrase, framed=phrase in framed, identity=phrase in identity,
+                                           moved=phrase in moved))
         home = any(has_cue(folded, w) for w in self.lexicon.home)
         china = home or bool(named & self.china_topics) or any(has_cue(folded, w) for w in self.lexicon.china_terms)
 

@@ -105,3 +105,9 @@ async def test_another_country_acting_on_china_is_elsewhere(desk: Desk) -> None:
     assert reply.kind == "answer" and "35.3%" in reply.text, reply.text
     reply = await ask(desk, "我们要跟英国总部签个人信息出境的标准合同，这个备案是咋回事？")
     assert reply.kind == "answer" and reply.topic == "standard-contract", reply.text
+
+
+async def test_how_long_something_is_valid_needs_a_length_of_its_own_topic(desk: Desk) -> None:
+    """The ICP licence facts state no validity; a trademark's ten years (another topic) does not answer it."""
+    reply = await ask(desk, "How long is a commercial ICP licence valid before we have to renew it?")
+    assert reply.kind == "no_answer", reply.text

@@ -55,6 +55,8 @@ OUTSIDE_NAMED = 0.8  # score factor for facts outside the topics a question name
 OUTSIDE_ASSUMED = 0.6  # ...or outside the topic a follow-up is about (the thread says so, more surely than a name)
 RESIDUAL_WEIGHT = 1.0  # extra fact-level weight of the question's words that are not a named topic's name
 RESIDUAL_OUTSIDE = 0.5  # ...for facts of other topics (the name may be an alias of a broader topic)
+# A length of time asked for, whichever intent claimed the words ("how long is the licence valid" is "next").
+LENGTH_ASKED = re.compile(r"\bhow long\b|多久|多长时间|几年|多少年")
 # Chinese nouns after a place that make it say who is asking ("英国公司", "英国总部").
 IDENTITY_ZH = "公司|总部|企业|品牌|母公司|子公司|分公司|工厂|团队|办公室|集团|客户|员工"
 # A time limit stated in a fact ("within 10 working days", "10个工作日内"): it answers "how long / how soon".
@@ -434,6 +436,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         answer_tokens = self.doc_tokens[best].union(*(self.doc_tokens[i] for i in support))
         steps = self.step_tokens[ti] if ti in query.named else frozenset()
         named_tokens = frozenset().union(*(self.name_tokens[t] for t in query.named))  # "618" is a name
+        asks_length = any(i.name == "duration" for i in query.intents) or LENGTH_ASKED.search(query.text) is not None
         priced = self.has_amount if any(i.name == "penalty" for i in query.intents) else self.has_price
         features = {
             "topic_coverage": self.coverage(query, self.topic_tokens[ti], best),
@@ -445,8 +448,8 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             # The question asks about a year the leading fact is not about ("dragon boat festival 2028").
             "other_year": float(year_mismatch([self.doc_years[best]], years(query.text))[0]),
             # "How long ..." answered by facts that state no length of time answers something else.
-            "no_duration": float(any(i.name == "duration" for i in query.intents) and not any(
-                self.has_duration[i] for i in (best, *support))),
+            "no_duration": float(asks_length and not any(
+                self.has_duration[i] for i in (best, *support) if self.doc_topic[i] == ti)),
             # "How much is the fee / deposit" answered by facts of its topic that state no sum of money either.
             "no_amount": float(any(has_cue(query.text, cue) for cue in self.lexicon.amount_cues) and not any(
                 priced[i] for i in (best, *support) if self.doc_topic[i] == ti)),

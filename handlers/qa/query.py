@@ -3,6 +3,7 @@ out, compounds joined, synonyms expanded, the topics it names, its intents and t
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -101,6 +102,10 @@ class Query:
 class QueryAnalysis:
     """The question side of :class:`~handlers.qa.index.QAIndex` (a mixin: it reads the index's tables)."""
 
+    @functools.cached_property
+    def _stopword_stems(self) -> frozenset[str]:
+        return frozenset(self.analyzer.stem(w) for w in self.analyzer.stopwords if w.isascii())
+
     def _correct(self, word: str) -> tuple[str, float] | None:
         """The vocabulary word a typo most likely meant, with similarity in [0, 1]."""
         n = len(word)
@@ -179,8 +184,9 @@ class QueryAnalysis:
             fuzzy: tuple[str, float] | None = None
             # Only words of six letters or more: one edit in a shorter word is as likely another
             # English word ("lunch", not "launch") as a typo.
+            # Nor a form of a stopword ("looking" is not a typo of "blocking").
             if (token not in self.vocab and len(unit) == 1 and w.isascii() and w.isalpha() and len(w) >= 6
-                    and w not in an.stopwords):
+                    and w not in an.stopwords and token not in self._stopword_stems):
                 fuzzy = self._correct(w)
                 if fuzzy and fuzzy[0] in an.stopwords:
                     if OSA.distance(w, fuzzy[0]) <= 1:

@@ -111,3 +111,11 @@ async def test_how_long_something_is_valid_needs_a_length_of_its_own_topic(desk:
     """The ICP licence facts state no validity; a trademark's ten years (another topic) does not answer it."""
     reply = await ask(desk, "How long is a commercial ICP licence valid before we have to renew it?")
     assert reply.kind == "no_answer", reply.text
+
+
+async def test_chat_words_the_packs_never_use_count_half_in_chinese(desk: Desk) -> None:
+    """"我们做女装想在上面投" is the asker's situation: the share of women among 小红薯 users is asked."""
+    reply = await ask(desk, "小红薯上女生占比大概多少？我们做女装想在上面投")
+    assert reply.kind == "answer" and reply.topic == "xiaohongshu" and "70%" in reply.text, reply.text
+    # ...but a Chinese question about something the packs lack is still not answered.
+    assert (await ask(desk, "中国签证要多久能办下来？")).kind == "no_answer"

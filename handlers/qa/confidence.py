@@ -15,7 +15,7 @@ import itertools
 import math
 from typing import TYPE_CHECKING
 
-from handlers.qa.text import has_cue
+from handlers.qa.text import has_cjk, has_cue
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 ANSWER_BAR = 0.75
 WATCH_BAR = 0.9
 INTENT_ONLY_CONFIDENCE = 0.9  # see QAIndex.intent_match
+UNSEEN_CJK_WEIGHT = 0.5  # see ConfidenceFeatures.unmatched
 EVIDENCE_SCALE = 4.0  # IDF mass at which matched evidence counts as 63% "strong"
 # A word of the question that the named topic's own checklist uses ("appoint" in "Appoint a PI protection
 # officer") is the topic's language, not a sign of another subject: it counts this far as accounted for.
@@ -157,7 +158,10 @@ class ConfidenceFeatures:
                     or any(self.intent_docs[name][doc] for name in c.intents)):
                 continue
             if _credit(c, tokens, steps) <= 0:
-                worst = max(worst, c.idf)
+                # A Chinese word the packs never use is as often chat ("女装", "拿", "就算") as a subject
+                # of its own: half as telling as an English one.
+                unseen_cjk = c.idf >= self.max_idf and has_cjk(c.primary)
+                worst = max(worst, c.idf * (UNSEEN_CJK_WEIGHT if unseen_cjk else 1.0))
         return worst / self.max_idf
 
     def evidence(self, query: Query, tokens: frozenset[str], steps: frozenset[str] = frozenset()) -> float:

@@ -131,6 +131,15 @@ async def test_a_follow_up_of_form_alone_gets_the_section_it_asks(threaded: Desk
     assert lead.section == section, (lead.section, reply.summary)
 
 
+async def test_a_statement_naming_a_topic_opens_the_conversation_about_it(threaded: Desk) -> None:
+    """"We're scoping the generative AI filing" asks nothing, but says what the thread is about (its name
+    holds the AI sector's too): the next question follows it."""
+    first = await turn(threaded, "We're scoping the generative AI filing for our customer-service assistant")
+    assert first.topic == "generative-ai", first.text
+    reply = await turn(threaded, "what are the core documents we'd have to hand in?")
+    assert reply.kind == "answer" and reply.topic == "generative-ai" and "security assessment" in reply.text
+
+
 async def test_context_is_per_conversation_and_expires(threaded: Desk) -> None:
     await turn(threaded, "tell me about xiaohongshu", thread="A")
     assert (await turn(threaded, "how many users does it have?", thread="A")).topic == "xiaohongshu"
@@ -166,6 +175,8 @@ async def test_a_deadline_follow_up_counts_from_the_new_date(threaded: Desk) -> 
     ("icp备案上个月15号批下来了，公安联网备案最晚哪天要弄完？", "icp-beian from 2026-11-15"),
     ("face data crossed 100,000 people on the 20th of last month, what's our FRT filing deadline?",
      "facial-recognition from 2026-11-20"),
+    ("our personalised recommendation feed went live this Monday, last day for the algorithm filing?",
+     "algorithm-filing from 2026-11-30"),
     # Names no filing: the deadline rule it asks about is the E-Commerce Law's refund of a returned order.
     ("a seven-day no-reason return reached our warehouse last Thursday, by when must we refund?",
      "ecommerce-law from 2026-11-26"),

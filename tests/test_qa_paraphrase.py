@@ -119,3 +119,18 @@ async def test_chat_words_the_packs_never_use_count_half_in_chinese(desk: Desk) 
     assert reply.kind == "answer" and reply.topic == "xiaohongshu" and "70%" in reply.text, reply.text
     # ...but a Chinese question about something the packs lack is still not answered.
     assert (await ask(desk, "中国签证要多久能办下来？")).kind == "no_answer"
+
+
+async def test_a_listing_abroad_is_about_chinas_rule_and_invest_is_invest(desk: Desk) -> None:
+    reply = await ask(desk, "We're weighing a New York IPO for our China platform business. Above what user count "
+                            "does a cybersecurity review become compulsory before listing abroad?")
+    assert reply.kind == "answer" and "1 million" in reply.text, reply.text
+    reply = await ask(desk, "阿斯利康说要在中国投多少钱？")
+    assert reply.kind == "answer" and "1000亿" in reply.text, reply.text
+
+
+def test_this_weekday_is_this_weeks_and_this_past_is_the_last_one() -> None:
+    wednesday = dt.datetime(2026, 12, 2, 17, 0)
+    assert find_date("went live this Monday", wednesday) == dt.date(2026, 11, 30)
+    assert find_date("it launched this past Wednesday", wednesday) == dt.date(2026, 11, 25)
+    assert find_date("上个月二十号", wednesday) == dt.date(2026, 11, 20)

@@ -43,7 +43,7 @@ DATE_SPAN = re.compile(
         rf"\b{_DAY}\s+(?:of\s+)?{_MONTH}(?:,?\s+\d{{4}})?\b",  # 20 sept 2025, 3rd of March
         rf"\b{_MONTH}\s+{_DAY}(?:,?\s+\d{{4}})?\b",  # Sept 20, March 3rd, 2026
         r"\b(?:the\s+day\s+before\s+yesterday|yesterday|today)\b",
-        rf"\b(?:last|this\s+past|on)\s+{_WEEKDAY}\b",  # last Monday
+        rf"\b(?:last|this\s+past|this|on)\s+{_WEEKDAY}\b",  # last Monday, this Monday
         r"\b(?:\d+|an?|one|two|three|four|five|six|seven|eight|nine|ten)\s+(?:days?|weeks?|months?)\s+ago\b",
         r"前天|昨天|今天",
         r"上(?:个)?(?:周|星期|礼拜)[一二三四五六日天]",  # 上周一
@@ -88,6 +88,10 @@ _DAY_OF_MONTH = re.compile(rf"(?:the\s+)?(\d{{1,2}})(?:st|nd|rd|th)?\s+of\s+(las
                            rf"|(上个?月|本月|这个?月)([\d{_CN_NUM}]{{1,3}})[日号]", re.IGNORECASE)
 
 
+_THIS_WEEKDAY = re.compile(rf"this (past )?({_WEEKDAY})", re.IGNORECASE)
+_WEEKDAY_INDEX = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
+
+
 def _day_of_month(span: str, today: dt.date) -> dt.date | None:
     """"the 20th of last month", "上个月15号": a day of this month or the one before (dateparser reads neither)."""
     match = _DAY_OF_MONTH.fullmatch(re.sub(r"\s+", "" if has_han(span) else " ", span.strip()))
@@ -118,6 +122,13 @@ def read_date(span: str, local_now: dt.datetime) -> dt.date | None:
     of_month = _day_of_month(span, local_now.date())
     if of_month is not None:
         return of_month
+    this_week = _THIS_WEEKDAY.fullmatch(re.sub(r"\s+", " ", span.strip()))
+    if this_week:
+        today, wanted = local_now.date(), _WEEKDAY_INDEX[this_week[2][:3].casefold()]
+        if this_week[1]:  # "this past Friday": the last Friday before today
+            return today - dt.timedelta(days=(today.weekday() - wanted - 1) % 7 + 1)
+        # "this Monday" is the Monday of this week (Monday first), whether it has passed or not.
+        return today + dt.timedelta(days=wanted - today.weekday())
     last_week = re.fullmatch(r"上个?(?:周|星期|礼拜)(.)", re.sub(r"\s+", "", span))
     if last_week and last_week[1] in _CN_WEEKDAY:
         # 上周一 is the Monday of last week (the calendar week before this one), never this week's Monday:

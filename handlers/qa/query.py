@@ -288,6 +288,10 @@ class QueryAnalysis:
             for c in concepts:
                 if c.primary in cue_tokens:
                     c.intents.add(intent.name)
+        if any(i.name in ("duration", "date") for i in intents):
+            # "How long after grading do we have to file?": "do we have to" is the modal of a question about
+            # time, not one about whether the duty applies.
+            intents = [i for i in intents if i.name != "applies"]
         first = folded.split()[0] if folded.split() else ""
         asks = bool(QUESTION_MARK.search(folded)) or bool(intents) or first in self.lexicon.question_cues
         return Query(text=folded, words=[w for u in an.units(text) for w in u], concepts=concepts,

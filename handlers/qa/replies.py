@@ -160,12 +160,22 @@ def _clear_topic(match: Match | None) -> tuple[Topic | None, bool]:
     that topic leads. The point is missing when a distinctive word of the question appears nowhere in
     the topic ("advertising" for Douyin); otherwise the topic has it somewhere but not clearly one fact.
     """
-    if match is None or not match.docs or len(match.query.named) != 1 or match.features.get("elsewhere"):
+    if match is None or not match.docs or not _names_one_topic(match) or match.features.get("elsewhere"):
         return None, False
     topic = match.docs[0].topic
     if match.features.get("names_topic", 0.0) < 1.0:
         return None, False
     return topic, _point_missing(match)
+
+
+def _names_one_topic(match: Match) -> bool:
+    """The question names one topic, or one whose name holds the others' ("the generative AI filing" also
+    says "AI", the sector's name)."""
+    hits = match.query.name_hits
+    if len(match.query.named) <= 1:
+        return len(match.query.named) == 1
+    names = [n for ti in match.query.named for n in hits.get(ti, ())]
+    return any(all(any(other in n for n in hits.get(ti, ())) for other in names) for ti in match.query.named)
 
 
 def _point_missing(match: Match | None) -> bool:
@@ -315,7 +325,10 @@ async def _deadline(desk: Desk, request: Request, question: str, match: Match, c
                 break
     ask = deadline_question(
         question, named=named, context_filing=context_filing,
-        follows_deadline=context is not None and context.filing is not None and not explicit,
+        # After a computed deadline, or an answer about the filing's deadline rule ("how long after grading
+        # do we have to file?"), "and if we graded it on 1 March?" asks for the date.
+        follows_deadline=(context is not None and not explicit
+                          and (context.filing is not None or context.section == "deadline")),
         cues=index.lexicon.deadline_cues, local_now=request.local_now(),
     )
     if ask is None:

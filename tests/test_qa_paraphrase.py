@@ -134,3 +134,11 @@ def test_this_weekday_is_this_weeks_and_this_past_is_the_last_one() -> None:
     assert find_date("went live this Monday", wednesday) == dt.date(2026, 11, 30)
     assert find_date("it launched this past Wednesday", wednesday) == dt.date(2026, 11, 25)
     assert find_date("上个月二十号", wednesday) == dt.date(2026, 11, 20)
+
+
+async def test_how_many_needs_a_number(desk: Desk) -> None:
+    """No Weibo fact says how many followers make a "big V": the count asked is not answered by the badge."""
+    reply = await ask(desk, "How many followers does an account need before it counts as a Weibo big V?")
+    assert reply.kind == "no_answer", reply.text
+    reply = await ask(desk, "how many monthly users does xiaohongshu have?")
+    assert reply.kind == "answer" and "300 million" in reply.text, reply.text

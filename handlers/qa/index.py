@@ -57,6 +57,10 @@ RESIDUAL_WEIGHT = 1.0  # extra fact-level weight of the question's words that ar
 RESIDUAL_OUTSIDE = 0.5  # ...for facts of other topics (the name may be an alias of a broader topic)
 # A length of time asked for, whichever intent claimed the words ("how long is the licence valid" is "next").
 LENGTH_ASKED = re.compile(r"\bhow long\b|多久|多长时间|几年|多少年")
+# A count asked for, and a number stated (digits, or English number words: "valid for three years").
+COUNT_ASKED = re.compile(r"\bhow many\b|多少(?!钱)|(?<!哪)几(?:个|家|位|款|次|万|千)")  # 哪几个: "which", not a count
+NUMBER = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
+                    r"hundred|thousand|million|billion|dozen|half)\b", re.IGNORECASE)
 # Chinese nouns after a place that make it say who is asking ("英国公司", "英国总部").
 IDENTITY_ZH = "公司|总部|企业|品牌|母公司|子公司|分公司|工厂|团队|办公室|集团|客户|员工"
 # A time limit stated in a fact ("within 10 working days", "10个工作日内"): it answers "how long / how soon".
@@ -157,6 +161,8 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         self.doc_years = [years(f"{d.fact.text} {d.fact.text_zh or ''}") for d in self.docs]
         self.has_duration = [bool(DURATION.search(f"{d.fact.text} {d.fact.text_zh or ''}")) for d in self.docs]
         self.has_amount = [bool(AMOUNT.search(f"{d.fact.text} {d.fact.text_zh or ''}")) for d in self.docs]
+        self.has_number = [bool(NUMBER.search(d.fact.text) or re.search(r"\d", d.fact.text_zh or ""))
+                           for d in self.docs]
         # A fine is not what something costs: penalty facts answer "how much" only when a fine is asked about.
         self.has_price = [a and d.section != "penalties" for a, d in zip(self.has_amount, self.docs, strict=True)]
         # Facts are stored topic by topic: where each topic's facts start (every topic has a summary).
@@ -451,8 +457,11 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             "no_duration": float(asks_length and not any(
                 self.has_duration[i] for i in (best, *support) if self.doc_topic[i] == ti)),
             # "How much is the fee / deposit" answered by facts of its topic that state no sum of money either.
-            "no_amount": float(any(has_cue(query.text, cue) for cue in self.lexicon.amount_cues) and not any(
-                priced[i] for i in (best, *support) if self.doc_topic[i] == ti)),
+            # ...and "how many followers does a big V need" by facts of its topic that state no number at all.
+            "no_amount": float((any(has_cue(query.text, cue) for cue in self.lexicon.amount_cues) and not any(
+                priced[i] for i in (best, *support) if self.doc_topic[i] == ti)) or (
+                COUNT_ASKED.search(query.text) is not None and not any(
+                    self.has_number[i] for i in (best, *support) if self.doc_topic[i] == ti))),
             # The question uses the packs' own domain language: names a topic, or uses a word of a
             # synonym group or a domain term. Everyday questions ("is the stock market open today")
             # can touch pack words by accident, but rarely this vocabulary.

@@ -142,3 +142,9 @@ async def test_how_many_needs_a_number(desk: Desk) -> None:
     assert reply.kind == "no_answer", reply.text
     reply = await ask(desk, "how many monthly users does xiaohongshu have?")
     assert reply.kind == "answer" and "300 million" in reply.text, reply.text
+
+
+async def test_a_claim_told_under_two_topics_is_not_a_rival_to_itself(desk: Desk) -> None:
+    """The whisky tariff cut is told under food and drink and under UK-China trade: either answers it."""
+    reply = await ask(desk, "What's China's import tariff on Scotch whisky now, after the PM's visit in January?")
+    assert reply.kind == "answer" and "5%" in reply.text, reply.text

@@ -30,6 +30,7 @@ ANSWER_BAR = 0.75
 WATCH_BAR = 0.9
 INTENT_ONLY_CONFIDENCE = 0.9  # see QAIndex.intent_match
 UNSEEN_CJK_WEIGHT = 0.5  # see ConfidenceFeatures.unmatched
+SAME_CLAIM_SHARE = 0.4  # see ConfidenceFeatures.same_claim
 # Measures a country takes (on Chinese goods, firms or apps): with one of these, a place beside China is the actor.
 FOREIGN_MEASURES = ("tariff", "tariffs", "duty", "duties", "sanction", "sanctions", "ban", "bans", "banned", "quota",
                     "quotas", "export control", "export controls",
@@ -145,14 +146,35 @@ class ConfidenceFeatures:
         pairs = list(itertools.pairwise(primaries))
         return sum(p in self.pairs for p in pairs) / len(pairs) if pairs else 1.0
 
-    def margin(self, scores: np.ndarray, ti: int, top: float) -> float:
+    def margin(self, scores: np.ndarray, ti: int, top: float, best: int | None = None) -> float:
         """How clearly the best topic wins: 1 minus the runner-up topic's best score over the best one.
-        A question about something the packs do not cover matches generic words of many topics alike."""
+        A question about something the packs do not cover matches generic words of many topics alike.
+        A runner-up whose best fact makes the same claim as ``best`` (the whisky tariff cut, told under
+        food and drink and under UK-China trade) is no rival: either answer is the answer."""
         import numpy as np  # here: importing this module (the answer bars) must not load numpy
 
         per_topic = np.maximum.reduceat(scores, self.topic_starts)
         per_topic[ti] = 0.0
+        if best is not None:
+            for _ in range(3):
+                rival = int(np.argmax(per_topic))
+                if per_topic[rival] <= 0:
+                    break
+                ends = self.topic_starts[rival + 1] if rival + 1 < len(self.topic_starts) else len(scores)
+                rival_best = int(self.topic_starts[rival] + np.argmax(scores[self.topic_starts[rival]:ends]))
+                if not self.same_claim(best, rival_best):
+                    break
+                per_topic[rival] = 0.0
         return float(max(0.0, 1.0 - per_topic.max() / top)) if len(per_topic) > 1 else 1.0
+
+    def same_claim(self, a: int, b: int) -> bool:
+        """Two facts state the same figures (at least one) and share most of their words."""
+        figures_a = {t for t in self.doc_tokens[a] if any(ch.isdigit() for ch in t)}
+        figures_b = {t for t in self.doc_tokens[b] if any(ch.isdigit() for ch in t)}
+        if not figures_a or not figures_a <= figures_b | {t for t in figures_a if len(t) == 4}:  # years aside
+            return False
+        shared = len(self.doc_tokens[a] & self.doc_tokens[b])
+        return shared >= SAME_CLAIM_SHARE * min(len(self.doc_tokens[a]), len(self.doc_tokens[b]))
 
     def unmatched(self, query: Query, tokens: frozenset[str], doc: int, steps: frozenset[str] = frozenset()) -> float:
         """How distinctive the most distinctive word is that the answer does not account for at all

@@ -481,7 +481,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             "cohesion": self.cohesion(query),
             "unmatched": self.unmatched(query, answer_tokens, best, steps),
             # In a follow-up the conversation says which topic: how clearly it beats the others says nothing.
-            "margin": 1.0 if assumed and ti in query.named else self.margin(scores, ti, top),
+            "margin": 1.0 if assumed and ti in query.named else self.margin(scores, ti, top, best),
             "concepts": float(len(query.concepts)),
         }
         confidence = calibrated(features)

@@ -148,3 +148,11 @@ async def test_a_claim_told_under_two_topics_is_not_a_rival_to_itself(desk: Desk
     """The whisky tariff cut is told under food and drink and under UK-China trade: either answers it."""
     reply = await ask(desk, "What's China's import tariff on Scotch whisky now, after the PM's visit in January?")
     assert reply.kind == "answer" and "5%" in reply.text, reply.text
+
+
+async def test_what_is_frames_a_more_specific_question(desk: Desk) -> None:
+    """"…两份材料是什么" asks for the documents, not a definition; 谁排第一 asks who leads."""
+    reply = await ask(desk, "<@U02ABCDEF> 标准合同备案最核心的两份材料是什么？")
+    assert reply.kind == "answer" and "个人信息保护影响评估报告" in reply.summary, reply.summary
+    reply = await ask(desk, "今年以旧换新国补中央一共拿了多少钱出来？")
+    assert reply.kind == "answer" and reply.topic == "consumer-goods", reply.text

@@ -288,6 +288,10 @@ class QueryAnalysis:
             for c in concepts:
                 if c.primary in cue_tokens:
                     c.intents.add(intent.name)
+        if len(intents) > 1 and any(i.name == "definition" for i in intents):
+            # "What's the fine for X", "最核心的两份材料是什么": "what is" is only the question's frame when
+            # something more specific is asked.
+            intents = [i for i in intents if i.name != "definition"]
         if any(i.name in ("duration", "date") for i in intents):
             # "How long after grading do we have to file?": "do we have to" is the modal of a question about
             # time, not one about whether the duty applies.

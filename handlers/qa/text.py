@@ -43,6 +43,8 @@ _WORD = re.compile(rf"[{_CJK}]+|[a-z0-9]+(?:[-.'’&][a-z0-9]+)*")
 # "how many" or "which year" is in English, not a word of what is asked about.
 _ZH_QUESTION_FORM = re.compile("^(?:几|哪|多少|什么|怎么|怎样|如何|多久|多长|为什么|为何|是否)")
 QUESTION_MARK = re.compile(r"[?？]")
+# A small count and its measure word ("两份", "两项", "三个"): how a sentence counts things, not what they are.
+_ZH_COUNT = re.compile("^[一二两三四五六七八九十]{1,2}[个份项条种类款位次件]$")
 
 # ------------------------------------------------------------------------------------------ analysis
 
@@ -247,7 +249,7 @@ class Analyzer:
     def keep(self, word: str) -> bool:
         if word in self.stopwords:
             return False
-        if _ZH_QUESTION_FORM.match(word) and word not in self.cjk_members:
+        if (_ZH_QUESTION_FORM.match(word) or _ZH_COUNT.match(word)) and word not in self.cjk_members:
             return False
         return not (len(word) == 1 and word.isascii() and not word.isdigit())
 

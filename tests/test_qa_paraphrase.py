@@ -154,5 +154,5 @@ async def test_what_is_frames_a_more_specific_question(desk: Desk) -> None:
     """"…两份材料是什么" asks for the documents, not a definition; 谁排第一 asks who leads."""
     reply = await ask(desk, "<@U02ABCDEF> 标准合同备案最核心的两份材料是什么？")
     assert reply.kind == "answer" and "个人信息保护影响评估报告" in reply.summary, reply.summary
-    reply = await ask(desk, "今年以旧换新国补中央一共拿了多少钱出来？")
-    assert reply.kind == "answer" and reply.topic == "consumer-goods", reply.text
+    reply = await ask(desk, "去年国内手机出货量谁排第一啊？")
+    assert reply.kind == "answer" and "华为" in reply.summary, reply.summary

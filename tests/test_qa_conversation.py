@@ -140,6 +140,16 @@ async def test_a_statement_naming_a_topic_opens_the_conversation_about_it(thread
     assert reply.kind == "answer" and reply.topic == "generative-ai" and "security assessment" in reply.text
 
 
+async def test_a_follow_up_naming_the_wrong_body_gets_the_right_one(threaded: Desk) -> None:
+    """"Do we file it with the CAC?" in an MLPS thread: the MLPS authority fact (public security) answers it."""
+    await turn(threaded, "What's MLPS?")
+    reply = await turn(threaded, "@Sam do we file it with the CAC or someone else?")
+    assert reply.kind == "answer" and reply.topic == "mlps" and "public security" in reply.text.casefold(), reply.text
+    await turn(threaded, "平台涉税信息报送规定是怎么回事？", thread="TAX")
+    reply = await turn(threaded, "没按时报送会怎样？", thread="TAX")
+    assert reply.kind == "answer" and reply.topic == "ecommerce-law" and "责令改正" in reply.summary, reply.summary
+
+
 async def test_context_is_per_conversation_and_expires(threaded: Desk) -> None:
     await turn(threaded, "tell me about xiaohongshu", thread="A")
     assert (await turn(threaded, "how many users does it have?", thread="A")).topic == "xiaohongshu"

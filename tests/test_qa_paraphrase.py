@@ -156,3 +156,10 @@ async def test_what_is_frames_a_more_specific_question(desk: Desk) -> None:
     assert reply.kind == "answer" and "个人信息保护影响评估报告" in reply.summary, reply.summary
     reply = await ask(desk, "去年国内手机出货量谁排第一啊？")
     assert reply.kind == "answer" and "华为" in reply.summary, reply.summary
+
+
+async def test_a_fee_needs_a_sum_paid_not_any_sum(desk: Desk) -> None:
+    """Douyin's GMV is a sum, not what a livestream slot costs; "618卖了多少钱" asks for sales, so it is one."""
+    assert (await ask(desk, "抖音达人直播带货的坑位费一般多少钱？")).kind == "no_answer"
+    reply = await ask(desk, "去年618各平台加起来一共卖了多少钱，有数吗？")
+    assert reply.kind == "answer" and reply.topic == "618", reply.text

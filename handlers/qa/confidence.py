@@ -189,7 +189,8 @@ class ConfidenceFeatures:
             if _credit(c, tokens, steps) <= 0:
                 # A Chinese word the packs never use is as often chat ("女装", "拿", "就算") as a subject
                 # of its own: half as telling as an English one.
-                unseen_cjk = c.idf >= self.max_idf and has_cjk(c.primary)
+                # (Not a fee, tax, rate or price: "坑位费" is what is asked.)
+                unseen_cjk = c.idf >= self.max_idf and has_cjk(c.primary) and c.primary[-1] not in "费税率价金"
                 worst = max(worst, c.idf * (UNSEEN_CJK_WEIGHT if unseen_cjk else 1.0))
         return worst / self.max_idf
 

@@ -57,6 +57,13 @@ RESIDUAL_WEIGHT = 1.0  # extra fact-level weight of the question's words that ar
 RESIDUAL_OUTSIDE = 0.5  # ...for facts of other topics (the name may be an alias of a broader topic)
 # A length of time asked for, whichever intent claimed the words ("how long is the licence valid" is "next").
 LENGTH_ASKED = re.compile(r"\bhow long\b|多久|多长时间|几年|多少年")
+# Words of paying: a sum near them is a price, a fee, a tax, a budget.
+PAYING = re.compile(r"\b(?:fees?|costs?|costing|price[sd]?|pricing|charges?|charged|deposits?|tariffs?|tax(?:es)?|"
+                    r"dut(?:y|ies)|free|pay(?:s|ing|ment)?|paid|spend(?:s|ing)?|spent|budget|subsid\w*|invest\w*|"
+                    r"purchases?|allowance|fund(?:s|ing|ed)?|grant|worth|capital)\b|费|价|税|付|补贴|投资|资金|保证金|押金|额度",
+                    re.IGNORECASE)
+SALES_ASKED = re.compile(r"\b(?:sell|sold|sales|gmv|revenue|turnover|spent|spend)\b|卖|销售|销量|成交|营收|收入|交易额",
+                         re.IGNORECASE)
 # A count asked for, and a number stated (digits, or English number words: "valid for three years").
 COUNT_ASKED = re.compile(r"\bhow many\b|多少(?!钱)|(?<!哪)几(?:个|家|位|款|次|万|千)")  # 哪几个: "which", not a count
 NUMBER = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
@@ -164,7 +171,10 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         self.has_number = [bool(NUMBER.search(d.fact.text) or re.search(r"\d", d.fact.text_zh or ""))
                            for d in self.docs]
         # A fine is not what something costs: penalty facts answer "how much" only when a fine is asked about.
-        self.has_price = [a and d.section != "penalties" for a, d in zip(self.has_amount, self.docs, strict=True)]
+        # ...and a sum is a price only when the fact speaks of paying (a GMV or a market size is not what a
+        # slot fee costs).
+        self.has_price = [a and d.section != "penalties" and PAYING.search(f"{d.fact.text} {d.fact.text_zh or ''}")
+                          is not None for a, d in zip(self.has_amount, self.docs, strict=True)]
         # Facts are stored topic by topic: where each topic's facts start (every topic has a summary).
         self.topic_starts = np.searchsorted(self.doc_topic, np.arange(len(topics))).astype(np.intp)
         self.name_tokens = [frozenset(n) for n in names]
@@ -443,7 +453,9 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         steps = self.step_tokens[ti] if ti in query.named else frozenset()
         named_tokens = frozenset().union(*(self.name_tokens[t] for t in query.named))  # "618" is a name
         asks_length = any(i.name == "duration" for i in query.intents) or LENGTH_ASKED.search(query.text) is not None
-        priced = self.has_amount if any(i.name == "penalty" for i in query.intents) else self.has_price
+        # A fine or a turnover asked ("how much was Didi fined", "618卖了多少钱") is any sum; a fee or cost, a price.
+        priced = (self.has_amount if any(i.name == "penalty" for i in query.intents) or SALES_ASKED.search(query.text)
+                  else self.has_price)
         features = {
             "topic_coverage": self.coverage(query, self.topic_tokens[ti], best),
             "fact_coverage": self.coverage(query, self.doc_tokens[best], best, steps),

@@ -287,15 +287,26 @@ def _follow_up(index: QAIndex, question: str, context: Context | None) -> Match:
         # thread elsewhere. Its best fact here is not what was asked either (the other topic's fitted
         # better), so: "I cover <the thread's topic>, but not this point", with its card.
         within = index.match(question, assume=(ti,), only_assumed=True)
-        lead = within.ids[0] if within.ids else None
-        asked = [i.name for i in followed.query.intents if i.name in FORM_INTENTS]
-        if lead is not None and any(index.intent_docs[name][lead] for name in asked):
+        if _of_kind_asked(index, within):
             # Unless it asks a kind of thing ("who has to file, us or the vendor?") and the topic's best fact
             # for it is of that kind: that is the thread's answer, as sure as a question of form alone.
             return dataclasses.replace(within, confidence=max(within.confidence, INTENT_ONLY_CONFIDENCE))
         return dataclasses.replace(within, confidence=min(within.confidence, ELSEWHERE_IN_THREAD))
     same_topic = bool(match.docs) and match.docs[0].topic.id == context.topic
-    return match if same_topic and match.confidence > followed.confidence else followed
+    best = match if same_topic and match.confidence > followed.confidence else followed
+    if best.confidence < ANSWER_BAR and best.docs and best.docs[0].topic.id == context.topic and _of_kind_asked(
+            index, best):
+        # "do we file it with the CAC or someone else?": the thread topic's fact of the kind asked (its
+        # authority) answers it, though it names another body.
+        return dataclasses.replace(best, confidence=INTENT_ONLY_CONFIDENCE)
+    return best
+
+
+def _of_kind_asked(index: QAIndex, match: Match) -> bool:
+    """The match's leading fact is of a kind the question's form asks for (who, how long, documents...)."""
+    lead = match.ids[0] if match.ids else None
+    asked = [i.name for i in match.query.intents if i.name in FORM_INTENTS]
+    return lead is not None and any(index.intent_docs[name][lead] for name in asked)
 
 
 async def _deadline(desk: Desk, request: Request, question: str, match: Match, context: Context | None) -> Reply | None:

@@ -339,6 +339,16 @@ async def test_the_tuning_batch_meets_its_bars(desk: Desk) -> None:
     assert asked > 100 and differ == [], differ[:5]
 
 
+@pytest.mark.parametrize("name", ["qa_tuning_j.yaml", "qa_tuning_n.yaml"])
+async def test_the_follow_up_batches_keep_their_figures(desk: Desk, name: str) -> None:
+    """Batches J (follow-ups and Chinese) and N (36 conversations) as tuned: no wrong answer, every near miss
+    abstained, follow-ups at 90 % or more (a regression guard; their first scores are in their headers)."""
+    questions = qa.read_question_set(Path(__file__).parent / name)
+    report = await qa.evaluate(desk, questions.items, now=questions.now)
+    assert report.wrong_answers == [] and report.abstention == 1.0, report.render()
+    assert report._rate(report.follow_ups) >= 0.9, report.render()
+
+
 @pytest.mark.parametrize(("yaml", "message"), [
     ("answerable: [{q: x, regex: [y]}]", "unknown key"),
     ("surprise: 1", "unknown key"),

@@ -39,6 +39,7 @@ ELSEWHERE_IN_THREAD = 0.3
 # Intents that are a question's form (who, how long, what documents), not its subject: a follow-up asking one
 # of these is answered by the thread topic's fact of that kind. Subject intents ("open a store", "audience")
 # are what the question is about, and another topic fitting them better means this topic lacks the point.
+KIND_ASKED_COVERAGE = 0.4  # ...when at least this share of its words (by IDF) are the topic's own
 FORM_INTENTS = frozenset({"who", "recipient", "applies", "duration", "date", "documents", "penalty", "next",
                           "frequency", "trigger", "threshold", "where", "retention", "audience", "users", "size"})
 
@@ -249,13 +250,15 @@ def _cite(sources: SourceList, fact: Any, topic: Topic, language: Language) -> s
     return f"{head}{t('status.' + fact.status, language)} [{number}"
 
 
-def _follow_up(index: QAIndex, question: str, context: Context | None) -> Match:
+def _follow_up(index: QAIndex, question: str, context: Context | None, *, addressed: bool = True) -> Match:
     """The best match for a question, using the conversation's context when the question leans on it.
 
     A question that names a topic is matched as it stands (another topic wins over the context); if it
     states no intent, the section the conversation was about stands in for one ("and kuaishou?"). A
     question that names no topic is matched as if it named the context's topic ("who do we file it
     with?", "who issues the licences?" after export controls) and is never answered from another topic.
+    ``addressed``: the message is to the bot (a mention, a DM, the CLI), not a watched thread's chatter, where
+    a question of a kind ("who's going to the meeting?") is more often between people.
     """
     match = index.match(question)
     if context is None or context.topic not in index.topic_ids:
@@ -287,15 +290,15 @@ def _follow_up(index: QAIndex, question: str, context: Context | None) -> Match:
         # thread elsewhere. Its best fact here is not what was asked either (the other topic's fitted
         # better), so: "I cover <the thread's topic>, but not this point", with its card.
         within = index.match(question, assume=(ti,), only_assumed=True)
-        if _of_kind_asked(index, within):
+        if addressed and _of_kind_asked(index, within):
             # Unless it asks a kind of thing ("who has to file, us or the vendor?") and the topic's best fact
             # for it is of that kind: that is the thread's answer, as sure as a question of form alone.
             return dataclasses.replace(within, confidence=max(within.confidence, INTENT_ONLY_CONFIDENCE))
         return dataclasses.replace(within, confidence=min(within.confidence, ELSEWHERE_IN_THREAD))
     same_topic = bool(match.docs) and match.docs[0].topic.id == context.topic
     best = match if same_topic and match.confidence > followed.confidence else followed
-    if best.confidence < ANSWER_BAR and best.docs and best.docs[0].topic.id == context.topic and _of_kind_asked(
-            index, best):
+    if (addressed and best.confidence < ANSWER_BAR and best.docs and best.docs[0].topic.id == context.topic
+            and _of_kind_asked(index, best)):
         # "do we file it with the CAC or someone else?": the thread topic's fact of the kind asked (its
         # authority) answers it, though it names another body.
         return dataclasses.replace(best, confidence=INTENT_ONLY_CONFIDENCE)
@@ -303,10 +306,13 @@ def _follow_up(index: QAIndex, question: str, context: Context | None) -> Match:
 
 
 def _of_kind_asked(index: QAIndex, match: Match) -> bool:
-    """The match's leading fact is of a kind the question's form asks for (who, how long, documents...)."""
+    """The match's leading fact is of a kind the question's form asks for (who, how long, documents...),
+    and the question's other words are mostly the topic's own ("the recall plan", "the CAC"), not a meeting
+    or a lunch."""
     lead = match.ids[0] if match.ids else None
     asked = [i.name for i in match.query.intents if i.name in FORM_INTENTS]
-    return lead is not None and any(index.intent_docs[name][lead] for name in asked)
+    return (lead is not None and any(index.intent_docs[name][lead] for name in asked)
+            and match.features.get("topic_coverage", 0.0) >= KIND_ASKED_COVERAGE)
 
 
 async def _deadline(desk: Desk, request: Request, question: str, match: Match, context: Context | None) -> Reply | None:
@@ -359,7 +365,7 @@ async def answer(request: Request, desk: Desk) -> Reply:
     context = await load_context(desk.store, request)
     if watch and not looks_like_question(index, question):
         return no_answer(desk, request, language=language)
-    match = _follow_up(index, question, context)
+    match = _follow_up(index, question, context, addressed=not watch)
     reply = await _deadline(desk, request, question, match, context)
     if reply is None:
         followed = context is not None and bool(match.query.named) and not index.match(question).query.named

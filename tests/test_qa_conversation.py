@@ -97,6 +97,17 @@ async def test_chatter_of_a_questions_form_in_a_thread_is_not_answered(threaded:
         assert reply.kind == "no_answer", (chatter, reply.text)
 
 
+async def test_a_date_after_a_deadline_rule_answer_is_a_deadline_only_when_asked(threaded: Desk) -> None:
+    """After "what's the MLPS filing deadline?" (the rule, no date), "and if we graded it on 1 March 2026?" to the
+    bot is that date's deadline; in a watched thread, people's plans with a date are not."""
+    first = await turn(threaded, "what's the deadline for the MLPS filing?", thread_opener=True)
+    assert first.kind == "answer" and "30 calendar days" in first.summary, first.summary
+    chatter = await turn(threaded, "and if we moved the review meeting to 1 March 2026?", mode="watch")
+    assert chatter.kind == "no_answer", chatter.text
+    reply = await turn(threaded, "and if we graded it on 1 March 2026?")
+    assert reply.kind == "deadline" and reply.deadline.due == dt.date(2026, 3, 31), reply.text
+
+
 async def test_a_follow_up_the_topic_cannot_answer_points_at_the_threads_card(threaded: Desk) -> None:
     """No fact says how often a PIPIA is redone: the reply says so about the PIPIA (its card), not the menu."""
     await turn(threaded, "hey, quick q on the PIPIA")

@@ -344,8 +344,9 @@ async def _deadline(desk: Desk, request: Request, question: str, match: Match, c
         question, named=named, context_filing=context_filing,
         # After a computed deadline, or an answer about the filing's deadline rule ("how long after grading
         # do we have to file?"), "and if we graded it on 1 March?" asks for the date.
-        follows_deadline=(context is not None and not explicit
-                          and (context.filing is not None or context.section == "deadline")),
+        # (The latter only in a message to the bot: in a watched thread a date is more often people's plans.)
+        follows_deadline=(context is not None and not explicit and (
+            context.filing is not None or (context.section == "deadline" and request.mode != "watch"))),
         cues=index.lexicon.deadline_cues, local_now=request.local_now(),
     )
     if ask is None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 from handlers import Desk, Request
-from handlers.qa.deadlines import find_date, looks_dated
+from handlers.qa.deadlines import absolute_years, find_date, looks_dated
 from handlers.qa.replies import qa_index
 
 NOW = dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.UTC)
@@ -163,3 +163,13 @@ async def test_a_fee_needs_a_sum_paid_not_any_sum(desk: Desk) -> None:
     assert (await ask(desk, "抖音达人直播带货的坑位费一般多少钱？")).kind == "no_answer"
     reply = await ask(desk, "去年618各平台加起来一共卖了多少钱，有数吗？")
     assert reply.kind == "answer" and reply.topic == "618", reply.text
+
+
+async def test_a_year_ahead_is_a_year_the_packs_must_have(desk: Desk) -> None:
+    """后年 (2028) and 2029 are years the packs have no holidays for: the 2026-27 cards do not answer them, while
+    "next year" (2027) is asked of the cards that have it."""
+    assert (await ask(desk, "后年国庆黄金周放几天假？")).kind == "no_answer"
+    assert (await ask(desk, "Our supplier's lunar new year shutdown in 2029: which date does it fall on?")).kind == \
+        "no_answer"
+    assert absolute_years("when is chinese new year next year?", 2026) == "when is chinese new year 2027?"
+    assert absolute_years("明年端午节是哪天", 2026) == "2027年端午节是哪天"

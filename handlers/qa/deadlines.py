@@ -154,6 +154,23 @@ def find_date(text: str, local_now: dt.datetime) -> dt.date | None:
     return None
 
 
+# Years ahead only: "this year" and "last year" usually mean the latest figures, which the packs may date a
+# year earlier, while a year ahead must be one the packs have (or the question is not answered).
+_RELATIVE_YEAR = re.compile(r"\b(?:(the year after next)|(next year))(?:'s)?\b|(后年)|(明年)", re.IGNORECASE)
+_YEAR_OFFSET = (2, 1, 2, 1)
+
+
+def absolute_years(text: str, this_year: int) -> str:
+    """"next year" -> "2027", 后年 -> 2028年 (against the asker's local year): the year a question means,
+    as the packs write it."""
+    def year(match: re.Match[str]) -> str:
+        n = next(i for i, g in enumerate(match.groups()) if g)
+        value = this_year + _YEAR_OFFSET[n]
+        return f"{value}年" if n >= 2 else str(value)
+
+    return _RELATIVE_YEAR.sub(year, text)
+
+
 def looks_dated(text: str) -> bool:
     """Cheap check before any parsing: does the text hold something that looks like a date?"""
     return DATE_SPAN.search(text) is not None

@@ -166,6 +166,7 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         self.may_lead = np.asarray([d.fact.status == "current" for d in self.docs], dtype=np.float32)
         self.disputed = np.asarray([d.fact.status == "disputed" for d in self.docs], dtype=np.float32)
         self.doc_years = [years(f"{d.fact.text} {d.fact.text_zh or ''}") for d in self.docs]
+        self.topic_years = [years(f"{t.title} {t.title_zh or ''}") for t in topics]
         self.has_duration = [bool(DURATION.search(f"{d.fact.text} {d.fact.text_zh or ''}")) for d in self.docs]
         self.has_amount = [bool(AMOUNT.search(f"{d.fact.text} {d.fact.text_zh or ''}")) for d in self.docs]
         self.has_number = [bool(NUMBER.search(d.fact.text) or re.search(r"\d", d.fact.text_zh or ""))
@@ -464,7 +465,8 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             # The question is about another jurisdiction that the answer's facts do not mention.
             "elsewhere": float(self._elsewhere(query, answer_tokens)),
             # The question asks about a year the leading fact is not about ("dragon boat festival 2028").
-            "other_year": float(year_mismatch([self.doc_years[best]], years(query.text))[0]),
+            # (A fact that names no year is dated by its card's title: "Chinese New Year 2026-27" is not 2029.)
+            "other_year": float(year_mismatch([self.doc_years[best] or self.topic_years[ti]], years(query.text))[0]),
             # "How long ..." answered by facts that state no length of time answers something else.
             "no_duration": float(asks_length and not any(
                 self.has_duration[i] for i in (best, *support) if self.doc_topic[i] == ti)),

@@ -17,7 +17,7 @@ from handlers.feedback import fact_ref, policy_of, record_unanswered
 from handlers.filing import deadline_reply
 from handlers.qa.confidence import ANSWER_BAR, INTENT_ONLY_CONFIDENCE, WATCH_BAR
 from handlers.qa.context import Context, load_context, next_context, save_context
-from handlers.qa.deadlines import DATE_SPAN, deadline_question, looks_dated
+from handlers.qa.deadlines import DATE_SPAN, absolute_years, deadline_question, looks_dated
 from handlers.qa.query import Query
 from handlers.qa.text import QUESTION_MARK, fold, has_cjk, has_cue, strip_chatter
 from handlers.request import Action, Language, NotAvailableError, Reply, ReplyField, Request, UsageError
@@ -361,7 +361,8 @@ async def answer(request: Request, desk: Desk) -> Reply:
     """Free text from a mention, DM, the CLI, a watched channel or a thread the bot is part of."""
     index = qa_index(desk)
     watch = request.mode == "watch"
-    question = strip_chatter(request.text)
+    # "next year", 后年: the year they mean, so that a fact about another year does not answer.
+    question = absolute_years(strip_chatter(request.text), request.today().year)
     language = request.answer_language(question)
     context = await load_context(desk.store, request)
     if watch and not looks_like_question(index, question):

@@ -31,10 +31,6 @@ WATCH_BAR = 0.9
 INTENT_ONLY_CONFIDENCE = 0.9  # see QAIndex.intent_match
 UNSEEN_CJK_WEIGHT = 0.5  # see ConfidenceFeatures.unmatched
 SAME_CLAIM_SHARE = 0.4  # see ConfidenceFeatures.same_claim
-# Measures a country takes (on Chinese goods, firms or apps): with one of these, a place beside China is the actor.
-FOREIGN_MEASURES = ("tariff", "tariffs", "duty", "duties", "sanction", "sanctions", "ban", "bans", "banned", "quota",
-                    "quotas", "export control", "export controls",
-                    "关税", "加征", "制裁", "禁令", "禁止", "配额", "反补贴")
 EVIDENCE_SCALE = 4.0  # IDF mass at which matched evidence counts as 63% "strong"
 # A word of the question that the named topic's own checklist uses ("appoint" in "Appoint a PI protection
 # officer") is the topic's language, not a sign of another subject: it counts this far as accounted for.
@@ -114,7 +110,7 @@ class ConfidenceFeatures:
             # China named too: about China ("EU tariffs on Chinese EVs", "send data from China to the UK",
             # "a New York IPO for our China business"), unless the question asks about a place's own measures
             # the answer says nothing of ("US tariffs on Chinese EVs": the answer speaks of the UK and the EU).
-            if not any(has_cue(query.text, cue) for cue in FOREIGN_MEASURES):
+            if not any(has_cue(query.text, cue) for cue in self.lexicon.foreign_measures):
                 return False
             return any(not place.identity and not place.moved and not any(
                 answer_tokens.issuperset(alt) for alt in self.elsewhere_alts[place.phrase])

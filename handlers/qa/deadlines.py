@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from content.schema import Topic
-from handlers.qa.text import fold, has_cue
-from handlers.request import has_han
+from handlers.qa.text import fold, has_cjk, has_cue
 
 _MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
           r"sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?")
@@ -94,11 +93,11 @@ _WEEKDAY_INDEX = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "s
 
 def _day_of_month(span: str, today: dt.date) -> dt.date | None:
     """"the 20th of last month", "上个月15号": a day of this month or the one before (dateparser reads neither)."""
-    match = _DAY_OF_MONTH.fullmatch(re.sub(r"\s+", "" if has_han(span) else " ", span.strip()))
+    match = _DAY_OF_MONTH.fullmatch(re.sub(r"\s+", "" if has_cjk(span) else " ", span.strip()))
     if match is None:
         return None
     day_text, which = (match[1], match[2].casefold()) if match[1] else (match[4], match[3])
-    day = int(day_text) if day_text.isdigit() else int(_chinese_number(day_text))
+    day = int(_chinese_number(day_text))
     last = which == "last" or which.startswith("上")
     year, month = (today.year, today.month - 1) if last else (today.year, today.month)
     if month == 0:
@@ -110,11 +109,11 @@ def _day_of_month(span: str, today: dt.date) -> dt.date | None:
 
 
 def _chinese_number(text: str) -> str:
-    """一 -> 1, 十五 -> 15, 二十 -> 20 (days of a month)."""
-    if len(text) == 1:
-        return _CN_DIGIT.get(text, text)
-    return str(sum(int(_CN_DIGIT[c]) for c in text if c != "十") + (10 if text.startswith("十") else 0)
-               + (int(_CN_DIGIT[text[0]]) * 10 - int(_CN_DIGIT[text[0]]) if "十" in text[1:] else 0))
+    """一 -> 1, 十 -> 10, 十五 -> 15, 二十 -> 20, 三十一 -> 31 (days of a month, counts of days and weeks)."""
+    tens, ten, ones = text.partition("十")
+    if not ten:
+        return "".join(_CN_DIGIT.get(c, c) for c in text)
+    return str(int(_CN_DIGIT[tens] if tens else "1") * 10 + int(_CN_DIGIT[ones] if ones else "0"))
 
 
 def read_date(span: str, local_now: dt.datetime) -> dt.date | None:

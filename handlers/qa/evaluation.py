@@ -25,8 +25,7 @@ from typing import Any, Literal
 from content.loader import parse_yaml
 from handlers.qa.context import MemoryContexts, has_context_store
 from handlers.qa.replies import answer_reply, qa_index
-from handlers.request import Reply, Request, has_han
-from handlers.request import written_in_chinese as asked_in_chinese
+from handlers.request import Reply, Request, has_han, written_in_chinese
 from handlers.router import Desk
 
 ACCURACY_BAR = 0.95
@@ -60,7 +59,7 @@ class EvalItem:
 
     @property
     def chinese(self) -> bool:
-        return self.lang == "zh" or asked_in_chinese(self.question)
+        return self.lang == "zh" or written_in_chinese(self.question)
 
 
 @dataclass(frozen=True)
@@ -160,7 +159,7 @@ def patterns_match(item: EvalItem, text: str) -> bool:
     return ok_any and all(re.search(p, text, flags) for p in item.all)
 
 
-def written_in_chinese(reply: Reply) -> bool:
+def reply_in_chinese(reply: Reply) -> bool:
     return reply.language == "zh" and has_han(reply.text)
 
 
@@ -353,7 +352,7 @@ async def evaluate(
         else:
             correct = reply.kind in _ANSWERED and patterns_match(item, reply.text)
             if item.lang == "zh":
-                correct = correct and written_in_chinese(reply)
+                correct = correct and reply_in_chinese(reply)
         first = next((ln for ln in reply.text.splitlines() if ln.strip()), reply.title)
         if reply.kind == "answer" and reply.summary:
             first = f"{first} | {reply.summary}"

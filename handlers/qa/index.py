@@ -68,8 +68,6 @@ SALES_ASKED = re.compile(r"\b(?:sell|sold|sales|gmv|revenue|turnover|spent|spend
 COUNT_ASKED = re.compile(r"\bhow many\b|多少(?!钱)|(?<!哪)几(?:个|家|位|款|次|万|千)")  # 哪几个: "which", not a count
 NUMBER = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
                     r"hundred|thousand|million|billion|dozen|half)\b", re.IGNORECASE)
-# Chinese nouns after a place that make it say who is asking ("英国公司", "英国总部").
-IDENTITY_ZH = "公司|总部|企业|品牌|母公司|子公司|分公司|工厂|团队|办公室|集团|客户|员工"
 # A time limit stated in a fact ("within 10 working days", "10个工作日内"): it answers "how long / how soon".
 TIME_LIMIT = re.compile(r"\bwithin\s+(?:\d+|[a-z]+)\s+(?:working\s+|business\s+|calendar\s+)?"
                         r"(?:days?|weeks?|months?|hours?)\b|\d+\s*个?(?:工作日|日|天|小时|个月)(?:内|以内)")
@@ -165,17 +163,18 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         self.doc_section = np.asarray([d.section for d in self.docs])
         self.may_lead = np.asarray([d.fact.status == "current" for d in self.docs], dtype=np.float32)
         self.disputed = np.asarray([d.fact.status == "disputed" for d in self.docs], dtype=np.float32)
-        self.doc_years = [years(f"{d.fact.text} {d.fact.text_zh or ''}") for d in self.docs]
+        bilingual = [f"{d.fact.text} {d.fact.text_zh or ''}" for d in self.docs]  # each fact in both languages
+        self.doc_years = [years(both) for both in bilingual]
         self.topic_years = [years(f"{t.title} {t.title_zh or ''}") for t in topics]
-        self.has_duration = [bool(DURATION.search(f"{d.fact.text} {d.fact.text_zh or ''}")) for d in self.docs]
-        self.has_amount = [bool(AMOUNT.search(f"{d.fact.text} {d.fact.text_zh or ''}")) for d in self.docs]
+        self.has_duration = [bool(DURATION.search(both)) for both in bilingual]
+        self.has_amount = [bool(AMOUNT.search(both)) for both in bilingual]
         self.has_number = [bool(NUMBER.search(d.fact.text) or re.search(r"\d", d.fact.text_zh or ""))
                            for d in self.docs]
         # A fine is not what something costs: penalty facts answer "how much" only when a fine is asked about.
         # ...and a sum is a price only when the fact speaks of paying (a GMV or a market size is not what a
         # slot fee costs).
-        self.has_price = [a and d.section != "penalties" and PAYING.search(f"{d.fact.text} {d.fact.text_zh or ''}")
-                          is not None for a, d in zip(self.has_amount, self.docs, strict=True)]
+        self.has_price = [a and d.section != "penalties" and PAYING.search(both) is not None
+                          for a, d, both in zip(self.has_amount, self.docs, bilingual, strict=True)]
         # Facts are stored topic by topic: where each topic's facts start (every topic has a summary).
         self.topic_starts = np.searchsorted(self.doc_topic, np.arange(len(topics))).astype(np.intp)
         self.name_tokens = [frozenset(n) for n in names]
@@ -308,14 +307,15 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
         # asking ("a UK company", "EU-based brands", "our HQ in London", "our UK plant": where the asker is).
         places = "|".join(re.escape(p) for p in sorted(lexicon.elsewhere, key=len, reverse=True))
         frames = "|".join(re.escape(f) for f in sorted(lexicon.frames, key=len, reverse=True))
-        nouns = "|".join(re.escape(n) for n in sorted(lexicon.identity, key=len, reverse=True))
+        nouns = "|".join(re.escape(n) for n in sorted(lexicon.identity, key=len, reverse=True) if not has_cjk(n))
+        nouns_zh = "|".join(re.escape(n) for n in sorted(lexicon.identity, key=len, reverse=True) if has_cjk(n))
         self._framed_re = (re.compile(rf"(?<![a-z0-9])(?:{frames})\s+(?:the\s+)?({places})(?![a-z0-9])")
                            if places and frames else None)
         self._identity_re = (re.compile(rf"(?<![a-z0-9])(?:({places})(?:-based|\s+based)?\s+(?:{nouns})"
                                         rf"|(?:{nouns})\s+(?:based\s+)?(?:in|at)\s+(?:the\s+)?({places})"
                                         # "our UK plant", "our EU customers' data": the asker's own place
                                         rf"|(?:our|my)\s+({places}))(?![a-z0-9])"
-                                        rf"|({places})的?(?:{IDENTITY_ZH})")
+                                        + (rf"|({places})的?(?:{nouns_zh})" if nouns_zh else ""))
                              if places and nouns else None)
         # A place things move to or from ("send HR data to the UK", "传到英国总部"), beside China.
         self._moved_re = (re.compile(rf"(?<![a-z0-9])(?:to|from|into|out to|with|between|and)\s+(?:the\s+|our\s+)?"
@@ -339,8 +339,8 @@ class QAIndex(QueryAnalysis, ConfidenceFeatures):
             if intent.name == "duration":
                 # "How soon must the recall plan reach the regulator?": a fact stating a time limit answers it in
                 # any section but the summary (which restates the topic's main deadline in general terms).
-                mask |= np.asarray([d.section != "summary" and TIME_LIMIT.search(f"{d.fact.text} {d.fact.text_zh}")
-                                    is not None for d in self.docs])
+                mask |= np.asarray([d.section != "summary" and TIME_LIMIT.search(both) is not None
+                                    for d, both in zip(self.docs, bilingual, strict=True)])
             self.intent_docs[intent.name] = mask
             if any_cue is not None:
                 self._intent_cues.append((intent.name, any_cue))

@@ -38,6 +38,7 @@ class Lexicon:
     china_terms: tuple[str, ...] = ()  # China's own institutions, laws, platforms and companies
     identity: tuple[str, ...] = ()  # "UK <company>": the asker's own place, not the question's
     frames: tuple[str, ...] = ()  # "<under> GDPR", "<in> the UK": the place whose rules the question asks
+    foreign_measures: tuple[str, ...] = ()  # "tariff", "制裁": with one, a place beside China is the actor
     protected: frozenset[str] = frozenset()  # never stemmed
     abbreviations: tuple[tuple[str, str], ...] = ()  # chat shorthand -> the words it stands for
     generic_names: frozenset[str] = frozenset()  # a topic's alias too generic to name it alone ("备案")
@@ -74,6 +75,7 @@ class Lexicon:
             china_terms=words(raw.get("china_terms")),
             identity=words(raw.get("identity")),
             frames=words(raw.get("frames")),
+            foreign_measures=words(raw.get("foreign_measures")),
             protected=frozenset(words(raw.get("protected"))),
             generic_names=frozenset(words(raw.get("generic_names"))),
             deadline_cues=words(deadline.get("en")) + words(deadline.get("zh")),

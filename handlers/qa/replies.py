@@ -315,12 +315,13 @@ def _of_kind_asked(index: QAIndex, match: Match) -> bool:
             and match.features.get("topic_coverage", 0.0) >= KIND_ASKED_COVERAGE)
 
 
-async def _deadline(desk: Desk, request: Request, question: str, match: Match, context: Context | None) -> Reply | None:
-    """The computed deadline when the question asks one in plain words (see :mod:`handlers.qa.deadlines`)."""
+async def _deadline(desk: Desk, request: Request, question: str, match: Match, context: Context | None,
+                    explicit: frozenset[int] | set[int]) -> Reply | None:
+    """The computed deadline when the question asks one in plain words (see :mod:`handlers.qa.deadlines`).
+    ``explicit``: the topics the question itself names (not what the context assumed)."""
     if not looks_dated(question):  # the cheap test first: most questions hold no date
         return None
     index = qa_index(desk)
-    explicit = index.analyse(question).named  # what the question itself names, not what the context assumed
     named = [index.topics[ti] for ti in sorted(explicit) if index.topics[ti].deadline is not None]
     if match.docs:  # several filings named ("备案" is also the ICP filing's alias): the one answered first leads
         named.sort(key=lambda t: t.id != match.docs[0].topic.id)
@@ -368,17 +369,19 @@ async def answer(request: Request, desk: Desk) -> Reply:
     if watch and not looks_like_question(index, question):
         return no_answer(desk, request, language=language)
     match = _follow_up(index, question, context, addressed=not watch)
-    reply = await _deadline(desk, request, question, match, context)
+    # What the question itself names (the match may have assumed the thread's topic): needed in a thread, or
+    # for a deadline in plain words.
+    explicit = index.analyse(question).named if context is not None or looks_dated(question) else set()
+    reply = await _deadline(desk, request, question, match, context, explicit)
     if reply is None:
-        followed = context is not None and bool(match.query.named) and not index.match(question).query.named
+        followed = context is not None and bool(match.query.named) and not explicit
         bar = WATCH_BAR if watch else ANSWER_BAR
         if watch and not (followed or mentions_domain(index, match.query)):
             return no_answer(desk, request, match.confidence, language=language)
         if not watch and (not match.docs or match.confidence < bar):  # not ambient messages: lexical only
             match = await _meaning(desk, question, match)
         if not match.docs or match.confidence < bar:
-            own = index.match(question).query.named if context is not None else frozenset()
-            leaned = context.topic if context is not None and not own else None
+            leaned = context.topic if context is not None and not explicit else None
             reply = no_answer(desk, request, match.confidence, match=match, language=language, thread_topic=leaned)
             closest = match.docs[0].topic.id if match.docs else None
             await record_unanswered(desk.store, request, reply, closest, policy_of(desk.settings))
